@@ -1,0 +1,1 @@
+"""clinical-peft: PEFT for clinical NLP."""
