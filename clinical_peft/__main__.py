@@ -1,0 +1,5 @@
+import sys
+
+from clinical_peft.cli import main
+
+sys.exit(main())

@@ -1,0 +1,167 @@
+"""`python -m clinical_peft STAGE -c CONFIG.yaml [--key value ...]`: one run, one run directory.
+
+Every stage runs the same way: build data and model from the config (Lightning's own CLI),
+score the untrained adapter, fit, pick the best checkpoint, score again, and write the run
+directory: config.yaml, metrics.json, checkpoints/, adapter/, tokenizer/ (see README).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+if not os.environ.get("CUDA_VISIBLE_DEVICES", "x"):  # no GPU asked for: keep DeepSpeed quiet
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+import torch  # noqa: E402
+from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
+from lightning.pytorch.cli import LightningCLI  # noqa: E402
+from lightning.pytorch.loggers import CSVLogger  # noqa: E402
+
+from clinical_peft.callbacks import AtomicCheckpointIO, Throughput  # noqa: E402
+from clinical_peft.errors import InputError  # noqa: E402
+from clinical_peft.stages.base import write_json  # noqa: E402
+
+log = logging.getLogger("clinical_peft")
+warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
+
+#: stage name -> (LightningModule, LightningDataModule), as import paths
+STAGES = {
+    "pretrain": ("clinical_peft.stages.pretrain:DomainAdaptation", "clinical_peft.data.notes:NotesDataModule"),
+}  # fmt: skip
+
+
+def _import(path: str):
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class StageCLI(LightningCLI):
+    """Lightning's CLI plus the run directory, checkpointing and the data <-> model links."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--run_dir", type=str, required=True, help="Where this run writes.")
+        parser.add_argument("--ckpt_path", type=str | None, default=None, help="Resume from this.")
+        parser.add_argument(
+            "--checkpoint_every_n_steps",
+            type=int | None,
+            default=None,
+            help="Also write checkpoints/last.ckpt every N optimizer steps (besides each epoch).",
+        )
+        # Data modules know nothing of models: the CLI hands them the model's tokenizer folder.
+        parser.link_arguments("model.base_model", "data.tokenizer")
+
+    def instantiate_trainer(self, **kwargs):
+        run_dir = Path(self.config.run_dir)
+        model = self.model
+        kwargs.update(
+            logger=CSVLogger(save_dir=run_dir, name="", version=""),
+            use_distributed_sampler=False,  # our loaders shard themselves (data/loader.py)
+        )
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        strategy = trainer_config.get("strategy")
+        if "deepspeed" not in str(type(strategy)).lower() + str(strategy).lower():
+            kwargs["plugins"] = [AtomicCheckpointIO()]
+        callbacks = [
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                filename="best",
+                monitor=model.monitor,
+                mode=model.monitor_mode,
+                save_top_k=1,
+                enable_version_counter=False,
+            ),
+            ModelCheckpoint(
+                dirpath=run_dir / "checkpoints",
+                save_last=True,
+                save_top_k=0,
+                every_n_train_steps=self.config.checkpoint_every_n_steps,
+                enable_version_counter=False,
+            ),
+            Throughput(),
+        ]
+        user_callbacks = trainer_config.get("callbacks") or []
+        kwargs["callbacks"] = list(user_callbacks) + callbacks
+        return super().instantiate_trainer(**kwargs)
+
+
+def check_checkpoint(path: str) -> None:
+    """Refuse a missing, truncated or foreign checkpoint before training starts."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(path, "checkpoint file not found") from None
+    except Exception as err:  # truncated zip, pickle garbage, ...
+        raise InputError(path, f"corrupt or truncated checkpoint ({type(err).__name__})") from None
+    if "state_dict" not in checkpoint or "loops" not in checkpoint:
+        raise InputError(path, "field 'state_dict': not a Lightning training checkpoint")
+
+
+def run_stage(stage: str, args: list[str]) -> dict:
+    model_class, data_class = (_import(p) for p in STAGES[stage])
+    cli = StageCLI(
+        model_class,
+        data_class,
+        args=args,
+        run=False,
+        seed_everything_default=0,
+        auto_configure_optimizers=False,
+        # Metric states reset inside inference mode could not be updated in training later;
+        # the sanity check is redundant since every stage evaluates before fitting.
+        trainer_defaults={"inference_mode": False, "num_sanity_val_steps": 0},  # stages build their own (trainable parameters only)
+        save_config_kwargs={"overwrite": True, "config_filename": "config.yaml"},
+        parser_kwargs={"prog": f"python -m clinical_peft {stage}"},
+    )
+    run_dir = Path(cli.config.run_dir)
+    model, data, trainer = cli.model, cli.datamodule, cli.trainer
+    ckpt_path = cli.config.ckpt_path
+    metrics_path = run_dir / "metrics.json"
+    if ckpt_path:
+        check_checkpoint(ckpt_path)
+        # A resumed run keeps what was measured before training in its first part.
+        previous = _read_metrics(metrics_path)
+        metrics = {k: v for k, v in previous.items() if k.endswith("_before")}
+    else:
+        metrics = model.evaluate_before_fit(trainer, data)
+    trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+    metrics.update(model.evaluate_after_fit(trainer, data, run_dir))
+    throughput = next(cb for cb in trainer.callbacks if isinstance(cb, Throughput))
+    metrics.update(throughput.totals(trainer))
+    metrics.update(model.parameter_counts())
+    metrics["base_fingerprint"] = model.base_fingerprint()
+    if trainer.is_global_zero:
+        model.export(run_dir)
+        data.tokenizer.save_pretrained(run_dir / "tokenizer")
+        write_json(metrics_path, metrics)
+    return metrics
+
+
+def _read_metrics(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = [*STAGES, "tiny-model", "synthetic", "report"]
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
+        print(f"usage: python -m clinical_peft {{{','.join(commands)}}} [options]", file=sys.stderr)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    command, rest = argv[0], argv[1:]
+    try:
+        if command in STAGES:
+            metrics = run_stage(command, rest)
+            summary = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
+            print(f"{command} done: {summary}")
+        else:
+            _import(f"clinical_peft.commands:{command.replace('-', '_')}")(rest)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

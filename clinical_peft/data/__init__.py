@@ -1,0 +1,1 @@
+"""Data: MIMIC-shaped files, data modules and collation."""

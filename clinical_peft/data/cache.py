@@ -1,0 +1,51 @@
+"""An on-disk cache of processed datasets, keyed by everything that changes the result."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from transformers import PreTrainedTokenizerBase
+
+
+def file_stamp(path: str | Path) -> dict:
+    """What identifies an input file's content cheaply: its path, size and modification time."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def tokenizer_stamp(tokenizer: PreTrainedTokenizerBase) -> str:
+    """A hash of the tokenizer's vocabulary, merges and special tokens."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    state = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab())
+    specials = json.dumps(
+        [tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id], default=str
+    )
+    return hashlib.sha256((state + specials).encode()).hexdigest()[:16]
+
+
+def cache_key(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def cached_build(folder: Path, parts: dict, build: Callable[[Path], None]) -> tuple[Path, bool]:
+    """Return `folder/<key>` built by `build(tmp_dir)` unless it exists already; and if it was a hit.
+
+    The build writes into a temporary sibling that is renamed at the end, so an interrupted
+    build never leaves a half-written cache entry that a later run would trust.
+    """
+    target = folder / cache_key(parts)
+    if (target / "key.json").is_file():
+        return target, True
+    tmp = folder / f".tmp-{target.name}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    build(tmp)
+    (tmp / "key.json").write_text(json.dumps(parts, indent=1, sort_keys=True, default=str))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return target, False

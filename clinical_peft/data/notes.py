@@ -1,0 +1,259 @@
+"""NotesDataModule: MIMIC-IV-Note discharge and radiology notes for causal-LM pretraining.
+
+Read in chunks -> cleaned as the paper did -> split 90/10 by patient -> tokenized -> packed into
+fixed blocks (or padded one note at a time, the paper's recipe) -> cached as Arrow on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import torch
+from datasets import Dataset, DatasetDict, Features, Value, load_from_disk
+from datasets.exceptions import DatasetGenerationError
+
+from clinical_peft.backbone import load_tokenizer
+from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
+from clinical_peft.data.files import read_csv_chunks
+from clinical_peft.data.loader import ResumableLoader
+from clinical_peft.errors import InputError, require_dir
+
+log = logging.getLogger(__name__)
+
+NOTE_FILES = {"discharge": "discharge.csv.gz", "radiology": "radiology.csv.gz"}
+NOTE_COLUMNS = ["note_id", "subject_id", "hadm_id", "note_type", "note_seq", "charttime",
+                "storetime", "text"]  # fmt: skip
+CLEANING_VERSION = 1  # bump when clean_note changes, so cached datasets are rebuilt
+_DEID = re.compile(r"\[\*\*|\*\*\]")
+_SPACES = re.compile(r"\s+")
+
+
+def clean_note(text: str) -> str:
+    """The paper's cleaning: drop `[**`/`**]` brackets, newlines to spaces, collapse spaces."""
+    return _SPACES.sub(" ", _DEID.sub("", text)).strip()
+
+
+def is_held_out(subject_id: str, fraction: float, seed: int) -> bool:
+    """A patient's side of the split, from a hash of their id: no patient on both sides, and
+    the same answer for every note of theirs however the files are ordered or chunked."""
+    digest = hashlib.sha256(f"{seed}:{subject_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def note_paths(data_dir: str | Path, note_types: str) -> list[Path]:
+    data_dir = require_dir(data_dir, "notes data")
+    kinds = list(NOTE_FILES) if note_types == "both" else [note_types]
+    if any(kind not in NOTE_FILES for kind in kinds):
+        raise InputError("data.note_types", f"unknown '{note_types}' (valid: discharge, radiology, both)")
+    return [data_dir / NOTE_FILES[kind] for kind in kinds]
+
+
+def iter_clean_notes(paths: list[Path], counts: dict, max_notes: int | None = None) -> Iterator[dict]:
+    """Cleaned notes one at a time; empty or null texts are skipped and counted in `counts`."""
+    for path in paths:
+        for chunk in read_csv_chunks(path, NOTE_COLUMNS):
+            for subject_id, text in zip(chunk["subject_id"], chunk["text"]):
+                if max_notes is not None and counts["notes"] >= max_notes:
+                    return
+                text = clean_note(text)
+                if not text:
+                    counts["skipped_empty"] += 1
+                    continue
+                if not subject_id:
+                    row = counts["notes"] + counts["skipped_empty"] + 1
+                    raise InputError(path, f"field 'subject_id' is empty (note {row})")
+                counts["notes"] += 1
+                yield {"subject_id": subject_id, "text": text}
+
+
+def unwrap_input_error(err: BaseException) -> BaseException:
+    """The InputError that `datasets` wrapped in its own error while reading, if any."""
+    cause = err
+    while cause is not None and not isinstance(cause, InputError):
+        cause = cause.__cause__ or cause.__context__
+    return cause or err
+
+
+def pack_blocks(token_lists: list[list[int]], block_size: int, pad_id: int) -> dict:
+    """Concatenate notes (each already ends in EOS) and cut into `block_size` blocks.
+
+    The last partial block is padded, with labels -100 on padding, so no token is lost or
+    repeated; the waste is at most one block per batch of notes packed together.
+    """
+    stream = [token for tokens in token_lists for token in tokens]
+    input_ids, labels = [], []
+    for start in range(0, len(stream), block_size):
+        block = stream[start : start + block_size]
+        pad = block_size - len(block)
+        input_ids.append(block + [pad_id] * pad)
+        labels.append(block + [-100] * pad)
+    return {"input_ids": input_ids, "labels": labels}
+
+
+class NotesDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        data_dir: str = "data/synthetic",
+        tokenizer: str | None = None,
+        note_types: Literal["discharge", "radiology", "both"] = "both",
+        mode: Literal["pack", "pad_per_note"] = "pack",
+        block_size: int = 256,
+        val_fraction: float = 0.1,
+        split_seed: int = 0,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        max_notes: int | None = None,
+        cache_dir: str = "cache",
+        num_workers: int = 0,
+        tokenize_num_proc: int = 1,
+        seed: int = 0,
+    ) -> None:
+        """
+        Args:
+            data_dir: folder with MIMIC-IV-Note `discharge.csv.gz` and/or `radiology.csv.gz`.
+            tokenizer: folder of the tokenizer (linked from the model's `base_model`).
+            note_types: which notes to train on.
+            mode: `pack` notes into full blocks with EOS between them, or `pad_per_note` (the
+                paper's recipe: every note truncated to `block_size` and padded alone).
+            block_size: tokens per training example.
+            val_fraction: share of patients held out for perplexity.
+            split_seed: seed of the patient split.
+            max_notes: read only the first N non-empty notes (quick experiments).
+            cache_dir: where cleaned, tokenized datasets are kept (patient text stays here).
+            tokenize_num_proc: processes for tokenization.
+            seed: seed of the training order.
+        """
+        super().__init__()
+        if mode not in ("pack", "pad_per_note"):
+            raise InputError("data.mode", f"unknown '{mode}' (valid: pack, pad_per_note)")
+        self.paths = note_paths(data_dir, note_types)
+        self.tokenizer_path = tokenizer
+        self.note_types, self.mode, self.block_size = note_types, mode, block_size
+        self.val_fraction, self.split_seed, self.max_notes = val_fraction, split_seed, max_notes
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.cache_dir, self.num_workers, self.seed = Path(cache_dir), num_workers, seed
+        self.tokenize_num_proc = tokenize_num_proc
+        self.cache_hit: bool | None = None
+        self.stats: dict = {}
+        self._tokenizer = None
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            if self.tokenizer_path is None:
+                raise InputError("data.tokenizer", "no tokenizer folder given")
+            self._tokenizer = load_tokenizer(self.tokenizer_path)
+        return self._tokenizer
+
+    def _cache_parts(self) -> dict:
+        return {
+            "kind": "notes",
+            "files": [file_stamp(p) for p in self.paths if p.exists()],
+            "missing": [str(p) for p in self.paths if not p.exists()],
+            "cleaning": CLEANING_VERSION,
+            "tokenizer": tokenizer_stamp(self.tokenizer),
+            **{k: getattr(self, k) for k in ("mode", "block_size", "val_fraction", "split_seed", "max_notes")},
+        }
+
+    def prepare_data(self) -> None:
+        for path in self.paths:
+            if not path.is_file():
+                raise InputError(path, "file not found")
+        self.cache_path, self.cache_hit = cached_build(
+            self.cache_dir / "notes", self._cache_parts(), self._build
+        )
+        self.stats = json.loads((self.cache_path / "stats.json").read_text())
+        log.info("notes: %s (cache %s)", self.stats, "hit" if self.cache_hit else "built")
+
+    def _build(self, out: Path) -> None:
+        counts = {"notes": 0, "skipped_empty": 0}
+        try:
+            raw = Dataset.from_generator(
+                iter_clean_notes,
+                gen_kwargs={"paths": self.paths, "counts": counts, "max_notes": self.max_notes},
+                cache_dir=str(out / "raw"),
+                features=Features({"subject_id": Value("string"), "text": Value("string")}),
+            )
+        except DatasetGenerationError as err:
+            raise unwrap_input_error(err) from None
+        if len(raw) == 0:
+            raise InputError(self.paths[0], "field 'text': no non-empty notes found")
+        frac, seed = self.val_fraction, self.split_seed
+        held_out = [is_held_out(s, frac, seed) for s in raw["subject_id"]]
+        splits = DatasetDict(
+            train=raw.select([i for i, h in enumerate(held_out) if not h]),
+            val=raw.select([i for i, h in enumerate(held_out) if h]),
+        )
+        tokenizer = self.tokenizer
+        prefix = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+        eos, block, pad = tokenizer.eos_token_id, self.block_size, tokenizer.pad_token_id
+
+        def tokenize(batch: dict) -> dict:
+            ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
+            notes = [prefix + tokens + [eos] for tokens in ids]
+            if self.mode == "pack":
+                return pack_blocks(notes, block, pad)
+            notes = [n[:block] for n in notes]  # paper recipe: truncate each note alone
+            return {"input_ids": notes, "labels": notes}
+
+        tokenized = splits.map(
+            tokenize,
+            batched=True,
+            batch_size=1000,
+            remove_columns=["subject_id", "text"],
+            num_proc=self.tokenize_num_proc if self.tokenize_num_proc > 1 else None,
+            desc="tokenizing notes",
+        )
+        tokenized.save_to_disk(str(out / "tokenized"))
+        stats = {
+            **counts,
+            "train_notes": len(splits["train"]),
+            "val_notes": len(splits["val"]),
+            "train_patients": len(set(splits["train"]["subject_id"])),
+            "val_patients": len(set(splits["val"]["subject_id"])),
+            "train_examples": len(tokenized["train"]),
+            "val_examples": len(tokenized["val"]),
+        }
+        (out / "stats.json").write_text(json.dumps(stats, indent=1))
+        shutil.rmtree(out / "raw")  # cleaned text is needed no more: keep only token ids
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.stats:
+            self.prepare_data()
+        self.datasets = load_from_disk(str(self.cache_path / "tokenized")).with_format("torch")
+
+    def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        """Stack packed blocks; pad per-note examples to `block_size`, as the paper did."""
+        pad_id = self.tokenizer.pad_token_id
+        n = len(examples)
+        input_ids = torch.full((n, self.block_size), pad_id, dtype=torch.long)
+        labels = torch.full((n, self.block_size), -100, dtype=torch.long)
+        for i, ex in enumerate(examples):
+            length = len(ex["input_ids"])
+            input_ids[i, :length] = ex["input_ids"]
+            labels[i, :length] = ex["labels"]
+        return {"input_ids": input_ids, "labels": labels, "attention_mask": (labels != -100).long()}
+
+    def _loader(self, split: str, train: bool) -> ResumableLoader:
+        return ResumableLoader(
+            self.datasets[split],
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            collate_fn=self.collate,
+            shuffle=train,
+            seed=self.seed,
+            num_workers=self.num_workers,
+        )
+
+    def train_dataloader(self) -> ResumableLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> ResumableLoader:
+        return self._loader("val", train=False)

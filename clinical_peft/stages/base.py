@@ -1,0 +1,133 @@
+"""What every stage shares: optimizer and schedule over trainable parameters only, small
+checkpoints that hold only trainable tensors, and the base-model fingerprint check."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from clinical_peft.backbone import fingerprint, parameter_counts
+from clinical_peft.errors import InputError
+
+
+@dataclass
+class OptimSpec:
+    """AdamW with linear warm-up, then decay."""
+
+    lr: float = 3e-4
+    """Peak learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    warmup_steps: int = 10
+    """Optimizer steps of linear warm-up from 0."""
+    schedule: str = "cosine"
+    """Decay after warm-up: cosine (to 0), linear (to 0) or constant."""
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+def lr_factor(step: int, total: int, warmup: int, schedule: str) -> float:
+    """Multiplier of the peak learning rate at optimizer step `step` of `total`."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if schedule == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if schedule == "linear":
+        return 1.0 - progress
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class AdapterStage(L.LightningModule):
+    """Base of the training stages. Subclasses set `self.model` (a peft-wrapped network)."""
+
+    #: metric used to pick `checkpoints/best.ckpt`, and its direction
+    monitor, monitor_mode = "val/loss", "min"
+
+    def __init__(self, optim: OptimSpec | None = None) -> None:
+        super().__init__()
+        self.optim = optim or OptimSpec()
+        if self.optim.schedule not in ("cosine", "linear", "constant"):
+            raise InputError("model.optim.schedule", f"unknown '{self.optim.schedule}'")
+        # Checkpoints hold trainable tensors only; the frozen base comes from `base_model`.
+        self.strict_loading = False
+
+    # --- optimisation -------------------------------------------------------------------
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(
+            params, lr=self.optim.lr, weight_decay=self.optim.weight_decay, betas=self.optim.betas
+        )
+        total = int(self.trainer.estimated_stepping_batches)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer,
+            lambda step: lr_factor(step, total, self.optim.warmup_steps, self.optim.schedule),
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    # --- parameters and checkpoints -----------------------------------------------------
+    def parameter_counts(self) -> dict[str, float]:
+        return parameter_counts(self.model)
+
+    def base_fingerprint(self) -> str:
+        if not hasattr(self, "_fingerprint"):
+            self._fingerprint = fingerprint(self.model)
+        return self._fingerprint
+
+    def trainable_keys(self) -> set[str]:
+        return {name for name, p in self.named_parameters() if p.requires_grad}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        keep = self.trainable_keys()
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        checkpoint["base_fingerprint"] = self.base_fingerprint()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        stored = checkpoint.get("base_fingerprint")
+        if stored is not None and stored != self.base_fingerprint():
+            raise InputError(
+                "checkpoint",
+                f"field 'base_fingerprint': made on another base model ({stored}, this one is "
+                f"{self.base_fingerprint()}); pass the base model it was trained on",
+            )
+        missing = self.trainable_keys() - set(checkpoint["state_dict"])
+        if missing:
+            raise InputError(
+                "checkpoint", f"field 'state_dict': lacks trainable tensor {sorted(missing)[0]}"
+            )
+
+    # --- run directory ------------------------------------------------------------------
+    def evaluate_before_fit(self, trainer: L.Trainer, datamodule) -> dict[str, float]:
+        """Metrics of the untrained adapter (e.g. perplexity before), for metrics.json."""
+        return {}
+
+    def evaluate_after_fit(self, trainer: L.Trainer, datamodule, run_dir: Path) -> dict:
+        """Final metrics for metrics.json; may load the best checkpoint and write predictions."""
+        return {}
+
+    def export(self, run_dir: Path) -> None:
+        """Save the adapter in peft's format (loadable with plain `PeftModel.from_pretrained`)."""
+        self.model.save_pretrained(run_dir / "adapter")
+
+    def load_trainable_from(self, ckpt_path: str | Path) -> None:
+        """Load the trainable tensors of a checkpoint of this run (e.g. the best one)."""
+        checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        self.on_load_checkpoint(checkpoint)
+        self.load_state_dict(checkpoint["state_dict"], strict=False)
+
+
+def best_checkpoint(trainer: L.Trainer) -> str:
+    """Path of the checkpoint that the monitored metric chose, or "" if none was saved."""
+    chosen = [cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.monitor]
+    return chosen[0] if chosen else ""
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write JSON atomically: a crash leaves the previous file, never half of a new one."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)

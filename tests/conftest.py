@@ -1,0 +1,31 @@
+"""Shared fixtures: small synthetic MIMIC-shaped files and a tiny LLaMA built on them, once."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("DS_ACCELERATOR", "cpu")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from clinical_peft.data.synthetic import write_notes  # noqa: E402
+from clinical_peft.tiny_model import build_tiny_llama  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def notes_dir(tmp_path_factory) -> Path:
+    """A small MIMIC-IV-Note folder: 40 discharge and 280 radiology notes."""
+    folder = tmp_path_factory.mktemp("notes")
+    write_notes(folder, n_discharge=40, n_radiology=280, seed=0)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(notes_dir, tmp_path_factory) -> Path:
+    """A tiny LLaMA (hidden 64, 2 layers, 1k vocab) with a tokenizer trained on `notes_dir`."""
+    out = tmp_path_factory.mktemp("models") / "tiny-llama"
+    return build_tiny_llama(notes_dir, out, vocab_size=1024, hidden_size=64, intermediate_size=128)
