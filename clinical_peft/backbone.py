@@ -160,6 +160,8 @@ def fingerprint(model: torch.nn.Module) -> str:
     parts = [type(base).__name__, str(getattr(base.config, "model_type", ""))]
     for name, tensor in base.state_dict().items():
         if not any(word in name for word in adapter_words):
+            # LoRA moves a wrapped weight to `<module>.base_layer.weight`: same tensor, same name
+            name = name.replace(".base_layer", "").replace(".original_module", "")
             parts.append(f"{name}:{tuple(tensor.shape)}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 

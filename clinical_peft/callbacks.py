@@ -61,3 +61,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         tmp = path.with_name(f".{path.name}.tmp")
         torch.save(checkpoint, tmp)
         os.replace(tmp, path)
+
+
+class RestoreLoaderPosition(L.Callback):
+    """Hand the saved position of the training loader back to it when a run resumes.
+
+    Lightning restores loader state only if the loader is built after the checkpoint is read,
+    but `estimated_stepping_batches` (the LR schedule's length) builds it before; so this
+    callback keeps the saved state and gives it to the loader just before training starts.
+    """
+
+    def __init__(self) -> None:
+        self._states: list[dict] = []
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        fit_state = checkpoint.get("loops", {}).get("fit_loop", {}).get("state_dict", {})
+        self._states = list(fit_state.get("combined_loader", []))
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if self._states and trainer.fit_loop._combined_loader is not None:
+            trainer.fit_loop._combined_loader._load_state_dicts(self._states)
+        self._states = []

@@ -23,7 +23,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 
-from clinical_peft.callbacks import AtomicCheckpointIO, Throughput  # noqa: E402
+from clinical_peft.callbacks import AtomicCheckpointIO, RestoreLoaderPosition, Throughput  # noqa: E402
 from clinical_peft.errors import InputError  # noqa: E402
 from clinical_peft.stages.base import write_json  # noqa: E402
 
@@ -84,6 +84,7 @@ class StageCLI(LightningCLI):
                 enable_version_counter=False,
             ),
             Throughput(),
+            RestoreLoaderPosition(),
         ]
         user_callbacks = trainer_config.get("callbacks") or []
         kwargs["callbacks"] = list(user_callbacks) + callbacks

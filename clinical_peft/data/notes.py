@@ -184,7 +184,9 @@ class NotesDataModule(L.LightningDataModule):
             )
         except DatasetGenerationError as err:
             raise unwrap_input_error(err) from None
-        if len(raw) == 0:
+        except ValueError:  # what `datasets` says of a generator that yielded nothing
+            raw = None
+        if raw is None or len(raw) == 0:
             raise InputError(self.paths[0], "field 'text': no non-empty notes found")
         frac, seed = self.val_fraction, self.split_seed
         held_out = [is_held_out(s, frac, seed) for s in raw["subject_id"]]

@@ -1,0 +1,104 @@
+"""The command line: every YAML parses, bad input gives one line and exit 2, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clinical_peft.cli import STAGES, run_stage
+
+EXPERIMENTS = Path(__file__).parent.parent / "experiments"
+STAGE_CONFIGS = sorted(p for stage in STAGES for p in (EXPERIMENTS / stage).glob("*.yaml"))
+TRAINER_CONFIGS = sorted((EXPERIMENTS / "trainer").glob("*.yaml"))
+
+
+def test_there_are_configs_for_every_stage():
+    assert {p.parent.name for p in STAGE_CONFIGS} == set(STAGES)
+    assert len(TRAINER_CONFIGS) >= 5
+
+
+@pytest.mark.parametrize("config", STAGE_CONFIGS + TRAINER_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_config_starts_with_its_command(config):
+    first = config.read_text().splitlines()[0]
+    assert first.startswith("# make ") or first.startswith("# python -m clinical_peft"), first
+
+
+@pytest.mark.parametrize("config", STAGE_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_stage_config_parses(config, capsys):
+    stage = config.parent.name
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage(stage, ["-c", str(config), "--run_dir", "unused", "--print_config"])
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert "model:" in printed and "data:" in printed
+
+
+@pytest.mark.parametrize("trainer", TRAINER_CONFIGS, ids=lambda p: p.name)
+def test_trainer_config_parses_with_every_stage(trainer, capsys):
+    for stage in STAGES:
+        config = next(p for p in STAGE_CONFIGS if p.parent.name == stage)
+        args = ["-c", str(config), "--trainer", str(trainer), "--run_dir", "x", "--print_config"]
+        with pytest.raises(SystemExit) as exit_info:
+            run_stage(stage, args)
+        assert exit_info.value.code == 0
+        assert "accelerator:" in capsys.readouterr().out
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "clinical_peft", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd or EXPERIMENTS.parent,
+        timeout=300,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-2000:]
+    for word in words:
+        assert word in errors[0], errors[0]
+
+
+def pretrain_args(notes_dir, tiny_model, run_dir) -> list[str]:
+    return [
+        "pretrain", "-c", "experiments/pretrain/lora.yaml",
+        "--model.base_model", str(tiny_model), "--data.data_dir", str(notes_dir),
+        "--data.cache_dir", str(run_dir.parent / "cache"), "--run_dir", str(run_dir),
+        "--data.block_size", "32", "--data.max_notes", "30", "--trainer.max_steps", "2",
+        "--trainer.enable_progress_bar", "false",
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_bad_inputs_give_one_line_errors(notes_dir, tiny_model, tmp_path):
+    run = tmp_path / "run"
+    args = pretrain_args(notes_dir, tiny_model, run)
+    assert_one_line_error(run_cli(*args, "--model.adapter.method", "ia3"), "METHOD", "ia3", "lora")
+    missing = str(tmp_path / "mimic")
+    assert_one_line_error(run_cli(*args, "--data.data_dir", missing), missing, "folder not found")
+    assert_one_line_error(run_cli(*args, "--model.base_model", missing), missing, "base model")
+
+    # a good run, then a truncated checkpoint: refused, and nothing of the run is touched
+    assert run_cli(*args).returncode == 0
+    last = run / "checkpoints" / "last.ckpt"
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes(last.read_bytes()[:500])
+    result = run_cli(*args, "--ckpt_path", str(broken))
+    assert_one_line_error(result, "broken.ckpt", "corrupt or truncated checkpoint")
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_unknown_command_lists_the_valid_ones():
+    result = run_cli("finetune")
+    assert result.returncode == 2 and "pretrain" in result.stderr
