@@ -35,6 +35,11 @@ STAGES = {
     "pretrain": ("clinical_peft.stages.pretrain:DomainAdaptation", "clinical_peft.data.notes:NotesDataModule"),
 }  # fmt: skip
 
+#: stage name -> links from a data module attribute to a model argument, made once the data
+#: module exists (e.g. the number of labels a task has); `model.base_model` -> `data.tokenizer`
+#: is linked for every stage.
+INSTANTIATE_LINKS: dict[str, list[tuple[str, str]]] = {}
+
 
 def _import(path: str):
     module, name = path.split(":")
@@ -43,6 +48,10 @@ def _import(path: str):
 
 class StageCLI(LightningCLI):
     """Lightning's CLI plus the run directory, checkpointing and the data <-> model links."""
+
+    def __init__(self, stage: str, *args, **kwargs) -> None:
+        self.stage = stage
+        super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--run_dir", type=str, required=True, help="Where this run writes.")
@@ -55,6 +64,8 @@ class StageCLI(LightningCLI):
         )
         # Data modules know nothing of models: the CLI hands them the model's tokenizer folder.
         parser.link_arguments("model.base_model", "data.tokenizer")
+        for source, target in INSTANTIATE_LINKS.get(self.stage, []):
+            parser.link_arguments(source, target, apply_on="instantiate")
 
     def instantiate_trainer(self, **kwargs):
         run_dir = Path(self.config.run_dir)
@@ -106,6 +117,7 @@ def check_checkpoint(path: str) -> None:
 def run_stage(stage: str, args: list[str]) -> dict:
     model_class, data_class = (_import(p) for p in STAGES[stage])
     cli = StageCLI(
+        stage,
         model_class,
         data_class,
         args=args,
