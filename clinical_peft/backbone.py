@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,7 +60,9 @@ class AdapterSpec:
 
 def check_method(method: str) -> None:
     if method not in METHODS:
-        raise InputError("METHOD", f"unknown adapter method '{method}' (valid: {', '.join(METHODS)})")
+        raise InputError(
+            "METHOD", f"unknown adapter method '{method}' (valid: {', '.join(METHODS)})"
+        )
 
 
 def peft_config(spec: AdapterSpec, model_config, task_type: TaskType | None) -> PeftConfig:
@@ -129,7 +132,9 @@ def load_causal_lm(
     return model
 
 
-def add_adapter(model: torch.nn.Module, spec: AdapterSpec, task_type=TaskType.CAUSAL_LM) -> PeftModel:
+def add_adapter(
+    model: torch.nn.Module, spec: AdapterSpec, task_type=TaskType.CAUSAL_LM
+) -> PeftModel:
     """Wrap `model` with a fresh adapter; only the adapter's parameters are trainable."""
     return get_peft_model(model, peft_config(spec, model.config, task_type))
 
@@ -179,3 +184,147 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, float]:
 
 def model_config(path: str | Path):
     return AutoConfig.from_pretrained(_check_model_dir(path))
+
+
+# --- DPO from an SFT adapter: a frozen reference and a trainable policy on one base network ----
+REFERENCE_ADAPTER = "reference"
+
+
+def load_policy_and_reference(model: torch.nn.Module, adapter_dir: str | Path) -> PeftModel:
+    """`adapter_dir` loaded twice on one base: "default" (the policy, trainable, active) and
+    "reference" (frozen). No second copy of the base model is made."""
+    peft_model = load_adapter(model, adapter_dir, trainable=True)
+    if not tuner_layers(peft_model):
+        raise InputError(adapter_dir, "DPO from an adapter needs a LoRA-type adapter")
+    peft_model.load_adapter(str(adapter_dir), adapter_name=REFERENCE_ADAPTER, is_trainable=False)
+    peft_model.set_adapter("default")  # active and trainable; the reference stays frozen
+    for name, param in peft_model.named_parameters():
+        if f".{REFERENCE_ADAPTER}." in name:
+            param.requires_grad_(False)
+    return peft_model
+
+
+def tuner_layers(model: torch.nn.Module) -> list:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
+
+
+@contextmanager
+def use_adapter(model: PeftModel, name: str):
+    """Forward passes inside run with adapter `name`. Unlike peft's `set_adapter` this leaves
+    `requires_grad` alone, which the optimizer and DDP's gradient hooks rely on."""
+    layers = tuner_layers(model)
+    previous = [layer._active_adapter for layer in layers]
+    for layer in layers:
+        layer._active_adapter = [name]
+    try:
+        yield
+    finally:
+        for layer, active in zip(layers, previous, strict=True):
+            layer._active_adapter = active
+
+
+# --- outcome prediction: sequence classifiers and stacked clinical + downstream adapters ------
+ENCODER_TYPES = ("bert", "roberta", "distilbert", "electra", "deberta", "deberta-v2", "albert",
+                 "xlm-roberta", "mpnet")  # fmt: skip
+HEAD_NAMES = ("pre_classifier", "classifier", "score")  # classification heads transformers adds
+
+
+def is_encoder(path: str | Path) -> bool:
+    """A BERT-family encoder (pools [CLS]) rather than a decoder (pools the last token)."""
+    return model_config(path).model_type in ENCODER_TYPES
+
+
+def head_names(model: torch.nn.Module) -> list[str]:
+    return [name for name in HEAD_NAMES if isinstance(getattr(model, name, None), torch.nn.Module)]
+
+
+def load_sequence_classifier(
+    path: str | Path, num_labels: int, dtype: str = "float32", trust_remote_code: bool = False
+) -> torch.nn.Module:
+    """`AutoModelForSequenceClassification` from a local folder: base frozen, new head trainable.
+
+    Decoders (LLaMA) pool the hidden state of the last token that is not padding; transformers
+    finds it from `config.pad_token_id`, so that is set to the pad token of `load_tokenizer`
+    (distinct from EOS, right padding). Encoders pool [CLS] as their pretraining did.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    path = _check_model_dir(path)
+    if dtype not in DTYPES:
+        raise InputError("model.dtype", f"unknown dtype '{dtype}' (valid: {', '.join(DTYPES)})")
+    extra = {} if is_encoder(path) else {"pad_token_id": load_tokenizer(path).pad_token_id}
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=num_labels, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
+        **extra,
+    )  # fmt: skip
+    model.requires_grad_(False)
+    heads = head_names(model)
+    if not heads:
+        raise InputError(path, f"no classification head found (looked for {', '.join(HEAD_NAMES)})")
+    for name in heads:
+        getattr(model, name).requires_grad_(True)
+    return model
+
+
+def stack_adapters(
+    model: torch.nn.Module,
+    clinical_dir: str | Path | None,
+    clinical_trainable: bool,
+    downstream: AdapterSpec | None,
+) -> torch.nn.Module:
+    """Put the clinical adapter (a causal-LM adapter from pretraining) and/or a fresh downstream
+    LoRA under a sequence classifier from `load_sequence_classifier`; both act in the forward pass.
+
+    Adapters are named "clinical" and "downstream"; the head goes into the downstream adapter's
+    `modules_to_save` (saved with it), else it stays a plain trainable module of the base model.
+    With neither adapter the model is returned as it is (head only).
+    """
+    heads = head_names(model)
+    if clinical_dir is None and downstream is None:
+        return model
+    if downstream is not None and downstream.method != "lora":
+        raise InputError(
+            "model.downstream", f"the downstream adapter must be lora, not '{downstream.method}'"
+        )
+    lora = None
+    if downstream is not None:
+        lora = peft_config(downstream, model.config, task_type=None)
+        lora.modules_to_save = list(heads)
+    if clinical_dir is None:
+        peft_model = get_peft_model(model, lora, adapter_name="downstream")
+    else:
+        clinical_dir = Path(clinical_dir)
+        if not (clinical_dir / "adapter_config.json").is_file():
+            raise InputError(
+                clinical_dir, "clinical adapter folder not found (expected adapter_config.json)"
+            )
+        # A CAUSAL_LM adapter cannot be loaded onto a classifier as such (peft would build a
+        # causal-LM wrapper): drop its task type and load it as a plain adapter.
+        config = PeftConfig.from_pretrained(str(clinical_dir))
+        config.task_type = None
+        try:
+            peft_model = PeftModel.from_pretrained(
+                model, clinical_dir, adapter_name="clinical", config=config,
+                is_trainable=clinical_trainable,
+            )  # fmt: skip
+        except (RuntimeError, ValueError, KeyError) as err:  # shapes or module names differ
+            raise InputError(
+                clinical_dir, f"clinical adapter does not fit this base model ({_first_line(err)})"
+            ) from None
+        if lora is not None:
+            peft_model.add_adapter("downstream", lora)
+            # The list form activates both adapters at once; it exists only on the inner model.
+            peft_model.base_model.set_adapter(["clinical", "downstream"])
+    # set_adapter and from_pretrained change requires_grad: set every flag explicitly.
+    for name, param in peft_model.named_parameters():
+        if ".clinical" in name:
+            param.requires_grad_(clinical_trainable)
+        elif ".downstream" in name:
+            param.requires_grad_(True)
+        elif any(f".{head}." in f".{name}" for head in heads) and lora is None:
+            param.requires_grad_(True)  # head outside any adapter (clinical-only modes)
+        else:
+            param.requires_grad_(False)
+    return peft_model

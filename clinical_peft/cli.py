@@ -8,9 +8,11 @@ directory: config.yaml, metrics.json, checkpoints/, adapter/, tokenizer/ (see RE
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 
 from clinical_peft.callbacks import AtomicCheckpointIO, RestoreLoaderPosition, Throughput  # noqa: E402
 from clinical_peft.errors import InputError  # noqa: E402
+from clinical_peft.report import plot_run  # noqa: E402
 from clinical_peft.stages.base import write_json  # noqa: E402
 
 log = logging.getLogger("clinical_peft")
@@ -33,12 +36,20 @@ warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
 #: stage name -> (LightningModule, LightningDataModule), as import paths
 STAGES = {
     "pretrain": ("clinical_peft.stages.pretrain:DomainAdaptation", "clinical_peft.data.notes:NotesDataModule"),
+    "sft": ("clinical_peft.stages.sft:SupervisedFineTuning", "clinical_peft.data.instructions:InstructionDataModule"),
+    "dpo": ("clinical_peft.stages.dpo:PreferenceOptimization", "clinical_peft.data.instructions:PreferenceDataModule"),
+    "downstream": ("clinical_peft.stages.downstream:OutcomePrediction", "clinical_peft.data.outcomes:OutcomeDataModule"),
 }  # fmt: skip
 
 #: stage name -> links from a data module attribute to a model argument, made once the data
 #: module exists (e.g. the number of labels a task has); `model.base_model` -> `data.tokenizer`
 #: is linked for every stage.
 INSTANTIATE_LINKS: dict[str, list[tuple[str, str]]] = {}
+INSTANTIATE_LINKS["downstream"] = [
+    ("data.kind", "model.kind"),
+    ("data.num_labels", "model.num_labels"),
+    ("data.class_weights", "model.class_weights"),
+]
 
 
 def _import(path: str):
@@ -102,8 +113,10 @@ class StageCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
-def check_checkpoint(path: str) -> None:
+def check_checkpoint(path: str, model) -> None:
     """Refuse a missing, truncated or foreign checkpoint before training starts."""
+    if Path(path).is_dir():  # a DeepSpeed checkpoint: a folder of shards, read by the strategy
+        return
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -112,6 +125,13 @@ def check_checkpoint(path: str) -> None:
         raise InputError(path, f"corrupt or truncated checkpoint ({type(err).__name__})") from None
     if "state_dict" not in checkpoint or "loops" not in checkpoint:
         raise InputError(path, "field 'state_dict': not a Lightning training checkpoint")
+    stored = checkpoint.get("base_fingerprint")
+    if stored is not None and stored != model.base_fingerprint():
+        raise InputError(
+            path,
+            f"field 'base_fingerprint': trained on another base model ({stored}, this base is "
+            f"{model.base_fingerprint()}); pass --model.base_model of the model it was trained on",
+        )
 
 
 def run_stage(stage: str, args: list[str]) -> dict:
@@ -135,28 +155,29 @@ def run_stage(stage: str, args: list[str]) -> dict:
     ckpt_path = cli.config.ckpt_path
     metrics_path = run_dir / "metrics.json"
     if ckpt_path:
-        check_checkpoint(ckpt_path)
+        check_checkpoint(ckpt_path, model)
         # A resumed run keeps what was measured before training in its first part.
         previous = _read_metrics(metrics_path)
         metrics = {k: v for k, v in previous.items() if k.endswith("_before")}
     else:
         metrics = model.evaluate_before_fit(trainer, data)
+    started = time.perf_counter()
     trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+    metrics["time/fit_seconds"] = time.perf_counter() - started
     metrics.update(model.evaluate_after_fit(trainer, data, run_dir))
     throughput = next(cb for cb in trainer.callbacks if isinstance(cb, Throughput))
     metrics.update(throughput.totals(trainer))
     metrics.update(model.parameter_counts())
     metrics["base_fingerprint"] = model.base_fingerprint()
+    model.export(run_dir)  # on every rank: ZeRO-3 gathers the adapter's shards
     if trainer.is_global_zero:
-        model.export(run_dir)
         data.tokenizer.save_pretrained(run_dir / "tokenizer")
         write_json(metrics_path, metrics)
+        plot_run(run_dir)
     return metrics
 
 
 def _read_metrics(path: Path) -> dict:
-    import json
-
     return json.loads(path.read_text()) if path.is_file() else {}
 
 

@@ -3,6 +3,7 @@ checkpoints that hold only trainable tensors, and the base-model fingerprint che
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass
@@ -94,6 +95,8 @@ class AdapterStage(L.LightningModule):
                 f"field 'base_fingerprint': made on another base model ({stored}, this one is "
                 f"{self.base_fingerprint()}); pass the base model it was trained on",
             )
+        if "state_dict" not in checkpoint:  # DeepSpeed keeps tensors in its own shard files
+            return
         missing = self.trainable_keys() - set(checkpoint["state_dict"])
         if missing:
             raise InputError(
@@ -110,14 +113,29 @@ class AdapterStage(L.LightningModule):
         return {}
 
     def export(self, run_dir: Path) -> None:
-        """Save the adapter in peft's format (loadable with plain `PeftModel.from_pretrained`)."""
-        self.model.save_pretrained(run_dir / "adapter")
+        """Save the adapter in peft's format (loadable with plain `PeftModel.from_pretrained`).
+
+        Called on every rank: under DeepSpeed ZeRO-3 the adapter's shards are gathered first.
+        """
+        with gathered_parameters(self.model):
+            if self.trainer.is_global_zero:
+                self.model.save_pretrained(run_dir / "adapter")
 
     def load_trainable_from(self, ckpt_path: str | Path) -> None:
         """Load the trainable tensors of a checkpoint of this run (e.g. the best one)."""
         checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         self.on_load_checkpoint(checkpoint)
         self.load_state_dict(checkpoint["state_dict"], strict=False)
+
+
+def gathered_parameters(model: torch.nn.Module):
+    """Context in which ZeRO-3-partitioned trainable parameters are whole; a no-op otherwise."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not any(hasattr(p, "ds_id") for p in params):
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
 
 
 def best_checkpoint(trainer: L.Trainer) -> str:

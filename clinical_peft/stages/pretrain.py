@@ -80,23 +80,24 @@ class DomainAdaptation(AdapterStage):
 
     def on_train_epoch_end(self) -> None:
         loss, ppl = self.train_loss.compute_and_reset()
-        self.log_dict({"train/epoch_loss": loss, "train/ppl": ppl})
+        self.log_dict({"train/epoch_loss": loss, "train/ppl": ppl}, sync_dist=True)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self.val_loss.update(self(batch), batch["labels"])
 
     def on_validation_epoch_end(self) -> None:
         loss, ppl = self.val_loss.compute_and_reset()
-        self.log_dict({"val/loss": loss, "val/ppl": ppl}, prog_bar=True)
+        self.log_dict({"val/loss": loss, "val/ppl": ppl}, prog_bar=True, sync_dist=True)
 
     def evaluate_before_fit(self, trainer: L.Trainer, datamodule) -> dict[str, float]:
         (result,) = trainer.validate(self, datamodule=datamodule, verbose=False)
         return {"val/ppl_before": result["val/ppl"], "val/loss_before": result["val/loss"]}
 
     def evaluate_after_fit(self, trainer: L.Trainer, datamodule, run_dir: Path) -> dict:
-        if best := best_checkpoint(trainer):
-            self.load_trainable_from(best)  # report and export the weights with the best val loss
-        (result,) = trainer.validate(self, datamodule=datamodule, verbose=False)
+        # Validating with the best checkpoint also leaves its weights in the model for export;
+        # the strategy loads it, so this works for DeepSpeed's sharded checkpoints too.
+        best = best_checkpoint(trainer) or None
+        (result,) = trainer.validate(self, datamodule=datamodule, ckpt_path=best, verbose=False)
         logged = trainer.callback_metrics
         train = {k: float(logged[k]) for k in ("train/ppl", "train/epoch_loss") if k in logged}
         return {"val/ppl": result["val/ppl"], "val/loss": result["val/loss"], **train}

@@ -1,0 +1,282 @@
+"""OutcomeDataModule: admission notes and labels of one outcome task (pmv, mor, los, diag, proc).
+
+CSV files -> labels parsed and checked -> tokenized (truncated to `max_length`, or cut into
+windows of it) -> cached as Arrow on disk -> batches of notes of similar length.
+
+A batch holds `input_ids`/`attention_mask` of its windows (one per note when truncating),
+`doc_index` (which note each window belongs to), `labels` per note and the notes' `ids`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Literal
+
+import lightning as L
+import torch
+from datasets import Dataset, DatasetDict, load_from_disk
+
+from clinical_peft.backbone import load_tokenizer
+from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
+from clinical_peft.data.files import read_csv_chunks
+from clinical_peft.data.loader import ResumableLoader
+from clinical_peft.data.tasks import SPLITS, get_task, label_space, parse_labels
+from clinical_peft.errors import InputError, require_dir
+from clinical_peft.losses import class_weights
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1  # bump when tokenization changes, so cached datasets are rebuilt
+
+
+def read_split(path: Path, label_column: str, max_rows: int | None) -> dict[str, list[str]]:
+    """Columns id, text and the label of one split file, as strings; empty text is an error."""
+    columns = {"id": [], "text": [], "label": []}
+    for chunk in read_csv_chunks(path, ["id", "text", label_column]):
+        for row_id, text, label in zip(
+            chunk["id"], chunk["text"], chunk[label_column], strict=True
+        ):
+            if max_rows is not None and len(columns["id"]) >= max_rows:
+                return columns
+            if not text.strip():
+                raise InputError(path, f"field 'text': empty note (row id {row_id})")
+            columns["id"].append(row_id)
+            columns["text"].append(text)
+            columns["label"].append(label)
+    if not columns["id"]:
+        raise InputError(path, "no rows")
+    return columns
+
+
+def windows(tokens: list[int], size: int, max_windows: int | None) -> list[list[int]]:
+    """Consecutive windows of `size` tokens (the first `max_windows` of them)."""
+    cut = [tokens[i : i + size] for i in range(0, max(len(tokens), 1), size)]
+    return cut[:max_windows] if max_windows else cut
+
+
+def length_batches(lengths: list[int], batch_size: int, seed: int | None) -> list[list[int]]:
+    """Indices in batches of notes of similar length, so that little padding is needed.
+
+    Evaluation (seed None): sorted by length. Training: shuffled, then sorted by length inside
+    pools of 50 batches and cut, so batches mix notes from across the split; the loader then
+    shuffles the order of the batches every epoch.
+    """
+    order = list(range(len(lengths)))
+    if seed is None:
+        order.sort(key=lambda i: -lengths[i])
+    else:
+        random.Random(seed).shuffle(order)
+        pool = 50 * batch_size
+        order = [
+            i
+            for start in range(0, len(order), pool)
+            for i in sorted(order[start : start + pool], key=lambda i: -lengths[i])
+        ]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class BatchedDataset(torch.utils.data.Dataset):
+    """Item i is the list of examples of batch i (the loader then takes batches of one)."""
+
+    def __init__(self, dataset: Dataset, batches: list[list[int]]) -> None:
+        self.dataset, self.batches = dataset, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> list[dict]:
+        return [self.dataset[j] for j in self.batches[i]]
+
+
+class OutcomeDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        task: str = "proc",
+        data_dir: str = "data/synthetic/outcomes",
+        tokenizer: str | None = None,
+        max_length: int = 512,
+        long_mode: Literal["truncate", "chunks"] = "truncate",
+        max_chunks: int = 8,
+        batch_size: int = 8,
+        eval_batch_size: int | None = None,
+        max_examples: int | None = None,
+        cache_dir: str = "cache",
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        """
+        Args:
+            task: pmv, mor, los, diag or proc (see data/tasks.py for files and columns).
+            data_dir: folder with the task CSVs the clinical-outcome-prediction scripts write.
+            tokenizer: folder of the tokenizer (linked from the model's `base_model`).
+            max_length: tokens per window, special tokens included (the paper truncated notes
+                to this length).
+            long_mode: `truncate` each note to its first window (the paper), or cut it into
+                `chunks` of `max_length` tokens whose logits the model averages per note.
+            max_chunks: in `chunks` mode, windows kept per note (the first ones).
+            batch_size: notes per training batch (a note may bring several windows).
+            max_examples: read only the first N rows of every split (quick experiments).
+            cache_dir: where tokenized datasets are kept (patient text stays here).
+            seed: seed of the batch composition and order.
+        """
+        super().__init__()
+        if long_mode not in ("truncate", "chunks"):
+            raise InputError("data.long_mode", f"unknown '{long_mode}' (valid: truncate, chunks)")
+        if max_length < 8:
+            raise InputError("data.max_length", f"{max_length} is too short (at least 8)")
+        self.task = get_task(task)
+        self.data_dir = require_dir(data_dir, "outcome task data")
+        self.paths = {split: self.task.path(self.data_dir, split) for split in SPLITS}
+        self.tokenizer_path = tokenizer
+        self.max_length, self.long_mode, self.max_chunks = max_length, long_mode, max_chunks
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.max_examples, self.cache_dir = max_examples, Path(cache_dir)
+        self.num_workers, self.seed = num_workers, seed
+        self.stats: dict = {}
+        self._tokenizer = None
+
+        # What the model needs before any tokenizing (linked by the CLI): kind, label count and
+        # the class weights N / (C * count_c) of the train split.
+        train = read_split(self.paths["train"], self.task.label_column, max_examples)
+        self.label_names = label_space(self.task, self.data_dir, train["label"])
+        labels, _ = parse_labels(
+            self.task, train["label"], train["id"], self.paths["train"], self.label_names
+        )
+        self.kind = self.task.kind
+        self.num_labels = len(self.label_names)
+        self.class_weights: list[float] | None = None
+        if self.kind != "multilabel":
+            try:
+                weights = class_weights(torch.tensor([y[0] for y in labels]), self.num_labels)
+            except ValueError as err:
+                raise InputError(
+                    self.paths["train"], f"field '{self.task.label_column}': {err}"
+                ) from None
+            self.class_weights = [round(float(w), 6) for w in weights]
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            if self.tokenizer_path is None:
+                raise InputError("data.tokenizer", "no tokenizer folder given")
+            self._tokenizer = load_tokenizer(self.tokenizer_path)
+        return self._tokenizer
+
+    def _cache_parts(self) -> dict:
+        codes = self.data_dir / (self.task.codes_file or "-")
+        return {
+            "kind": "outcomes",
+            "version": FORMAT_VERSION,
+            "task": self.task.key,
+            "files": [file_stamp(p) for p in self.paths.values() if p.exists()],
+            "codes": file_stamp(codes) if codes.is_file() else None,
+            "tokenizer": tokenizer_stamp(self.tokenizer),
+            **{k: getattr(self, k) for k in ("max_length", "long_mode", "max_chunks", "max_examples")},
+        }  # fmt: skip
+
+    def prepare_data(self) -> None:
+        for path in self.paths.values():
+            if not path.is_file():
+                raise InputError(path, "file not found")
+        self.cache_path, hit = cached_build(
+            self.cache_dir / "outcomes", self._cache_parts(), self._build
+        )
+        self.stats = json.loads((self.cache_path / "stats.json").read_text())
+        log.info("%s: %s (cache %s)", self.task.key, self.stats, "hit" if hit else "built")
+        for split in ("val", "test"):
+            if self.stats.get(f"data/unknown_codes_{split}"):
+                log.warning(
+                    "%s: %d codes of the %s split are not in the label space (not scorable)",
+                    self.paths[split], self.stats[f"data/unknown_codes_{split}"], split,
+                )  # fmt: skip
+
+    def _special(self, window: list[int]) -> list[int]:
+        tokenizer = self.tokenizer
+        if tokenizer.cls_token_id is not None:  # BERT family: [CLS] window [SEP]
+            return tokenizer.build_inputs_with_special_tokens(window)
+        # Decoders: BOS (if any) + window + EOS, so the pooled last token is always EOS.
+        bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+        return bos + window + [tokenizer.eos_token_id]
+
+    def _build(self, out: Path) -> None:
+        n_special = len(self._special([]))
+        size = self.max_length - n_special
+        max_windows = 1 if self.long_mode == "truncate" else self.max_chunks
+        stats: dict[str, float] = {}
+        parts = {}
+        for split, path in self.paths.items():
+            rows = read_split(path, self.task.label_column, self.max_examples)
+            labels, unknown = parse_labels(
+                self.task, rows["label"], rows["id"], path, self.label_names
+            )
+            ids = self.tokenizer(rows["text"], add_special_tokens=False)["input_ids"]
+            chunks = [[self._special(w) for w in windows(t, size, max_windows)] for t in ids]
+            kept = sum(min(len(t), size * max_windows) for t in ids)
+            stats[f"data/{split}_notes"] = len(ids)
+            stats[f"data/{split}_tokens_dropped_share"] = 1 - kept / max(1, sum(map(len, ids)))
+            if self.kind == "multilabel":
+                stats[f"data/unknown_codes_{split}"] = unknown
+            parts[split] = Dataset.from_dict(
+                {
+                    "id": rows["id"],
+                    "chunks": chunks,
+                    "labels": labels,
+                    "length": [sum(len(c) for c in doc) for doc in chunks],
+                }
+            )
+        DatasetDict(parts).save_to_disk(str(out / "tokenized"))
+        (out / "stats.json").write_text(json.dumps(stats, indent=1))
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.stats:
+            self.prepare_data()
+        self.datasets = load_from_disk(str(self.cache_path / "tokenized"))
+
+    def collate(self, items: list[list[dict]]) -> dict:
+        (examples,) = items  # one pre-built batch
+        chunks = [chunk for ex in examples for chunk in ex["chunks"]]
+        doc_index = [i for i, ex in enumerate(examples) for _ in ex["chunks"]]
+        width = max(len(c) for c in chunks)
+        input_ids = torch.full((len(chunks), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(chunks), width), dtype=torch.long)
+        for row, chunk in enumerate(chunks):
+            input_ids[row, : len(chunk)] = torch.tensor(chunk)
+            attention_mask[row, : len(chunk)] = 1
+        if self.kind == "multilabel":
+            labels = torch.zeros((len(examples), self.num_labels))
+            for i, ex in enumerate(examples):
+                labels[i, ex["labels"]] = 1.0
+        else:
+            labels = torch.tensor([ex["labels"][0] for ex in examples])
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "doc_index": torch.tensor(doc_index),
+            "labels": labels,
+            "ids": [ex["id"] for ex in examples],
+        }
+
+    def _loader(self, split: str, train: bool) -> ResumableLoader:
+        lengths = self.datasets[split]["length"]
+        size = self.batch_size if train else self.eval_batch_size
+        batches = length_batches(lengths, size, self.seed if train else None)
+        return ResumableLoader(
+            BatchedDataset(self.datasets[split], batches),
+            batch_size=1,
+            collate_fn=self.collate,
+            shuffle=train,
+            seed=self.seed,
+            num_workers=self.num_workers,
+        )
+
+    def train_dataloader(self) -> ResumableLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> ResumableLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> ResumableLoader:
+        return self._loader("test", train=False)

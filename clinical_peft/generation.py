@@ -1,0 +1,183 @@
+"""Evaluation by generation for the instruction tasks of study B: greedy, batched, scored per task.
+
+Metrics per task kind (as the study): F1 for note classification (Yes/No) and for each triage
+field (provider, urgency), accuracy for numeric classification and multiple choice (first letter
+A-D), ROUGE-L for summaries (the study's Likert ratings need human raters).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import torch
+
+from clinical_peft.data.loader import rank_and_world
+from clinical_peft.metrics import accuracy, f1_score, mean_rouge_l
+
+log = logging.getLogger(__name__)
+
+#: new-token cap per task: short labels, or a one-to-two sentence summary
+MAX_NEW_TOKENS = {"classification": 8, "numeric": 16, "reasoning": 8, "summarisation": 96,
+                  "triage": 24}  # fmt: skip
+#: the metric keys each task reports (without the split prefix)
+TASK_METRICS = {
+    "classification": ["f1"],
+    "numeric": ["accuracy"],
+    "reasoning": ["accuracy"],
+    "summarisation": ["rouge_l"],
+    "triage": ["f1_provider", "f1_urgency"],
+}
+_TRIAGE = re.compile(r"provider:\s*([a-z]+)\W+urgency:\s*([a-z]+)", re.IGNORECASE)
+_LETTER = re.compile(r"\b([A-D])\b")
+
+
+def first_word(text: str) -> str:
+    words = re.findall(r"[A-Za-z]+", text)
+    return words[0].capitalize() if words else ""
+
+
+def parse_triage(text: str) -> tuple[str, str]:
+    """("Nurse", "Routine") from "Provider: Nurse; Urgency: Routine"; ("", "") if unparsable."""
+    match = _TRIAGE.search(text)
+    return (match.group(1).capitalize(), match.group(2).capitalize()) if match else ("", "")
+
+
+def parse_choice(text: str, choices: list[str]) -> str:
+    """The choice the text starts with (case-insensitive), else the text's first line."""
+    text = text.strip()
+    for choice in sorted(choices, key=len, reverse=True):
+        if text.lower().startswith(choice.lower()):
+            return choice
+    return text.splitlines()[0] if text else ""
+
+
+def score(task: str, predictions: list[str], references: list[str]) -> dict[str, float]:
+    """The task's metrics for generated texts against reference completions."""
+    refs = [r.strip() for r in references]
+    if task == "classification":
+        preds = [first_word(p) for p in predictions]
+        return {"f1": f1_score(preds, [first_word(r) for r in refs], labels=["Yes", "No"])}
+    if task == "numeric":
+        return {"accuracy": accuracy([parse_choice(p, sorted(set(refs))) for p in predictions], refs)}
+    if task == "reasoning":
+        letters = [(_LETTER.findall(p) or [""])[0] for p in predictions]
+        return {"accuracy": accuracy(letters, [r[:1] for r in refs])}
+    if task == "summarisation":
+        return {"rouge_l": mean_rouge_l([p.strip() for p in predictions], refs)}
+    if task == "triage":
+        pred, ref = [parse_triage(p) for p in predictions], [parse_triage(r) for r in refs]
+        return {
+            "f1_provider": f1_score([p[0] for p in pred], [r[0] for r in ref]),
+            "f1_urgency": f1_score([p[1] for p in pred], [r[1] for r in ref]),
+        }
+    raise ValueError(f"unknown task {task!r}")
+
+
+@torch.no_grad()
+def generate(
+    model: torch.nn.Module,
+    tokenizer,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    batch_size: int = 8,
+) -> list[str]:
+    """Greedy completions of token-id prompts, batched with left padding; text up to EOS."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    texts = []
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start : start + batch_size]
+        length = max(len(p) for p in batch)
+        input_ids = torch.full((len(batch), length), pad, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), length), dtype=torch.long)
+        for i, prompt in enumerate(batch):  # left padding: every prompt ends at the same column
+            input_ids[i, length - len(prompt) :] = torch.tensor(prompt)
+            attention_mask[i, length - len(prompt) :] = 1
+        output = model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad,
+            eos_token_id=eos,
+        )
+        for row in output[:, length:].tolist():
+            row = row[: row.index(eos)] if eos in row else row
+            texts.append(tokenizer.decode(row, skip_special_tokens=True))
+    model.train(was_training)
+    return texts
+
+
+def evaluate_generation(
+    model: torch.nn.Module,
+    tokenizer,
+    examples: list[dict],
+    task: str,
+    prefix: str,
+    out_path: Path | None = None,
+    max_new_tokens: int | None = None,
+    batch_size: int = 8,
+) -> dict[str, float]:
+    """Generate for `examples` (`{"id", "prompt_ids", "reference"}`), score, save on rank 0.
+
+    Each rank generates its share; the texts are gathered so every rank returns the same metrics.
+    Predictions go to `out_path` as JSONL (`id`, `prediction`, `reference`): inside the run
+    directory only, never into logs.
+    """
+    if not examples:
+        log.info("no %s examples: generation evaluation skipped", prefix)
+        return {}
+    rank, world = rank_and_world()
+    mine = examples[rank::world]
+    texts = generate(
+        model,
+        tokenizer,
+        [ex["prompt_ids"] for ex in mine],
+        max_new_tokens or MAX_NEW_TOKENS[task],
+        batch_size,
+    )
+    rows = [
+        {"id": ex["id"], "prediction": text, "reference": ex["reference"]}
+        for ex, text in zip(mine, texts, strict=True)
+    ]
+    if world > 1:
+        gathered: list = [None] * world
+        torch.distributed.all_gather_object(gathered, rows)
+        rows = [row for part in gathered for row in part]
+    rows.sort(key=lambda row: row["id"])
+    if out_path is not None and rank == 0:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    metrics = score(task, [r["prediction"] for r in rows], [r["reference"] for r in rows])
+    return {f"{prefix}/{k}": v for k, v in metrics.items()}
+
+
+def evaluate_stage(
+    network: torch.nn.Module,
+    trainer,
+    datamodule,
+    out_path: Path | None,
+    max_new_tokens: int | None = None,
+    suffix: str = "",
+) -> dict[str, float]:
+    """`test/<metric><suffix>` of a stage's network on its data module's test prompts."""
+    if getattr(trainer.strategy, "zero_stage_3", False):
+        # ZeRO-3 shards every weight; generate() outside the engine would see empty tensors.
+        log.warning("generation evaluation skipped under DeepSpeed ZeRO-3")
+        return {}
+    metrics = evaluate_generation(
+        network,
+        datamodule.tokenizer,
+        datamodule.generation_examples("test"),
+        datamodule.task,
+        "test",
+        out_path,
+        max_new_tokens,
+        datamodule.eval_batch_size,
+    )
+    return {key + suffix: value for key, value in metrics.items()}

@@ -1,0 +1,139 @@
+"""Tables and plots from run directories: `python -m clinical_peft report pretrain --runs ...`.
+
+Reads only metrics.json and metrics.csv, which hold numbers, never patient text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from clinical_peft.errors import InputError  # noqa: E402
+
+
+def read_metrics(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise InputError(path, "run has no metrics.json (did it finish?)")
+    return json.loads(path.read_text())
+
+
+def read_curves(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
+    """Every logged metric of a run as (step, value) pairs, from Lightning's metrics.csv."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    path = Path(run_dir) / "metrics.csv"
+    if not path.is_file():
+        return curves
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                if key not in ("epoch", "step") and value not in ("", None):
+                    curves.setdefault(key, []).append((int(row["step"]), float(value)))
+    return curves
+
+
+def plot_run(run_dir: str | Path, keys: tuple[str, ...] = ("train/loss", "val/loss")) -> Path | None:
+    """curves.png beside metrics.csv: training and validation loss against optimizer steps."""
+    curves = read_curves(run_dir)
+    shown = [k for k in keys if k in curves]
+    if not shown:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in shown:
+        steps, values = zip(*curves[key])
+        ax.plot(steps, values, marker="o" if key.startswith("val") else None, label=key)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title(Path(run_dir).name)
+    ax.legend()
+    out = Path(run_dir) / "curves.png"
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+PRETRAIN_COLUMNS = [
+    ("method", "method"),
+    ("trainable params", "params/trainable"),
+    ("share (%)", "params/share"),
+    ("train PPL", "train/ppl"),
+    ("held-out PPL before", "val/ppl_before"),
+    ("held-out PPL", "val/ppl"),
+    ("tokens/s", "train/tokens_per_s"),
+    ("fit time (s)", "time/fit_seconds"),
+]
+
+
+def _format(key: str, value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if key == "params/share":
+        return f"{100 * value:.4f}"
+    if key == "params/trainable":
+        return f"{int(value):,}"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def pretrain_table(run_dirs: list[str | Path], out_prefix: str | Path) -> list[dict]:
+    """The paper's Table 2 analogue, one row a run, as Markdown and CSV (and a PPL plot)."""
+    rows = []
+    for run_dir in run_dirs:
+        metrics = read_metrics(run_dir)
+        method = _adapter_method(run_dir) or Path(run_dir).name
+        rows.append({"method": method, **metrics})
+    out_prefix = Path(out_prefix)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    header = [title for title, _ in PRETRAIN_COLUMNS]
+    with out_prefix.with_suffix(".csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for row in rows:
+            writer.writerow([row.get(key, "") for _, key in PRETRAIN_COLUMNS])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        lines.append("| " + " | ".join(_format(k, row.get(k)) for _, k in PRETRAIN_COLUMNS) + " |")
+    out_prefix.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    _plot_ppl(run_dirs, [r["method"] for r in rows], out_prefix.with_name(out_prefix.name + "_ppl.png"))
+    return rows
+
+
+def _adapter_method(run_dir: str | Path) -> str | None:
+    config = Path(run_dir) / "adapter" / "adapter_config.json"
+    return json.loads(config.read_text()).get("peft_type", "").lower() if config.is_file() else None
+
+
+def _plot_ppl(run_dirs, names, out: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for run_dir, name in zip(run_dirs, names):
+        curve = read_curves(run_dir).get("val/ppl", [])
+        if curve:
+            steps, values = zip(*curve)
+            ax.plot(steps, values, marker="o", label=name)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("held-out perplexity")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m clinical_peft report")
+    parser.add_argument("kind", choices=["pretrain"], help="which table")
+    parser.add_argument("--runs", nargs="+", required=True, help="run directories")
+    parser.add_argument("--out", required=True, help="output prefix (writes .md, .csv, _ppl.png)")
+    args = parser.parse_args(argv)
+    pretrain_table(args.runs, args.out)
+    print(Path(args.out).with_suffix(".md").read_text())

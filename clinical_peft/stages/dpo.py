@@ -1,0 +1,215 @@
+"""PreferenceOptimization: DPO of a LoRA policy on prompt/chosen/rejected triples (study B, step 2).
+
+The reference is the same network, never a second copy: with the policy adapter switched off
+when DPO starts from the base model, or, when it starts from an SFT adapter (as the study did),
+that adapter loaded a second time as the frozen "reference" beside the trainable policy copy.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import lightning as L
+import torch
+from torchmetrics import SumMetric
+
+from clinical_peft.backbone import (
+    REFERENCE_ADAPTER,
+    AdapterSpec,
+    add_adapter,
+    check_method,
+    load_causal_lm,
+    load_policy_and_reference,
+    use_adapter,
+)
+from clinical_peft.data.cache import cache_key, file_stamp
+from clinical_peft.errors import InputError
+from clinical_peft.generation import evaluate_stage
+from clinical_peft.losses import DPO_LOSS_TYPES, dpo_loss, sequence_logps
+from clinical_peft.stages.base import AdapterStage, OptimSpec, best_checkpoint
+
+log = logging.getLogger(__name__)
+
+#: logged as `train/<key>` and `val/<key>`
+STAT_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
+             "rewards/accuracies", "logps/chosen", "logps/rejected")  # fmt: skip
+
+
+class PreferenceOptimization(AdapterStage):
+    def __init__(
+        self,
+        base_model: str = "cache/tiny-llama",
+        adapter: AdapterSpec | None = None,
+        sft_adapter: str | None = None,
+        beta: float = 0.1,
+        loss_type: str = "sigmoid",
+        label_smoothing: float = 0.0,
+        precompute_reference: bool = False,
+        optim: OptimSpec | None = None,
+        dtype: str = "float32",
+        gradient_checkpointing: bool = False,
+        max_new_tokens: int | None = None,
+        evaluate_base: bool = True,
+    ) -> None:
+        """
+        Args:
+            base_model: folder of a local Hugging Face causal LM.
+            adapter: the PEFT method of a fresh policy (unused with `sft_adapter`).
+            sft_adapter: adapter folder of an SFT run (e.g. runs/sft/triage/adapter): it becomes
+                the frozen reference, and the policy starts as a copy of it.
+            beta: strength of the implicit KL penalty (the study: 0.1, 0.3, 0.5).
+            loss_type: sigmoid (DPO), ipo, hinge or robust.
+            label_smoothing: assumed share of flipped preferences (sigmoid and robust).
+            precompute_reference: compute reference log-probs once before training, cached on
+                disk beside the tokenized data; training then needs one forward per step.
+            optim: optimizer and learning-rate schedule.
+            dtype: weights of the frozen base: float32, bfloat16 or float16.
+            gradient_checkpointing: recompute activations in backward to save memory.
+            max_new_tokens: cap on generated tokens at evaluation (default: per task).
+            evaluate_base: also score the starting model by generation (before training).
+        """
+        super().__init__(optim)
+        if loss_type not in DPO_LOSS_TYPES:
+            raise InputError("model.loss_type", f"unknown '{loss_type}' (valid: {', '.join(DPO_LOSS_TYPES)})")
+        if beta <= 0:
+            raise InputError("model.beta", f"must be > 0, got {beta}")
+        if not 0.0 <= label_smoothing < 0.5:
+            raise InputError("model.label_smoothing", f"must lie in [0, 0.5), got {label_smoothing}")
+        adapter = adapter or AdapterSpec()
+        check_method(adapter.method)
+        self.save_hyperparameters(
+            {"base_model": base_model, "adapter": asdict(adapter), "sft_adapter": sft_adapter,
+             "beta": beta, "loss_type": loss_type, "label_smoothing": label_smoothing,
+             "dtype": dtype}
+        )  # fmt: skip
+        self.beta, self.loss_type, self.label_smoothing = beta, loss_type, label_smoothing
+        self.base_model_path, self.sft_adapter, self.dtype_name = base_model, sft_adapter, dtype
+        self.precompute_reference, self.max_new_tokens = precompute_reference, max_new_tokens
+        self.evaluate_base = evaluate_base
+        base = load_causal_lm(base_model, dtype)
+        if gradient_checkpointing:
+            base.gradient_checkpointing_enable()
+            base.enable_input_require_grads()
+        if sft_adapter:
+            self.model = load_policy_and_reference(base, sft_adapter)
+        else:
+            self.model = add_adapter(base, adapter)
+        self.val_sums = torch.nn.ModuleDict({k.replace("/", "_"): SumMetric() for k in STAT_KEYS})
+        self.val_count = SumMetric()
+        self.reference_cache: dict[str, torch.Tensor] | None = None
+
+    # --- log-probs ------------------------------------------------------------------------
+    def sequence_logps(self, batch: dict) -> torch.Tensor:
+        """Summed completion log-probs of every row (chosen rows first, then rejected)."""
+        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return sequence_logps(logits, batch["labels"])
+
+    def reference_logps(self, batch: dict, split: str | None = None) -> torch.Tensor:
+        if self.reference_cache is not None and split in self.reference_cache:
+            return self.reference_cache[split][batch["index"].cpu()].flatten().to(self.device)
+        switch = (use_adapter(self.model, REFERENCE_ADAPTER) if self.sft_adapter
+                  else self.model.disable_adapter())  # fmt: skip
+        with torch.no_grad(), switch:
+            return self.sequence_logps(batch)
+
+    def forward(self, batch: dict, split: str | None = None) -> dict[str, torch.Tensor]:
+        """Per-example DPO loss and statistics of a collated batch."""
+        policy = self.sequence_logps(batch)
+        reference = self.reference_logps(batch, split)
+        n = policy.shape[0] // 2
+        lengths = (batch["labels"][:, 1:] != -100).sum(dim=1)
+        losses, chosen, rejected = dpo_loss(
+            policy[:n], policy[n:], reference[:n], reference[n:],
+            beta=self.beta, loss_type=self.loss_type, label_smoothing=self.label_smoothing,
+            chosen_lengths=lengths[:n], rejected_lengths=lengths[n:],
+        )  # fmt: skip
+        return {
+            "loss": losses,
+            "rewards/chosen": chosen,
+            "rewards/rejected": rejected,
+            "rewards/margins": chosen - rejected,
+            "rewards/accuracies": (chosen > rejected).float(),
+            "logps/chosen": policy[:n].detach(),
+            "logps/rejected": policy[n:].detach(),
+        }
+
+    # --- steps ----------------------------------------------------------------------------
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        stats = self(batch, "train")
+        for key in STAT_KEYS:
+            self.log(f"train/{key}", stats[key].detach().mean(), prog_bar=key == "loss")
+        return stats["loss"].mean()
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        stats = self(batch, "val")
+        for key in STAT_KEYS:
+            self.val_sums[key.replace("/", "_")].update(stats[key].detach().sum())
+        self.val_count.update(stats["loss"].numel())
+
+    def on_validation_epoch_end(self) -> None:
+        # means over the whole split and all ranks, not means of batch means
+        count = self.val_count.compute()
+        for key in STAT_KEYS:
+            metric = self.val_sums[key.replace("/", "_")]
+            self.log(f"val/{key}", metric.compute() / count, prog_bar=key == "loss")
+            metric.reset()
+        self.val_count.reset()
+
+    # --- precomputed reference -------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        if self.precompute_reference and self.reference_cache is None:
+            self.reference_cache = self.load_or_compute_reference(self.trainer.datamodule)
+
+    def load_or_compute_reference(self, datamodule) -> dict[str, torch.Tensor]:
+        """Reference log-probs (rows: examples; columns: chosen, rejected) of train and val,
+        cached under the data cache, keyed by the reference network and the tokenized data."""
+        model_dir = Path(self.base_model_path)
+        reference = [file_stamp(p) for p in sorted(model_dir.glob("*.safetensors"))]
+        if self.sft_adapter:
+            reference += [file_stamp(p) for p in sorted(Path(self.sft_adapter).glob("adapter_model*"))]
+        key = cache_key({"reference": reference, "data": datamodule.cache_path.name, "dtype": self.dtype_name})
+        path = Path(datamodule.cache_dir) / "reference_logps" / f"{key}.pt"
+        if path.is_file():
+            return torch.load(path, weights_only=True)
+        cache = {}
+        for split in ("train", "val"):  # every rank computes all rows: simple, done once
+            loader = torch.utils.data.DataLoader(
+                datamodule.datasets[split], batch_size=datamodule.eval_batch_size,
+                collate_fn=datamodule.collate,
+            )  # fmt: skip
+            rows = []
+            for batch in loader:
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                logps = self.reference_logps(batch).float().cpu()
+                rows.append(torch.stack(logps.chunk(2), dim=1))
+            cache[split] = torch.cat(rows)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{self.global_rank}.tmp")
+        torch.save(cache, tmp)
+        tmp.replace(path)
+        log.info("reference log-probs cached in %s", path)
+        return cache
+
+    # --- run directory --------------------------------------------------------------------
+    def evaluate_before_fit(self, trainer: L.Trainer, datamodule) -> dict[str, float]:
+        (result,) = trainer.validate(self, datamodule=datamodule, verbose=False)
+        metrics = {f"{k}_before": v for k, v in result.items() if k.startswith("val/")}
+        if self.evaluate_base:
+            metrics.update(
+                evaluate_stage(self.model, trainer, datamodule, None, self.max_new_tokens, "_before")
+            )
+        return metrics
+
+    def evaluate_after_fit(self, trainer: L.Trainer, datamodule, run_dir: Path) -> dict:
+        if best := best_checkpoint(trainer):
+            self.load_trainable_from(best)
+        (result,) = trainer.validate(self, datamodule=datamodule, verbose=False)
+        out = run_dir / "predictions" / "test.jsonl"
+        metrics = evaluate_stage(self.model, trainer, datamodule, out, self.max_new_tokens)
+        return {**result, **metrics, **datamodule.count_metrics()}
+
+    def export(self, run_dir: Path) -> None:
+        """The policy only, as a plain peft adapter folder (the reference is the SFT adapter)."""
+        self.model.save_pretrained(run_dir / "adapter", selected_adapters=["default"])

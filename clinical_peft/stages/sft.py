@@ -1,0 +1,94 @@
+"""SupervisedFineTuning: a LoRA policy on prompt -> completion pairs, loss on completions only
+(study B, step 1). Evaluated by greedy generation on the test split, before and after."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import lightning as L
+import torch
+from torchmetrics import SumMetric
+
+from clinical_peft.backbone import AdapterSpec, add_adapter, check_method, load_causal_lm
+from clinical_peft.generation import evaluate_stage
+from clinical_peft.losses import causal_lm_loss_sums
+from clinical_peft.stages.base import AdapterStage, OptimSpec, best_checkpoint
+
+
+class SupervisedFineTuning(AdapterStage):
+    def __init__(
+        self,
+        base_model: str = "cache/tiny-llama",
+        adapter: AdapterSpec | None = None,
+        optim: OptimSpec | None = None,
+        dtype: str = "float32",
+        gradient_checkpointing: bool = False,
+        max_new_tokens: int | None = None,
+        evaluate_base: bool = True,
+    ) -> None:
+        """
+        Args:
+            base_model: folder of a local Hugging Face causal LM (e.g. Llama-3-8B-Instruct, or
+                the built-in tiny LLaMA).
+            adapter: the PEFT method of the policy (the study trained all weights; LoRA here).
+            optim: optimizer and learning-rate schedule.
+            dtype: weights of the frozen base: float32, bfloat16 or float16.
+            gradient_checkpointing: recompute activations in backward to save memory.
+            max_new_tokens: cap on generated tokens at evaluation (default: per task).
+            evaluate_base: also score the untrained model by generation (the table's "base").
+        """
+        super().__init__(optim)
+        adapter = adapter or AdapterSpec()
+        check_method(adapter.method)
+        self.save_hyperparameters(
+            {"base_model": base_model, "adapter": asdict(adapter), "dtype": dtype}
+        )
+        self.max_new_tokens, self.evaluate_base = max_new_tokens, evaluate_base
+        base = load_causal_lm(base_model, dtype)
+        if gradient_checkpointing:
+            base.gradient_checkpointing_enable()
+            base.enable_input_require_grads()
+        self.model = add_adapter(base, adapter)
+        self.val_nll, self.val_tokens = SumMetric(), SumMetric()
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed NLL of the completion tokens (labels -100 elsewhere) and their count."""
+        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return causal_lm_loss_sums(logits, batch["labels"])
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        nll, tokens = self(batch)
+        loss = nll / tokens.clamp(min=1)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        nll, tokens = self(batch)
+        self.val_nll.update(nll.detach())
+        self.val_tokens.update(tokens)
+
+    def on_validation_epoch_end(self) -> None:
+        # token-weighted over the whole split and all ranks
+        loss = self.val_nll.compute() / self.val_tokens.compute().clamp(min=1)
+        self.val_nll.reset()
+        self.val_tokens.reset()
+        self.log("val/loss", loss, prog_bar=True)
+
+    def evaluate_before_fit(self, trainer: L.Trainer, datamodule) -> dict[str, float]:
+        (result,) = trainer.validate(self, datamodule=datamodule, verbose=False)
+        metrics = {"val/loss_before": result["val/loss"]}
+        if self.evaluate_base:
+            metrics.update(
+                evaluate_stage(self.model, trainer, datamodule, None, self.max_new_tokens, "_before")
+            )
+        return metrics
+
+    def evaluate_after_fit(self, trainer: L.Trainer, datamodule, run_dir: Path) -> dict:
+        if best := best_checkpoint(trainer):
+            self.load_trainable_from(best)
+        (result,) = trainer.validate(self, datamodule=datamodule, verbose=False)
+        out = run_dir / "predictions" / "test.jsonl"
+        metrics = evaluate_stage(self.model, trainer, datamodule, out, self.max_new_tokens)
+        return {"val/loss": result["val/loss"], **metrics, **datamodule.count_metrics()}
+

@@ -1,0 +1,41 @@
+"""Test-only Lightning pieces, named by class_path from the test configs."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import lightning as L
+import torch
+from lightning.fabric.utilities.seed import reset_seed
+from lightning.pytorch.strategies import DeepSpeedStrategy
+
+
+class KillAtStep(L.Callback):
+    """SIGKILL this process right after optimizer step `step`: a crash no handler can soften."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class CPUDeepSpeedStrategy(DeepSpeedStrategy):
+    """Lightning's DeepSpeed strategy with its CUDA-only guard skipped, for smoke tests on CPU.
+
+    DeepSpeed itself runs ZeRO on CPU with the gloo backend; only Lightning refuses.
+    """
+
+    def setup_environment(self) -> None:
+        super(DeepSpeedStrategy, self).setup_environment()  # DDPStrategy's, without the guard
+
+    def setup_distributed(self) -> None:
+        reset_seed()
+        self.set_world_ranks()
+        self._init_deepspeed_distributed()
+
+    @property
+    def root_device(self) -> torch.device:
+        return torch.device("cpu", 0)  # DeepSpeed wants a device index, even on CPU

@@ -1,0 +1,196 @@
+"""PreferenceOptimization: equal to TRL's DPOTrainer, log 2 at step 0, the SFT adapter as the
+frozen reference, cached reference log-probs, learning above chance, two-process DDP."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from clinical_peft.backbone import AdapterSpec
+from clinical_peft.cli import run_stage
+from clinical_peft.data.instructions import PreferenceDataModule
+from clinical_peft.data.synthetic import write_instruction_tasks
+from clinical_peft.losses import DPO_LOSS_TYPES
+from clinical_peft.stages.dpo import STAT_KEYS, PreferenceOptimization
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="module")
+def instructions_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("instructions")
+    write_instruction_tasks(folder, n_per_task=200, seed=0)
+    return folder
+
+
+def data_module(instructions_dir, tiny_model, tmp_path, task="triage") -> PreferenceDataModule:
+    data = PreferenceDataModule(
+        str(instructions_dir), task, str(tiny_model), max_length=256, cache_dir=str(tmp_path)
+    )
+    data.setup()
+    return data
+
+
+def perturb(stage: PreferenceOptimization, seed: int = 0, adapter: str = "default") -> None:
+    """Random LoRA B matrices, so that the policy differs from the reference."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in stage.model.named_parameters():
+            if "lora_B" in name and f".{adapter}." in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+
+
+def test_stage_equals_trl_dpo_trainer(instructions_dir, tiny_model, tmp_path):
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    data = data_module(instructions_dir, tiny_model, tmp_path)
+    stage = PreferenceOptimization(str(tiny_model), beta=0.3).eval()
+    perturb(stage)
+    examples = list(data.datasets["train"])[:4]
+    batch = data.collate(examples)
+    with torch.no_grad():
+        ours = {k: v.mean().item() for k, v in stage(batch).items()}
+
+    rows = [json.loads(x) for x in (instructions_dir / "triage" / "dpo_train.jsonl").open()][:4]
+    config = DPOConfig(
+        output_dir=str(tmp_path / "trl"), beta=0.3, max_length=None, per_device_train_batch_size=4,
+        report_to=[], use_cpu=True, bf16=False, dataset_num_proc=None,
+    )  # fmt: skip
+    trainer = DPOTrainer(
+        model=stage.model, args=config, train_dataset=Dataset.from_list(rows),
+        processing_class=data.tokenizer,
+    )  # fmt: skip
+    trl_batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    # the same token sequences and the same completion positions
+    n = batch["input_ids"].shape[1]
+    assert torch.equal(trl_batch["input_ids"][:, :n] * trl_batch["attention_mask"][:, :n],
+                       batch["input_ids"] * batch["attention_mask"])  # fmt: skip
+    assert torch.equal(trl_batch["completion_mask"][:, :n].bool(), batch["labels"] != -100)
+    trainer.model.eval()
+    with torch.no_grad():
+        loss = trainer.compute_loss(trainer.model, trl_batch)
+    theirs = {k: v[-1] for k, v in trainer._metrics["eval"].items()}
+    assert loss.item() == pytest.approx(ours["loss"], abs=1e-5)
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
+                "logps/chosen", "logps/rejected"):  # fmt: skip
+        assert theirs[key] == pytest.approx(ours[key], abs=1e-5), key
+    assert abs(ours["rewards/margins"]) > 1e-3  # a real comparison, not 0 == 0
+
+
+@pytest.mark.parametrize("loss_type", DPO_LOSS_TYPES)
+def test_step_zero_policy_equals_reference(instructions_dir, tiny_model, tmp_path, loss_type):
+    data = data_module(instructions_dir, tiny_model, tmp_path)
+    stage = PreferenceOptimization(str(tiny_model), loss_type=loss_type, label_smoothing=0.0)
+    with torch.no_grad():
+        stats = stage(data.collate(list(data.datasets["val"])[:4]))
+    assert torch.all(stats["rewards/margins"] == 0) and torch.all(stats["rewards/chosen"] == 0)
+    expected = {"sigmoid": math.log(2), "robust": math.log(2), "hinge": 1.0, "ipo": (1 / 0.2) ** 2}
+    assert stats["loss"].mean().item() == pytest.approx(expected[loss_type], abs=1e-6)
+    assert stats["loss"].requires_grad  # the policy is trainable
+
+
+def test_sft_adapter_is_the_frozen_reference(instructions_dir, tiny_model, tmp_path):
+    # an "SFT" adapter with non-zero weights
+    sft = PreferenceOptimization(str(tiny_model), adapter=AdapterSpec(r=4))
+    perturb(sft, seed=1)
+    sft.model.save_pretrained(tmp_path / "sft")
+    stage = PreferenceOptimization(str(tiny_model), sft_adapter=str(tmp_path / "sft"), beta=0.1)
+    data = data_module(instructions_dir, tiny_model, tmp_path)
+    batch = data.collate(list(data.datasets["val"])[:4])
+    with torch.no_grad():
+        sft_logps = sft.sequence_logps(batch)
+        stats = stage(batch)
+    # step 0: the policy is a copy of the reference, so log 2 and zero margins
+    assert stats["loss"].mean().item() == pytest.approx(math.log(2), abs=1e-6)
+    torch.testing.assert_close(stats["logps/chosen"], sft_logps[:4])
+    trainable = {n for n, p in stage.model.named_parameters() if p.requires_grad}
+    assert trainable and all(".default." in n for n in trainable)
+    assert any(".reference." in n for n, _ in stage.model.named_parameters())
+    # a trained policy moves; the reference does not
+    perturb(stage, seed=2)
+    with torch.no_grad():
+        assert torch.equal(stage.reference_logps(batch), sft_logps)
+        assert not torch.allclose(stage.sequence_logps(batch), sft_logps)
+    # only the policy is exported, as a plain adapter folder
+    stage.export(tmp_path / "run")
+    assert (tmp_path / "run" / "adapter" / "adapter_config.json").is_file()
+    assert not (tmp_path / "run" / "adapter" / "reference").exists()
+
+
+def test_precomputed_reference_equals_the_live_one(instructions_dir, tiny_model, tmp_path):
+    data = data_module(instructions_dir, tiny_model, tmp_path)
+    stage = PreferenceOptimization(str(tiny_model), precompute_reference=True)
+    perturb(stage)
+    cache = stage.load_or_compute_reference(data)  # the adapter is switched off: the base
+    assert len(list((tmp_path / "reference_logps").glob("*.pt"))) == 1
+    assert cache["val"].shape == (len(data.datasets["val"]), 2)
+    stage.reference_cache = cache
+    batch = data.collate([data.datasets["val"][i] for i in (5, 2, 7)])
+    with torch.no_grad():
+        cached = stage(batch, "val")
+        live = stage(batch, None)
+    for key in STAT_KEYS:
+        torch.testing.assert_close(cached[key], live[key], rtol=1e-5, atol=1e-5)
+    assert stage.load_or_compute_reference(data)["train"].equal(cache["train"])  # from disk
+
+
+def dpo_args(tiny_model, data_dir, run_dir, *extra: str) -> list[str]:
+    return [
+        "-c", "experiments/dpo/triage.yaml",
+        "--model.base_model", str(tiny_model),
+        "--data.data_dir", str(data_dir),
+        "--data.cache_dir", str(run_dir.parent / "cache"),
+        "--data.max_length", "256",
+        "--data.max_eval_examples", "8",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--run_dir", str(run_dir),
+        *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_short_run_prefers_chosen_answers(instructions_dir, tiny_model, tmp_path):
+    run = tmp_path / "run"
+    args = dpo_args(tiny_model, instructions_dir, run, "--trainer.max_steps", "30",
+                    "--model.optim.lr", "3e-3", "--model.precompute_reference", "true")  # fmt: skip
+    metrics = run_stage("dpo", args)
+    assert metrics["val/loss_before"] == pytest.approx(math.log(2), abs=1e-5)
+    assert metrics["val/rewards/margins_before"] == 0.0
+    assert metrics["val/rewards/accuracies"] > 0.5
+    assert metrics["val/rewards/margins"] > 0 and metrics["val/loss"] < math.log(2)
+    saved = json.loads((run / "metrics.json").read_text())
+    assert "test/f1_provider" in saved and "test/f1_urgency_before" in saved
+    lines = (run / "predictions" / "test.jsonl").read_text().splitlines()
+    assert [json.loads(x)["id"] for x in lines] == sorted(json.loads(x)["id"] for x in lines)
+    assert len(lines) == 8
+    logged = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/rewards/accuracies", "val/rewards/margins", "val/logps/rejected"} <= set(logged)
+
+
+@pytest.mark.slow
+def test_two_process_ddp_run(instructions_dir, tiny_model, tmp_path):
+    run = tmp_path / "ddp"
+    args = dpo_args(tiny_model, instructions_dir, run, "--trainer", "experiments/trainer/ddp_cpu.yaml",
+                    "--trainer.max_steps", "3")  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "scripts" / "run_stage.py"), "dpo", *args],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=400,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MEMBER: 2/2" in result.stderr + result.stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["val/loss_before"] == pytest.approx(math.log(2), abs=1e-5)
+    assert math.isfinite(metrics["val/loss"]) and metrics["val/loss"] != metrics["val/loss_before"]
+    # generation was shared between the ranks and gathered: every test prompt once
+    lines = (run / "predictions" / "test.jsonl").read_text().splitlines()
+    assert len({json.loads(x)["id"] for x in lines}) == len(lines) == 8

@@ -1,0 +1,197 @@
+"""Scale-out and hand-over: DDP and DeepSpeed on CPU, SIGKILL + exact resume, portable runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import yaml
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+from clinical_peft.callbacks import AtomicCheckpointIO
+from clinical_peft.cli import run_stage
+from clinical_peft.data.notes import NotesDataModule
+from clinical_peft.errors import InputError
+from clinical_peft.stages.pretrain import DomainAdaptation
+
+ROOT = Path(__file__).parent.parent
+SCRIPT = ROOT / "tests" / "scripts" / "run_stage.py"
+CONSTANT_LR = ["--model.optim.schedule", "constant", "--model.optim.warmup_steps", "0"]
+
+
+def pretrain_args(notes_dir, model_dir, run_dir, *extra: str) -> list[str]:
+    return [
+        "-c", str(ROOT / "experiments/pretrain/lora.yaml"),
+        "--model.base_model", str(model_dir),
+        "--data.data_dir", str(notes_dir),
+        "--data.cache_dir", str(Path(run_dir).parent / "cache"),
+        "--data.block_size", "64", "--data.max_notes", "120",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--run_dir", str(run_dir), *extra,
+    ]  # fmt: skip
+
+
+def run_script(stage: str, args: list[str]) -> subprocess.CompletedProcess:
+    """A stage in a fresh process: DDP launches its ranks from sys.argv, which pytest's is not."""
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",  # two ranks on two cores
+        "PYTHONPATH": str(SCRIPT.parent),
+    }
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), stage, *args],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+
+
+def trainable_state(ckpt: Path) -> dict[str, torch.Tensor]:
+    return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def max_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_ddp_pretrain_scores_every_held_out_block_once(notes_dir, tiny_model, tmp_path):
+    run = tmp_path / "ddp"
+    trainer_cfg = str(ROOT / "experiments/trainer/ddp_cpu.yaml")
+    result = run_script(
+        "pretrain",
+        pretrain_args(notes_dir, tiny_model, run, "--trainer", trainer_cfg, "--trainer.max_steps", "4"),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+
+    # one process, same weights, whole held-out split: the same perplexity
+    stage = DomainAdaptation(base_model=str(tiny_model))
+    stage.load_trainable_from(run / "checkpoints" / "last.ckpt")
+    data = NotesDataModule(
+        str(notes_dir), str(tiny_model), block_size=64, max_notes=120, cache_dir=str(tmp_path / "cache")
+    )
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, inference_mode=False)
+    (single,) = trainer.validate(stage, datamodule=data, verbose=False)
+    assert metrics["val/ppl"] == pytest.approx(single["val/ppl"], rel=1e-4)
+    assert metrics["val/ppl"] != pytest.approx(metrics["val/ppl_before"], rel=1e-4)
+    # both ranks trained: tokens are summed over ranks
+    assert metrics["train/tokens"] == pytest.approx(2 * 4 * 8 * 64, rel=0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_deepspeed_zero2_smoke_fit_on_cpu(notes_dir, tiny_model, tmp_path):
+    run = tmp_path / "zero2"
+    zero2 = [
+        "--trainer.accelerator", "cpu", "--trainer.devices", "1",
+        "--trainer.strategy", "test_only.CPUDeepSpeedStrategy",
+        "--trainer.strategy.stage", "2", "--trainer.strategy.exclude_frozen_parameters", "true",
+        "--trainer.max_steps", "4", "--model.optim.lr", "1e-2",
+    ]  # fmt: skip
+    result = run_script("pretrain", pretrain_args(notes_dir, tiny_model, run, *zero2))
+    assert result.returncode == 0, result.stderr[-3000:]
+    shards = run / "checkpoints" / "last.ckpt" / "checkpoint"
+    model_states = next(shards.glob("mp_rank_*_model_states.pt"))
+    base_bytes = (tiny_model / "model.safetensors").stat().st_size
+    assert model_states.stat().st_size < base_bytes / 5  # the frozen base is not in the checkpoint
+    # the exported adapter is a normal peft folder that moved away from its initialisation
+    plain = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), run / "adapter")
+    lora_b = [p for n, p in plain.named_parameters() if "lora_B" in n]
+    assert max(p.abs().max().item() for p in lora_b) > 0
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(notes_dir, tiny_model, tmp_path):
+    straight = tmp_path / "straight"
+    run_stage("pretrain", pretrain_args(notes_dir, tiny_model, straight, "--trainer.max_steps", "10", *CONSTANT_LR))
+
+    crashed = tmp_path / "crashed"
+    kill = json.dumps([{"class_path": "test_only.KillAtStep", "init_args": {"step": 8}}])
+    args = ["--trainer.max_steps", "10", "--checkpoint_every_n_steps", "3", "--trainer.callbacks", kill]
+    result = run_script("pretrain", pretrain_args(notes_dir, tiny_model, crashed, *args, *CONSTANT_LR))
+    assert result.returncode == -9, result.stderr[-3000:]  # killed, not finished
+    last = crashed / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 6
+    assert not (crashed / "metrics.json").exists()
+
+    resume = ["--trainer.max_steps", "10", "--ckpt_path", str(last), *CONSTANT_LR]
+    run_stage("pretrain", pretrain_args(notes_dir, tiny_model, crashed, *resume))
+    a = trainable_state(straight / "checkpoints" / "last.ckpt")
+    b = trainable_state(crashed / "checkpoints" / "last.ckpt")
+    assert max_difference(a, b) <= 1e-6
+
+
+@pytest.mark.slow
+def test_copied_run_resumes_elsewhere_with_another_base_path(notes_dir, tiny_model, tmp_path):
+    base_a = shutil.copytree(tiny_model, tmp_path / "site_a" / "llama")
+    run_a = tmp_path / "site_a" / "run"
+    every = ["--checkpoint_every_n_steps", "2"]  # last.ckpt then holds a mid-epoch position
+    run_stage("pretrain", pretrain_args(notes_dir, base_a, run_a, "--trainer.max_steps", "4", *every, *CONSTANT_LR))
+
+    # a collaborator gets the run directory and has the base model at another path
+    base_b = shutil.copytree(base_a, tmp_path / "site_b" / "weights" / "llama")
+    run_b = shutil.copytree(run_a, tmp_path / "site_b" / "run")
+    shutil.rmtree(tmp_path / "site_a")
+    resume = ["--trainer.max_steps", "8", "--ckpt_path", str(run_b / "checkpoints/last.ckpt")]
+    metrics = run_stage("pretrain", pretrain_args(notes_dir, base_b, run_b, *resume, *CONSTANT_LR))
+    assert torch.load(run_b / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 8
+    saved = json.loads((run_b / "metrics.json").read_text())
+    assert saved["val/ppl"] == pytest.approx(metrics["val/ppl"])
+    assert "val/ppl_before" in saved  # kept from the first part of the run
+
+
+@pytest.mark.slow
+def test_resuming_on_another_base_model_is_refused(notes_dir, tiny_model, tmp_path):
+    from clinical_peft.tiny_model import build_tiny_llama
+
+    run = tmp_path / "run"
+    run_stage("pretrain", pretrain_args(notes_dir, tiny_model, run, "--trainer.max_steps", "2"))
+    other = build_tiny_llama(notes_dir, tmp_path / "other", vocab_size=1024, hidden_size=96, intermediate_size=128)
+    resume = ["--trainer.max_steps", "4", "--ckpt_path", str(run / "checkpoints/last.ckpt")]
+    before = (run / "metrics.json").read_bytes()
+    with pytest.raises(InputError, match="base_fingerprint"):
+        run_stage("pretrain", pretrain_args(notes_dir, other, run, *resume))
+    assert (run / "metrics.json").read_bytes() == before
+
+
+def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "last.ckpt"
+    io.save_checkpoint({"step": 1, "w": torch.ones(3)}, path)
+
+    def crash_mid_write(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"half a checkp")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash_mid_write)
+    with pytest.raises(OSError):
+        io.save_checkpoint({"step": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True)["step"] == 1
+
+
+@pytest.mark.parametrize("name", ["deepspeed_zero2", "deepspeed_zero3", "deepspeed_zero3_offload"])
+def test_deepspeed_configs_are_valid(name):
+    from deepspeed.runtime.config import DeepSpeedConfig
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    spec = yaml.safe_load((ROOT / "experiments/trainer" / f"{name}.yaml").read_text())
+    assert spec["strategy"]["class_path"] == "lightning.pytorch.strategies.DeepSpeedStrategy"
+    assert spec["precision"] == "bf16-mixed"
+    strategy = DeepSpeedStrategy(**spec["strategy"]["init_args"])
+    config = {**strategy.config, "train_micro_batch_size_per_gpu": 1, "bf16": {"enabled": True}}
+    parsed = DeepSpeedConfig(config)
+    assert parsed.zero_optimization_stage == spec["strategy"]["init_args"]["stage"]
+    assert parsed.bfloat16_config.enabled
+    offload = spec["strategy"]["init_args"].get("offload_optimizer", False)
+    assert (parsed.zero_config.offload_optimizer is not None) == offload
