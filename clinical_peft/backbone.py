@@ -147,7 +147,9 @@ def load_adapter(model: torch.nn.Module, adapter_dir: str | Path, trainable: boo
     try:
         return PeftModel.from_pretrained(model, adapter_dir, is_trainable=trainable)
     except RuntimeError as err:  # size mismatch: adapter trained on another base model
-        raise InputError(adapter_dir, f"adapter does not fit this base model ({_first_line(err)})")
+        raise InputError(
+            adapter_dir, f"adapter does not fit this base model ({_first_line(err)})"
+        ) from None
 
 
 def _first_line(err: Exception) -> str:

@@ -146,7 +146,10 @@ def run_stage(stage: str, args: list[str]) -> dict:
         auto_configure_optimizers=False,
         # Metric states reset inside inference mode could not be updated in training later;
         # the sanity check is redundant since every stage evaluates before fitting.
-        trainer_defaults={"inference_mode": False, "num_sanity_val_steps": 0},  # stages build their own (trainable parameters only)
+        trainer_defaults={
+            "inference_mode": False,
+            "num_sanity_val_steps": 0,
+        },  # stages build their own (trainable parameters only)
         save_config_kwargs={"overwrite": True, "config_filename": "config.yaml"},
         parser_kwargs={"prog": f"python -m clinical_peft {stage}"},
     )

@@ -40,7 +40,9 @@ def read_curves(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
     return curves
 
 
-def plot_run(run_dir: str | Path, keys: tuple[str, ...] = ("train/loss", "val/loss")) -> Path | None:
+def plot_run(
+    run_dir: str | Path, keys: tuple[str, ...] = ("train/loss", "val/loss")
+) -> Path | None:
     """curves.png beside metrics.csv: training and validation loss against optimizer steps."""
     curves = read_curves(run_dir)
     shown = [k for k in keys if k in curves]
@@ -104,7 +106,9 @@ def pretrain_table(run_dirs: list[str | Path], out_prefix: str | Path) -> list[d
     for row in rows:
         lines.append("| " + " | ".join(_format(k, row.get(k)) for _, k in PRETRAIN_COLUMNS) + " |")
     out_prefix.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    _plot_ppl(run_dirs, [r["method"] for r in rows], out_prefix.with_name(out_prefix.name + "_ppl.png"))
+    _plot_ppl(
+        run_dirs, [r["method"] for r in rows], out_prefix.with_name(out_prefix.name + "_ppl.png")
+    )
     return rows
 
 
@@ -131,9 +135,62 @@ def _plot_ppl(run_dirs, names, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m clinical_peft report")
-    parser.add_argument("kind", choices=["pretrain"], help="which table")
+    parser.add_argument("kind", choices=["pretrain", "downstream"], help="which table")
     parser.add_argument("--runs", nargs="+", required=True, help="run directories")
     parser.add_argument("--out", required=True, help="output prefix (writes .md, .csv, _ppl.png)")
     args = parser.parse_args(argv)
-    pretrain_table(args.runs, args.out)
+    if args.kind == "downstream":
+        downstream_table(args.runs, args.out)
+    else:
+        pretrain_table(args.runs, args.out)
     print(Path(args.out).with_suffix(".md").read_text())
+
+
+DOWNSTREAM_TASKS = ("pmv", "mor", "los", "diag", "proc")
+
+
+def _downstream_mode(config: dict) -> str:
+    """`LLaMA + clinical LoRA (frozen) + downstream LoRA`-style row name of a downstream run."""
+    model = config.get("model", {})
+    name = Path(str(model.get("base_model", "model"))).name
+    if model.get("finetune_base"):
+        return f"{name} (full fine-tune)"
+    parts = [name]
+    if model.get("clinical", "none") != "none":
+        parts.append(f"clinical LoRA ({model['clinical']})")
+    if model.get("downstream_lora"):
+        parts.append("LoRA" if len(parts) == 1 else "downstream LoRA")
+    return " + ".join(parts) if len(parts) > 1 else f"{name}, head only"
+
+
+def downstream_table(run_dirs: list[str | Path], out_prefix: str | Path) -> list[dict]:
+    """The paper's test-AUROC table (%): a row per backbone mode, a column per task, and the mean
+    over the tasks a row has; Markdown and CSV."""
+    import yaml
+
+    rows: dict[str, dict] = {}
+    for run_dir in run_dirs:
+        metrics = read_metrics(run_dir)
+        config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+        task = config.get("data", {}).get("task", Path(run_dir).name)
+        row = rows.setdefault(_downstream_mode(config), {})
+        row[task] = 100 * metrics["test/auroc"]
+    header = ["model", *DOWNSTREAM_TASKS, "mean"]
+    table = []
+    for mode, scores in rows.items():
+        done = [v for v in scores.values() if not math.isnan(v)]
+        mean = sum(done) / len(done) if done else math.nan
+        table.append({"model": mode, **{t: scores.get(t) for t in DOWNSTREAM_TASKS}, "mean": mean})
+    out_prefix = Path(out_prefix)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    with out_prefix.with_suffix(".csv").open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        for row in table:
+            writer.writerow(["" if row[k] is None else row[k] for k in header])
+    cell = lambda v: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"  # noqa: E731
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table:
+        lines.append(f"| {row['model']} | " + " | ".join(cell(row[k]) for k in header[1:]) + " |")
+    out_prefix.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    return table

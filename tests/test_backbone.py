@@ -20,7 +20,9 @@ from clinical_peft.errors import InputError
 def expected_trainable(spec: AdapterSpec, config) -> int:
     """The paper's counts, from the model's shapes (LLaMA-7B gives Table 2's numbers)."""
     hidden, layers = config.hidden_size, config.num_hidden_layers
-    if spec.method == "lora":  # r x (in + out) per wrapped matrix (q_proj, v_proj: hidden -> hidden)
+    if (
+        spec.method == "lora"
+    ):  # r x (in + out) per wrapped matrix (q_proj, v_proj: hidden -> hidden)
         return layers * len(spec.target_modules) * spec.r * (hidden + hidden)
     if spec.method == "adaption_prompt":  # a prompt per adapted layer, plus one gate each
         adapted = min(spec.adapter_layers, layers)
@@ -30,21 +32,32 @@ def expected_trainable(spec: AdapterSpec, config) -> int:
     if spec.method == "prompt":  # one input embedding per virtual token
         return spec.num_virtual_tokens * hidden
     mlp = spec.encoder_hidden_size  # p_tuning: embeddings + a 3-layer MLP encoder
-    return spec.num_virtual_tokens * hidden + (hidden * mlp + mlp) + (mlp * mlp + mlp) + (mlp * hidden + hidden)
+    return (
+        spec.num_virtual_tokens * hidden
+        + (hidden * mlp + mlp)
+        + (mlp * mlp + mlp)
+        + (mlp * hidden + hidden)
+    )
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_parameter_counts_match_the_formula(tiny_model, method):
-    spec = AdapterSpec(method=method, r=4, num_virtual_tokens=5, adapter_len=3, encoder_hidden_size=16)
+    spec = AdapterSpec(
+        method=method, r=4, num_virtual_tokens=5, adapter_len=3, encoder_hidden_size=16
+    )
     base = load_causal_lm(tiny_model)
     base_total = sum(p.numel() for p in base.parameters())
     model = add_adapter(base, spec)
     counts = parameter_counts(model)
     assert counts["params/trainable"] == expected_trainable(spec, base.config)
     assert counts["params/total"] == base_total + counts["params/trainable"]
-    assert counts["params/share"] == pytest.approx(counts["params/trainable"] / counts["params/total"])
+    assert counts["params/share"] == pytest.approx(
+        counts["params/trainable"] / counts["params/total"]
+    )
     # only adapter tensors train
-    frozen_base = [n for n, p in model.named_parameters() if p.requires_grad and "embed_tokens.weight" in n]
+    frozen_base = [
+        n for n, p in model.named_parameters() if p.requires_grad and "embed_tokens.weight" in n
+    ]
     assert frozen_base == []
 
 
@@ -53,7 +66,9 @@ def test_paper_lora_count_on_llama_7b_shapes():
         hidden_size, num_hidden_layers = 4096, 32
 
     assert expected_trainable(AdapterSpec(method="lora"), Llama7B) == 8_388_608  # Table 2
-    assert expected_trainable(AdapterSpec(method="prompt", num_virtual_tokens=15), Llama7B) == 61_440
+    assert (
+        expected_trainable(AdapterSpec(method="prompt", num_virtual_tokens=15), Llama7B) == 61_440
+    )
     assert expected_trainable(AdapterSpec(method="prefix"), Llama7B) == 5_242_880
     assert expected_trainable(AdapterSpec(method="adaption_prompt"), Llama7B) == 1_228_830
 
@@ -81,7 +96,9 @@ def test_fingerprint_ignores_adapters_but_not_shapes(tiny_model, notes_dir, tmp_
     assert fingerprint(add_adapter(base, AdapterSpec())) == plain
     from clinical_peft.tiny_model import build_tiny_llama
 
-    wider = build_tiny_llama(notes_dir, tmp_path / "wider", vocab_size=1024, hidden_size=96, intermediate_size=128)
+    wider = build_tiny_llama(
+        notes_dir, tmp_path / "wider", vocab_size=1024, hidden_size=96, intermediate_size=128
+    )
     assert fingerprint(load_causal_lm(wider)) != plain
     torch.nn.init.zeros_(base.lm_head.weight)  # values do not matter, only architecture and shapes
     assert fingerprint(base) == plain

@@ -21,7 +21,9 @@ def test_there_are_configs_for_every_stage():
     assert len(TRAINER_CONFIGS) >= 5
 
 
-@pytest.mark.parametrize("config", STAGE_CONFIGS + TRAINER_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize(
+    "config", STAGE_CONFIGS + TRAINER_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}"
+)
 def test_config_starts_with_its_command(config):
     first = config.read_text().splitlines()[0]
     assert first.startswith("# make ") or first.startswith("# python -m clinical_peft"), first

@@ -24,7 +24,9 @@ from clinical_peft.errors import InputError
 
 def make_module(data_dir, tokenizer, tmp_path, **kwargs) -> NotesDataModule:
     kwargs.setdefault("block_size", 64)
-    return NotesDataModule(str(data_dir), str(tokenizer), cache_dir=str(tmp_path / "cache"), **kwargs)
+    return NotesDataModule(
+        str(data_dir), str(tokenizer), cache_dir=str(tmp_path / "cache"), **kwargs
+    )
 
 
 def write_notes_csv(path, rows, columns=NOTE_COLUMNS) -> None:
@@ -86,7 +88,9 @@ def test_packed_blocks_cover_the_tokenized_corpus(notes_dir, tiny_model, tmp_pat
     counts = {"notes": 0, "skipped_empty": 0}
     texts = [n["text"] for n in iter_clean_notes(module.paths, counts, max_notes=60)]
     expected = sum(len(tok(t, add_special_tokens=False)["input_ids"]) + 2 for t in texts)
-    got = sum(int((ex["labels"] != -100).sum()) for s in ("train", "val") for ex in module.datasets[s])
+    got = sum(
+        int((ex["labels"] != -100).sum()) for s in ("train", "val") for ex in module.datasets[s]
+    )
     assert got == expected
     batch = next(iter(module.train_dataloader()))
     assert batch["input_ids"].shape == (module.batch_size, 64)
@@ -107,7 +111,9 @@ def test_pad_per_note_mode_truncates_each_note_alone(notes_dir, tiny_model, tmp_
     assert ((batch["labels"] == -100) == (batch["attention_mask"] == 0)).all()
 
 
-def test_second_run_uses_the_cache_and_does_not_tokenize(notes_dir, tiny_model, tmp_path, monkeypatch):
+def test_second_run_uses_the_cache_and_does_not_tokenize(
+    notes_dir, tiny_model, tmp_path, monkeypatch
+):
     first = make_module(notes_dir, tiny_model, tmp_path)
     first.prepare_data()
     assert first.cache_hit is False

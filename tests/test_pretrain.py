@@ -40,7 +40,13 @@ def test_each_method_fits_and_writes_the_run_directory(notes_dir, tiny_model, tm
     metrics = pretrain(notes_dir, tiny_model, run, "--trainer.max_steps", "4", method=method)
     saved = json.loads((run / "metrics.json").read_text())
     assert saved == pytest.approx(metrics)
-    for key in ("val/ppl_before", "val/ppl", "params/trainable", "params/total", "train/tokens_per_s"):
+    for key in (
+        "val/ppl_before",
+        "val/ppl",
+        "params/trainable",
+        "params/total",
+        "train/tokens_per_s",
+    ):
         assert math.isfinite(saved[key]) and saved[key] > 0, key
     assert saved["val/ppl"] == pytest.approx(math.exp(saved["val/loss"]), rel=1e-5)
     assert (run / "config.yaml").is_file() and (run / "tokenizer" / "tokenizer.json").is_file()
@@ -87,7 +93,16 @@ def test_resume_mid_epoch_gives_the_same_weights(notes_dir, tiny_model, tmp_path
     assert steps_per_epoch["ready"] == 6  # stopped mid-epoch
 
     last = str(interrupted / "checkpoints" / "last.ckpt")
-    pretrain(notes_dir, tiny_model, interrupted, "--trainer.max_steps", "10", "--ckpt_path", last, *constant)
+    pretrain(
+        notes_dir,
+        tiny_model,
+        interrupted,
+        "--trainer.max_steps",
+        "10",
+        "--ckpt_path",
+        last,
+        *constant,
+    )
 
     a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     b = torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]

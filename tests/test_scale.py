@@ -69,7 +69,9 @@ def test_ddp_pretrain_scores_every_held_out_block_once(notes_dir, tiny_model, tm
     trainer_cfg = str(ROOT / "experiments/trainer/ddp_cpu.yaml")
     result = run_script(
         "pretrain",
-        pretrain_args(notes_dir, tiny_model, run, "--trainer", trainer_cfg, "--trainer.max_steps", "4"),
+        pretrain_args(
+            notes_dir, tiny_model, run, "--trainer", trainer_cfg, "--trainer.max_steps", "4"
+        ),
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
@@ -78,9 +80,15 @@ def test_ddp_pretrain_scores_every_held_out_block_once(notes_dir, tiny_model, tm
     stage = DomainAdaptation(base_model=str(tiny_model))
     stage.load_trainable_from(run / "checkpoints" / "last.ckpt")
     data = NotesDataModule(
-        str(notes_dir), str(tiny_model), block_size=64, max_notes=120, cache_dir=str(tmp_path / "cache")
+        str(notes_dir),
+        str(tiny_model),
+        block_size=64,
+        max_notes=120,
+        cache_dir=str(tmp_path / "cache"),
     )
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, inference_mode=False)
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, inference_mode=False
+    )
     (single,) = trainer.validate(stage, datamodule=data, verbose=False)
     assert metrics["val/ppl"] == pytest.approx(single["val/ppl"], rel=1e-4)
     assert metrics["val/ppl"] != pytest.approx(metrics["val/ppl_before"], rel=1e-4)
@@ -105,20 +113,36 @@ def test_deepspeed_zero2_smoke_fit_on_cpu(notes_dir, tiny_model, tmp_path):
     base_bytes = (tiny_model / "model.safetensors").stat().st_size
     assert model_states.stat().st_size < base_bytes / 5  # the frozen base is not in the checkpoint
     # the exported adapter is a normal peft folder that moved away from its initialisation
-    plain = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model), run / "adapter")
+    plain = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model), run / "adapter"
+    )
     lora_b = [p for n, p in plain.named_parameters() if "lora_B" in n]
     assert max(p.abs().max().item() for p in lora_b) > 0
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(notes_dir, tiny_model, tmp_path):
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(
+    notes_dir, tiny_model, tmp_path
+):
     straight = tmp_path / "straight"
-    run_stage("pretrain", pretrain_args(notes_dir, tiny_model, straight, "--trainer.max_steps", "10", *CONSTANT_LR))
+    run_stage(
+        "pretrain",
+        pretrain_args(notes_dir, tiny_model, straight, "--trainer.max_steps", "10", *CONSTANT_LR),
+    )
 
     crashed = tmp_path / "crashed"
     kill = json.dumps([{"class_path": "test_only.KillAtStep", "init_args": {"step": 8}}])
-    args = ["--trainer.max_steps", "10", "--checkpoint_every_n_steps", "3", "--trainer.callbacks", kill]
-    result = run_script("pretrain", pretrain_args(notes_dir, tiny_model, crashed, *args, *CONSTANT_LR))
+    args = [
+        "--trainer.max_steps",
+        "10",
+        "--checkpoint_every_n_steps",
+        "3",
+        "--trainer.callbacks",
+        kill,
+    ]
+    result = run_script(
+        "pretrain", pretrain_args(notes_dir, tiny_model, crashed, *args, *CONSTANT_LR)
+    )
     assert result.returncode == -9, result.stderr[-3000:]  # killed, not finished
     last = crashed / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=True)["global_step"] == 6
@@ -136,7 +160,10 @@ def test_copied_run_resumes_elsewhere_with_another_base_path(notes_dir, tiny_mod
     base_a = shutil.copytree(tiny_model, tmp_path / "site_a" / "llama")
     run_a = tmp_path / "site_a" / "run"
     every = ["--checkpoint_every_n_steps", "2"]  # last.ckpt then holds a mid-epoch position
-    run_stage("pretrain", pretrain_args(notes_dir, base_a, run_a, "--trainer.max_steps", "4", *every, *CONSTANT_LR))
+    run_stage(
+        "pretrain",
+        pretrain_args(notes_dir, base_a, run_a, "--trainer.max_steps", "4", *every, *CONSTANT_LR),
+    )
 
     # a collaborator gets the run directory and has the base model at another path
     base_b = shutil.copytree(base_a, tmp_path / "site_b" / "weights" / "llama")
@@ -156,7 +183,9 @@ def test_resuming_on_another_base_model_is_refused(notes_dir, tiny_model, tmp_pa
 
     run = tmp_path / "run"
     run_stage("pretrain", pretrain_args(notes_dir, tiny_model, run, "--trainer.max_steps", "2"))
-    other = build_tiny_llama(notes_dir, tmp_path / "other", vocab_size=1024, hidden_size=96, intermediate_size=128)
+    other = build_tiny_llama(
+        notes_dir, tmp_path / "other", vocab_size=1024, hidden_size=96, intermediate_size=128
+    )
     resume = ["--trainer.max_steps", "4", "--ckpt_path", str(run / "checkpoints/last.ckpt")]
     before = (run / "metrics.json").read_bytes()
     with pytest.raises(InputError, match="base_fingerprint"):
@@ -195,3 +224,20 @@ def test_deepspeed_configs_are_valid(name):
     assert parsed.bfloat16_config.enabled
     offload = spec["strategy"]["init_args"].get("offload_optimizer", False)
     assert (parsed.zero_config.offload_optimizer is not None) == offload
+
+
+@pytest.mark.slow
+def test_bf16_mixed_precision_run(notes_dir, tiny_model, tmp_path):
+    run = tmp_path / "bf16"
+    trainer_cfg = str(ROOT / "experiments/trainer/cpu_bf16.yaml")
+    metrics = run_stage(
+        "pretrain",
+        pretrain_args(
+            notes_dir, tiny_model, run, "--trainer", trainer_cfg, "--trainer.max_steps", "3"
+        ),
+    )
+    assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["precision"] == "bf16-mixed"
+    assert 1 < metrics["val/ppl"] < 1e5
+    # bf16 autocast for compute; the trainable adapter and its checkpoint stay fp32
+    state = trainable_state(run / "checkpoints" / "last.ckpt")
+    assert {t.dtype for t in state.values()} == {torch.float32}

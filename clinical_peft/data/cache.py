@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,11 +43,19 @@ def cached_build(folder: Path, parts: dict, build: Callable[[Path], None]) -> tu
     target = folder / cache_key(parts)
     if (target / "key.json").is_file():
         return target, True
-    tmp = folder / f".tmp-{target.name}"
+    # One temporary folder per process: nodes sharing a filesystem may build at the same time.
+    tmp = folder / f".tmp-{target.name}-{socket.gethostname()}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    build(tmp)
-    (tmp / "key.json").write_text(json.dumps(parts, indent=1, sort_keys=True, default=str))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    try:
+        build(tmp)
+        (tmp / "key.json").write_text(json.dumps(parts, indent=1, sort_keys=True, default=str))
+        if target.exists() and not (target / "key.json").is_file():
+            shutil.rmtree(target, ignore_errors=True)  # a stale entry, never a complete one
+        tmp.rename(target)
+    except OSError:
+        if not (target / "key.json").is_file():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # ours, or the loser of a race
     return target, False

@@ -34,10 +34,12 @@ def read_csv_chunks(
                         raise InputError(path, f"missing column '{missing[0]}' (found: {found})")
                 yield chunk[columns]
     except UnicodeDecodeError as err:
-        raise InputError(path, f"field 'text': bytes that are not UTF-8 near byte {err.start}")
+        raise InputError(
+            path, f"field 'text': bytes that are not UTF-8 near byte {err.start}"
+        ) from None
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
-        raise InputError(path, f"truncated or corrupt gzip archive ({err})")
+        raise InputError(path, f"truncated or corrupt gzip archive ({err})") from None
     except pd.errors.EmptyDataError:
-        raise InputError(path, "file is empty (no header row)")
+        raise InputError(path, "file is empty (no header row)") from None
     except pd.errors.ParserError as err:
-        raise InputError(path, f"malformed CSV ({str(err).splitlines()[0]})")
+        raise InputError(path, f"malformed CSV ({str(err).splitlines()[0]})") from None

@@ -52,11 +52,15 @@ def note_paths(data_dir: str | Path, note_types: str) -> list[Path]:
     data_dir = require_dir(data_dir, "notes data")
     kinds = list(NOTE_FILES) if note_types == "both" else [note_types]
     if any(kind not in NOTE_FILES for kind in kinds):
-        raise InputError("data.note_types", f"unknown '{note_types}' (valid: discharge, radiology, both)")
+        raise InputError(
+            "data.note_types", f"unknown '{note_types}' (valid: discharge, radiology, both)"
+        )
     return [data_dir / NOTE_FILES[kind] for kind in kinds]
 
 
-def iter_clean_notes(paths: list[Path], counts: dict, max_notes: int | None = None) -> Iterator[dict]:
+def iter_clean_notes(
+    paths: list[Path], counts: dict, max_notes: int | None = None
+) -> Iterator[dict]:
     """Cleaned notes one at a time; empty or null texts are skipped and counted in `counts`."""
     for path in paths:
         for chunk in read_csv_chunks(path, NOTE_COLUMNS):
@@ -160,7 +164,10 @@ class NotesDataModule(L.LightningDataModule):
             "missing": [str(p) for p in self.paths if not p.exists()],
             "cleaning": CLEANING_VERSION,
             "tokenizer": tokenizer_stamp(self.tokenizer),
-            **{k: getattr(self, k) for k in ("mode", "block_size", "val_fraction", "split_seed", "max_notes")},
+            **{
+                k: getattr(self, k)
+                for k in ("mode", "block_size", "val_fraction", "split_seed", "max_notes")
+            },
         }
 
     def prepare_data(self) -> None:
