@@ -11,6 +11,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 
 from clinical_peft.backbone import fingerprint, parameter_counts
 from clinical_peft.errors import InputError
@@ -71,6 +72,13 @@ class AdapterStage(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     # --- parameters and checkpoints -----------------------------------------------------
+    def on_fit_start(self) -> None:
+        counts = self.parameter_counts()
+        rank_zero_info(
+            f"trainable parameters: {counts['params/trainable']:,} of {counts['params/total']:,}"
+            f" ({100 * counts['params/share']:.4f} %)"
+        )
+
     def parameter_counts(self) -> dict[str, float]:
         return parameter_counts(self.model)
 
