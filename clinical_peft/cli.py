@@ -26,6 +26,7 @@ from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
 
 from clinical_peft.callbacks import AtomicCheckpointIO, RestoreLoaderPosition, Throughput  # noqa: E402
+from clinical_peft.data import loader  # noqa: E402
 from clinical_peft.errors import InputError  # noqa: E402
 from clinical_peft.report import plot_run  # noqa: E402
 from clinical_peft.stages.base import write_json  # noqa: E402
@@ -89,6 +90,9 @@ class StageCLI(LightningCLI):
         strategy = trainer_config.get("strategy")
         if "deepspeed" not in str(type(strategy)).lower() + str(strategy).lower():
             kwargs["plugins"] = [AtomicCheckpointIO()]
+        if getattr(strategy, "zero_stage_3", False):
+            loader.EVEN_EVALUATION_SHARDS = True
+            log.warning("ZeRO-3: evaluation shards are padded to equal length (see data/loader.py)")
         callbacks = [
             ModelCheckpoint(
                 dirpath=run_dir / "checkpoints",

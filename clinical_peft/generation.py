@@ -61,7 +61,9 @@ def score(task: str, predictions: list[str], references: list[str]) -> dict[str,
         preds = [first_word(p) for p in predictions]
         return {"f1": f1_score(preds, [first_word(r) for r in refs], labels=["Yes", "No"])}
     if task == "numeric":
-        return {"accuracy": accuracy([parse_choice(p, sorted(set(refs))) for p in predictions], refs)}
+        return {
+            "accuracy": accuracy([parse_choice(p, sorted(set(refs))) for p in predictions], refs)
+        }
     if task == "reasoning":
         letters = [(_LETTER.findall(p) or [""])[0] for p in predictions]
         return {"accuracy": accuracy(letters, [r[:1] for r in refs])}

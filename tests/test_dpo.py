@@ -47,13 +47,34 @@ def perturb(stage: PreferenceOptimization, seed: int = 0, adapter: str = "defaul
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
 
 
-def test_stage_equals_trl_dpo_trainer(instructions_dir, tiny_model, tmp_path):
+@pytest.mark.parametrize("start", ["base", "sft_adapter"])
+def test_stage_equals_trl_dpo_trainer(instructions_dir, tiny_model, tmp_path, start):
+    """Same batch, same weights: TRL 1.16's DPOTrainer (reference: adapter disabled for a new
+    adapter, a frozen copy "ref" for an existing one) gives our loss, rewards and log-probs."""
     from datasets import Dataset
+    from peft import LoraConfig, PeftModel
+    from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
 
     data = data_module(instructions_dir, tiny_model, tmp_path)
-    stage = PreferenceOptimization(str(tiny_model), beta=0.3).eval()
-    perturb(stage)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model)
+    if start == "base":
+        stage = PreferenceOptimization(str(tiny_model), beta=0.3)
+        trl_model, peft_config = (
+            base,
+            LoraConfig(
+                r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"
+            ),
+        )
+    else:
+        sft = PreferenceOptimization(str(tiny_model))
+        perturb(sft, seed=1)
+        sft.model.save_pretrained(tmp_path / "sft")
+        stage = PreferenceOptimization(str(tiny_model), sft_adapter=str(tmp_path / "sft"), beta=0.3)
+        trl_model = PeftModel.from_pretrained(base, tmp_path / "sft", is_trainable=True)
+        peft_config = None  # TRL copies the loaded adapter as its frozen reference "ref"
+    stage.eval()
+    perturb(stage, seed=2)  # the policy moves away from the reference
     examples = list(data.datasets["train"])[:4]
     batch = data.collate(examples)
     with torch.no_grad():
@@ -62,35 +83,40 @@ def test_stage_equals_trl_dpo_trainer(instructions_dir, tiny_model, tmp_path):
     rows = [json.loads(x) for x in (instructions_dir / "triage" / "dpo_train.jsonl").open()][:4]
     config = DPOConfig(
         output_dir=str(tmp_path / "trl"), beta=0.3, max_length=None, per_device_train_batch_size=4,
-        report_to=[], use_cpu=True, bf16=False, dataset_num_proc=None,
+        report_to=[], use_cpu=True, bf16=False,
     )  # fmt: skip
     trainer = DPOTrainer(
-        model=stage.model, args=config, train_dataset=Dataset.from_list(rows),
-        processing_class=data.tokenizer,
+        model=trl_model, args=config, train_dataset=Dataset.from_list(rows),
+        processing_class=data.tokenizer, peft_config=peft_config,
     )  # fmt: skip
+    with torch.no_grad():  # the same policy weights in TRL's network
+        for name, param in stage.model.named_parameters():
+            if ".default." in name:
+                trainer.model.get_parameter(name).copy_(param)
     trl_batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
     # the same token sequences and the same completion positions
     n = batch["input_ids"].shape[1]
-    assert torch.equal(trl_batch["input_ids"][:, :n] * trl_batch["attention_mask"][:, :n],
-                       batch["input_ids"] * batch["attention_mask"])  # fmt: skip
-    assert torch.equal(trl_batch["completion_mask"][:, :n].bool(), batch["labels"] != -100)
+    assert trl_batch["input_ids"].shape[1] == n
+    mask = batch["attention_mask"].bool()
+    assert torch.equal(trl_batch["input_ids"][mask], batch["input_ids"][mask])
+    assert torch.equal(trl_batch["completion_mask"].bool(), batch["labels"] != -100)
     trainer.model.eval()
     with torch.no_grad():
         loss = trainer.compute_loss(trainer.model, trl_batch)
     theirs = {k: v[-1] for k, v in trainer._metrics["eval"].items()}
     assert loss.item() == pytest.approx(ours["loss"], abs=1e-5)
-    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
-                "logps/chosen", "logps/rejected"):  # fmt: skip
+    for key in ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies"):
         assert theirs[key] == pytest.approx(ours[key], abs=1e-5), key
-    assert abs(ours["rewards/margins"]) > 1e-3  # a real comparison, not 0 == 0
+    for key in ("logps/chosen", "logps/rejected"):  # sums of ~100 float32 terms: relative 1e-6
+        assert theirs[key] == pytest.approx(ours[key], rel=1e-6), key
+    assert abs(ours["rewards/margins"]) > 1e-3 and abs(ours["loss"] - math.log(2)) > 1e-4
 
 
 @pytest.mark.parametrize("loss_type", DPO_LOSS_TYPES)
 def test_step_zero_policy_equals_reference(instructions_dir, tiny_model, tmp_path, loss_type):
     data = data_module(instructions_dir, tiny_model, tmp_path)
     stage = PreferenceOptimization(str(tiny_model), loss_type=loss_type, label_smoothing=0.0)
-    with torch.no_grad():
-        stats = stage(data.collate(list(data.datasets["val"])[:4]))
+    stats = stage(data.collate(list(data.datasets["val"])[:4]))
     assert torch.all(stats["rewards/margins"] == 0) and torch.all(stats["rewards/chosen"] == 0)
     expected = {"sigmoid": math.log(2), "robust": math.log(2), "hinge": 1.0, "ipo": (1 / 0.2) ** 2}
     assert stats["loss"].mean().item() == pytest.approx(expected[loss_type], abs=1e-6)

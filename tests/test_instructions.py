@@ -52,7 +52,9 @@ def test_labels_mask_exactly_the_prompt_tokens(instructions_dir, tiny_model, tmp
     batch = data.collate(examples)
     for i, ex in enumerate(examples):
         n = len(ex["input_ids"])
-        assert (batch["labels"][i, n:] == -100).all() and (batch["attention_mask"][i, n:] == 0).all()
+        assert (batch["labels"][i, n:] == -100).all() and (
+            batch["attention_mask"][i, n:] == 0
+        ).all()
         assert batch["attention_mask"][i, :n].all()
 
 
@@ -121,7 +123,9 @@ def test_identical_pairs_and_long_prompts_are_counted(tiny_model, tmp_path):
     assert data.count_metrics()["data/train/skipped_identical"] == 1.0
 
     # nothing usable left: a clear error naming the file and what was dropped
-    write_jsonl(folder, "dpo_train.jsonl", [{"prompt": long_prompt, "chosen": " A", "rejected": " B"}])
+    write_jsonl(
+        folder, "dpo_train.jsonl", [{"prompt": long_prompt, "chosen": " A", "rejected": " B"}]
+    )
     data = PreferenceDataModule(
         str(tmp_path / "data"), "triage", str(tiny_model), max_length=64, cache_dir=str(tmp_path)
     )
@@ -177,3 +181,24 @@ def test_task_metrics_from_generated_text():
         "accuracy": 0.5
     }
     assert score("summarisation", [" a b c"], [" a b c"]) == {"rouge_l": 1.0}
+
+
+def test_study_table_from_run_directories(tmp_path):
+    from clinical_peft.report_instruct import main
+
+    (tmp_path / "sft" / "triage").mkdir(parents=True)
+    (tmp_path / "dpo" / "triage").mkdir(parents=True)
+    (tmp_path / "sft" / "triage" / "metrics.json").write_text(json.dumps(
+        {"test/f1_provider_before": 0.1, "test/f1_provider": 0.5, "test/f1_urgency": 0.8}))  # fmt: skip
+    (tmp_path / "dpo" / "triage" / "metrics.json").write_text(json.dumps({"test/f1_provider": 0.6}))
+    out = tmp_path / "table"
+    main(["--tasks", "triage", "reasoning", "--sft", str(tmp_path / "sft"),
+          "--dpo", str(tmp_path / "dpo"), "--out", str(out)])  # fmt: skip
+    lines = (tmp_path / "table.csv").read_text().splitlines()
+    assert lines == [
+        "task,metric,base,SFT,DPO",
+        "triage,F1 provider,0.100,0.500,0.600",
+        "triage,F1 urgency,,0.800,",
+        "reasoning,accuracy,,,",
+    ]
+    assert "| triage | F1 provider | 0.100 | 0.500 | 0.600 |" in (tmp_path / "table.md").read_text()

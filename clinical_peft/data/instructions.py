@@ -134,7 +134,9 @@ class _InstructionData(L.LightningDataModule):
         tokenizer = self.tokenizer
         if self.use_chat_template and tokenizer.chat_template:
             messages = [{"role": "user", "content": prompt}]
-            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            text = tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
             return tokenizer(text, add_special_tokens=False)["input_ids"]  # the template has BOS
         return tokenizer(prompt)["input_ids"]  # BOS if the tokenizer adds one
 
@@ -167,7 +169,9 @@ class _InstructionData(L.LightningDataModule):
         folder = self.cache_dir / "instructions"
         self.cache_path, hit = cached_build(folder, self._cache_parts(), self._build)
         self.stats = json.loads((self.cache_path / "stats.json").read_text())
-        log.info("%s/%s: %s (cache %s)", self.kind, self.task, self.stats, "hit" if hit else "built")
+        log.info(
+            "%s/%s: %s (cache %s)", self.kind, self.task, self.stats, "hit" if hit else "built"
+        )
 
     def _build(self, out: Path) -> None:
         splits, stats = {}, {}

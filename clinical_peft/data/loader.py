@@ -14,6 +14,11 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+#: ZeRO-3 gathers parameters inside every forward pass, so all ranks must run the same number
+#: of evaluation batches too: there evaluation shards are padded (wrapping around, at most
+#: world_size - 1 repeated examples). Set by the CLI for DeepSpeed stage 3 only.
+EVEN_EVALUATION_SHARDS = False
+
 
 def rank_and_world() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -39,7 +44,7 @@ class EpochSampler(Sampler[int]):
         else:
             order = list(range(self.size))
         rank, world = rank_and_world()
-        if self.even_shards and world > 1:
+        if (self.even_shards or EVEN_EVALUATION_SHARDS) and world > 1:
             # Training ranks must take the same number of steps: wrap around like DistributedSampler.
             total = math.ceil(self.size / world) * world
             order += order[: total - self.size]

@@ -120,14 +120,26 @@ class AdapterStage(L.LightningModule):
         """Final metrics for metrics.json; may load the best checkpoint and write predictions."""
         return {}
 
-    def export(self, run_dir: Path) -> None:
-        """Save the adapter in peft's format (loadable with plain `PeftModel.from_pretrained`).
+    def validate_best(self, trainer: L.Trainer, datamodule) -> dict[str, float]:
+        """Validate with the weights of `checkpoints/best.ckpt`, which then stay in the model.
 
-        Called on every rank: under DeepSpeed ZeRO-3 the adapter's shards are gathered first.
+        The strategy loads the checkpoint, so DeepSpeed's sharded checkpoints work too.
         """
+        best = best_checkpoint(trainer) or None
+        (result,) = trainer.validate(self, datamodule=datamodule, ckpt_path=best, verbose=False)
+        return result
+
+    def export(self, run_dir: Path) -> None:
+        """Write run_dir/adapter. Called on every rank: under DeepSpeed ZeRO-3 the adapter's
+        shards are gathered first, then rank 0 saves."""
+        trainer = self._trainer  # None when used outside a Trainer
         with gathered_parameters(self.model):
-            if self.trainer.is_global_zero:
-                self.model.save_pretrained(run_dir / "adapter")
+            if trainer is None or trainer.is_global_zero:
+                self.save_adapters(run_dir / "adapter")
+
+    def save_adapters(self, folder: Path) -> None:
+        """The adapter in peft's format (loadable with plain `PeftModel.from_pretrained`)."""
+        self.model.save_pretrained(folder)
 
     def load_trainable_from(self, ckpt_path: str | Path) -> None:
         """Load the trainable tensors of a checkpoint of this run (e.g. the best one)."""

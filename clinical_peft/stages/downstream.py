@@ -21,7 +21,7 @@ from torchmetrics import SumMetric
 from clinical_peft.backbone import AdapterSpec, load_sequence_classifier, stack_adapters
 from clinical_peft.errors import InputError
 from clinical_peft.metrics import OutcomeScores
-from clinical_peft.stages.base import AdapterStage, OptimSpec, best_checkpoint
+from clinical_peft.stages.base import AdapterStage, OptimSpec
 
 
 def pool_chunks(logits: torch.Tensor, doc_index: torch.Tensor, n_docs: int) -> torch.Tensor:
@@ -164,12 +164,13 @@ class OutcomePrediction(AdapterStage):
         self._eval_end("test")
 
     def evaluate_after_fit(self, trainer: L.Trainer, datamodule, run_dir: Path) -> dict:
-        if best := best_checkpoint(trainer):
-            self.load_trainable_from(best)  # the paper: test on the lowest-val-loss checkpoint
         metrics: dict = {}
-        for split, run in (("val", trainer.validate), ("test", trainer.test)):
+        for split in ("val", "test"):
             self._collect = {"ids": [], "scores": [], "labels": []}
-            (result,) = run(self, datamodule=datamodule, verbose=False)
+            if split == "val":  # the paper: test with the lowest-val-loss checkpoint
+                result = self.validate_best(trainer, datamodule)
+            else:
+                (result,) = trainer.test(self, datamodule=datamodule, verbose=False)
             metrics.update({k: float(v) for k, v in result.items()})
             self._write_predictions(trainer, run_dir / "predictions", split)
             self._collect = None
@@ -201,12 +202,11 @@ class OutcomePrediction(AdapterStage):
         np.savez(folder / f"{split}.npz", ids=ids, scores=part["scores"], labels=labels)
         plot_roc(part["scores"], labels, self.kind, folder / f"{split}_roc.png", split)
 
-    def export(self, run_dir: Path) -> None:
+    def save_adapters(self, folder: Path) -> None:
         """Adapters in peft's format (adapter/clinical, adapter/downstream); a head that no
         adapter holds goes to adapter/head.safetensors."""
         from safetensors.torch import save_file
 
-        folder = run_dir / "adapter"
         if hasattr(self.model, "peft_config") or self.hparams.finetune_base:
             self.model.save_pretrained(folder)  # full fine-tuning saves the whole model
         if not self.hparams.downstream_lora and not self.hparams.finetune_base:

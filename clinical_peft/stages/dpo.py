@@ -28,7 +28,7 @@ from clinical_peft.data.cache import cache_key, file_stamp
 from clinical_peft.errors import InputError
 from clinical_peft.generation import evaluate_stage
 from clinical_peft.losses import DPO_LOSS_TYPES, dpo_loss, sequence_logps
-from clinical_peft.stages.base import AdapterStage, OptimSpec, best_checkpoint
+from clinical_peft.stages.base import AdapterStage, OptimSpec
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,15 @@ class PreferenceOptimization(AdapterStage):
         """
         super().__init__(optim)
         if loss_type not in DPO_LOSS_TYPES:
-            raise InputError("model.loss_type", f"unknown '{loss_type}' (valid: {', '.join(DPO_LOSS_TYPES)})")
+            raise InputError(
+                "model.loss_type", f"unknown '{loss_type}' (valid: {', '.join(DPO_LOSS_TYPES)})"
+            )
         if beta <= 0:
             raise InputError("model.beta", f"must be > 0, got {beta}")
         if not 0.0 <= label_smoothing < 0.5:
-            raise InputError("model.label_smoothing", f"must lie in [0, 0.5), got {label_smoothing}")
+            raise InputError(
+                "model.label_smoothing", f"must lie in [0, 0.5), got {label_smoothing}"
+            )
         adapter = adapter or AdapterSpec()
         check_method(adapter.method)
         self.save_hyperparameters(
@@ -103,12 +107,15 @@ class PreferenceOptimization(AdapterStage):
     # --- log-probs ------------------------------------------------------------------------
     def sequence_logps(self, batch: dict) -> torch.Tensor:
         """Summed completion log-probs of every row (chosen rows first, then rejected)."""
-        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = self.model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).logits
         return sequence_logps(logits, batch["labels"])
 
     def reference_logps(self, batch: dict, split: str | None = None) -> torch.Tensor:
         if self.reference_cache is not None and split in self.reference_cache:
-            return self.reference_cache[split][batch["index"].cpu()].flatten().to(self.device)
+            rows = self.reference_cache[split][batch["index"].cpu()]  # (batch, [chosen, rejected])
+            return torch.cat([rows[:, 0], rows[:, 1]]).to(self.device)
         switch = (use_adapter(self.model, REFERENCE_ADAPTER) if self.sft_adapter
                   else self.model.disable_adapter())  # fmt: skip
         with torch.no_grad(), switch:
@@ -159,6 +166,7 @@ class PreferenceOptimization(AdapterStage):
 
     # --- precomputed reference -------------------------------------------------------------
     def on_fit_start(self) -> None:
+        super().on_fit_start()
         if self.precompute_reference and self.reference_cache is None:
             self.reference_cache = self.load_or_compute_reference(self.trainer.datamodule)
 
@@ -168,8 +176,12 @@ class PreferenceOptimization(AdapterStage):
         model_dir = Path(self.base_model_path)
         reference = [file_stamp(p) for p in sorted(model_dir.glob("*.safetensors"))]
         if self.sft_adapter:
-            reference += [file_stamp(p) for p in sorted(Path(self.sft_adapter).glob("adapter_model*"))]
-        key = cache_key({"reference": reference, "data": datamodule.cache_path.name, "dtype": self.dtype_name})
+            reference += [
+                file_stamp(p) for p in sorted(Path(self.sft_adapter).glob("adapter_model*"))
+            ]
+        key = cache_key(
+            {"reference": reference, "data": datamodule.cache_path.name, "dtype": self.dtype_name}
+        )
         path = Path(datamodule.cache_dir) / "reference_logps" / f"{key}.pt"
         if path.is_file():
             return torch.load(path, weights_only=True)
@@ -198,18 +210,18 @@ class PreferenceOptimization(AdapterStage):
         metrics = {f"{k}_before": v for k, v in result.items() if k.startswith("val/")}
         if self.evaluate_base:
             metrics.update(
-                evaluate_stage(self.model, trainer, datamodule, None, self.max_new_tokens, "_before")
+                evaluate_stage(
+                    self.model, trainer, datamodule, None, self.max_new_tokens, "_before"
+                )
             )
         return metrics
 
     def evaluate_after_fit(self, trainer: L.Trainer, datamodule, run_dir: Path) -> dict:
-        if best := best_checkpoint(trainer):
-            self.load_trainable_from(best)
-        (result,) = trainer.validate(self, datamodule=datamodule, verbose=False)
+        result = self.validate_best(trainer, datamodule)
         out = run_dir / "predictions" / "test.jsonl"
         metrics = evaluate_stage(self.model, trainer, datamodule, out, self.max_new_tokens)
         return {**result, **metrics, **datamodule.count_metrics()}
 
-    def export(self, run_dir: Path) -> None:
+    def save_adapters(self, folder: Path) -> None:
         """The policy only, as a plain peft adapter folder (the reference is the SFT adapter)."""
-        self.model.save_pretrained(run_dir / "adapter", selected_adapters=["default"])
+        self.model.save_pretrained(folder, selected_adapters=["default"])

@@ -11,7 +11,7 @@ import torch
 from torchmetrics import SumMetric
 
 from clinical_peft.backbone import AdapterSpec, add_adapter, check_method, load_causal_lm
-from clinical_peft.stages.base import AdapterStage, OptimSpec, best_checkpoint
+from clinical_peft.stages.base import AdapterStage, OptimSpec
 
 
 class TokenWeightedLoss(torch.nn.Module):
@@ -94,10 +94,7 @@ class DomainAdaptation(AdapterStage):
         return {"val/ppl_before": result["val/ppl"], "val/loss_before": result["val/loss"]}
 
     def evaluate_after_fit(self, trainer: L.Trainer, datamodule, run_dir: Path) -> dict:
-        # Validating with the best checkpoint also leaves its weights in the model for export;
-        # the strategy loads it, so this works for DeepSpeed's sharded checkpoints too.
-        best = best_checkpoint(trainer) or None
-        (result,) = trainer.validate(self, datamodule=datamodule, ckpt_path=best, verbose=False)
+        result = self.validate_best(trainer, datamodule)  # and export the best weights
         logged = trainer.callback_metrics
         train = {k: float(logged[k]) for k in ("train/ppl", "train/epoch_loss") if k in logged}
         return {"val/ppl": result["val/ppl"], "val/loss": result["val/loss"], **train}

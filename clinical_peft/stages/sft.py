@@ -13,7 +13,7 @@ from torchmetrics import SumMetric
 from clinical_peft.backbone import AdapterSpec, add_adapter, check_method, load_causal_lm
 from clinical_peft.generation import evaluate_stage
 from clinical_peft.losses import causal_lm_loss_sums
-from clinical_peft.stages.base import AdapterStage, OptimSpec, best_checkpoint
+from clinical_peft.stages.base import AdapterStage, OptimSpec
 
 
 class SupervisedFineTuning(AdapterStage):
@@ -54,7 +54,9 @@ class SupervisedFineTuning(AdapterStage):
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed NLL of the completion tokens (labels -100 elsewhere) and their count."""
-        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = self.model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).logits
         return causal_lm_loss_sums(logits, batch["labels"])
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -80,15 +82,14 @@ class SupervisedFineTuning(AdapterStage):
         metrics = {"val/loss_before": result["val/loss"]}
         if self.evaluate_base:
             metrics.update(
-                evaluate_stage(self.model, trainer, datamodule, None, self.max_new_tokens, "_before")
+                evaluate_stage(
+                    self.model, trainer, datamodule, None, self.max_new_tokens, "_before"
+                )
             )
         return metrics
 
     def evaluate_after_fit(self, trainer: L.Trainer, datamodule, run_dir: Path) -> dict:
-        if best := best_checkpoint(trainer):
-            self.load_trainable_from(best)
-        (result,) = trainer.validate(self, datamodule=datamodule, verbose=False)
+        result = self.validate_best(trainer, datamodule)
         out = run_dir / "predictions" / "test.jsonl"
         metrics = evaluate_stage(self.model, trainer, datamodule, out, self.max_new_tokens)
         return {"val/loss": result["val/loss"], **metrics, **datamodule.count_metrics()}
-

@@ -1,0 +1,76 @@
+"""SupervisedFineTuning: loss on completion tokens only; an end-to-end run writes the run dir."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clinical_peft.cli import run_stage
+from clinical_peft.data.instructions import InstructionDataModule
+from clinical_peft.data.synthetic import write_instruction_tasks
+from clinical_peft.stages.sft import SupervisedFineTuning
+
+
+@pytest.fixture(scope="module")
+def instructions_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("instructions")
+    write_instruction_tasks(folder, n_per_task=60, seed=0)
+    return folder
+
+
+def test_loss_counts_completion_tokens_only(instructions_dir, tiny_model, tmp_path):
+    data = InstructionDataModule(
+        str(instructions_dir), "classification", str(tiny_model), cache_dir=str(tmp_path)
+    )
+    data.setup()
+    examples = list(data.datasets["train"])[:3]
+    batch = data.collate(examples)
+    stage = SupervisedFineTuning(str(tiny_model)).eval()
+    with torch.no_grad():
+        nll, tokens = stage(batch)
+        logits = stage.model(input_ids=batch["input_ids"]).logits
+    # by hand: -log p of each completion token (and EOS) given everything before it
+    expected, count = 0.0, 0
+    for i, ex in enumerate(examples):
+        start = len(ex["prompt_ids"])
+        for t in range(start, len(ex["input_ids"])):
+            expected -= F.log_softmax(logits[i, t - 1], -1)[ex["input_ids"][t]].item()
+            count += 1
+    assert tokens.item() == count
+    assert nll.item() == pytest.approx(expected, rel=1e-5)
+    # the prompt tokens' labels play no part: labelling them changes the loss
+    relabelled = {
+        **batch,
+        "labels": torch.where(batch["attention_mask"].bool(), batch["input_ids"], -100),
+    }
+    with torch.no_grad():
+        assert stage(relabelled)[1].item() > count
+
+
+@pytest.mark.slow
+def test_sft_run_lowers_loss_and_writes_predictions(instructions_dir, tiny_model, tmp_path):
+    run = tmp_path / "run"
+    args = [
+        "-c", "experiments/sft/classification.yaml",
+        "--model.base_model", str(tiny_model),
+        "--data.data_dir", str(instructions_dir),
+        "--data.cache_dir", str(tmp_path / "cache"),
+        "--data.max_eval_examples", "6",
+        "--data.packing", "true",
+        "--trainer.max_epochs", "2",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--run_dir", str(run),
+    ]  # fmt: skip
+    metrics = run_stage("sft", args)
+    assert metrics["val/loss"] < metrics["val/loss_before"]
+    assert 0 <= metrics["test/f1"] <= 1 and 0 <= metrics["test/f1_before"] <= 1
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["data/train/examples"] == 48
+    rows = [json.loads(x) for x in (run / "predictions" / "test.jsonl").read_text().splitlines()]
+    assert len(rows) == 6 and {"id", "prediction", "reference"} <= set(rows[0])
+    assert (run / "adapter" / "adapter_config.json").is_file()
