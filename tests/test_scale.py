@@ -10,15 +10,19 @@ import sys
 from pathlib import Path
 
 import lightning as L
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
 from peft import PeftModel
+from sklearn.metrics import roc_auc_score
 from transformers import AutoModelForCausalLM
 
 from clinical_peft.callbacks import AtomicCheckpointIO
 from clinical_peft.cli import run_stage
 from clinical_peft.data.notes import NotesDataModule
+from clinical_peft.data.synthetic import write_outcome_tasks
 from clinical_peft.errors import InputError
 from clinical_peft.stages.pretrain import DomainAdaptation
 
@@ -241,3 +245,30 @@ def test_bf16_mixed_precision_run(notes_dir, tiny_model, tmp_path):
     # bf16 autocast for compute; the trainable adapter and its checkpoint stay fp32
     state = trainable_state(run / "checkpoints" / "last.ckpt")
     assert {t.dtype for t in state.values()} == {torch.float32}
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_ddp_downstream_gathers_predictions_from_every_rank_once(tiny_model, tmp_path):
+    data = tmp_path / "outcomes"
+    write_outcome_tasks(data, n_admissions=300, seed=1)
+    run = tmp_path / "ddp"
+    args = [
+        "-c", str(ROOT / "experiments/downstream/mor.yaml"),
+        "--trainer", str(ROOT / "experiments/trainer/ddp_cpu.yaml"),
+        "--model.base_model", str(tiny_model), "--model.clinical", "none",
+        "--data.data_dir", str(data), "--data.cache_dir", str(tmp_path / "cache"),
+        "--data.max_length", "64", "--trainer.max_epochs", "1",
+        "--trainer.enable_progress_bar", "false", "--run_dir", str(run),
+    ]  # fmt: skip
+    result = run_script("downstream", args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    for split, name in (("val", "MP_IN_adm_val.csv"), ("test", "MP_IN_adm_test.csv")):
+        pred = np.load(run / "predictions" / f"{split}.npz")
+        expected = pd.read_csv(data / name)["id"]
+        # every admission of the split exactly once: no rank's shard missing, no padding
+        assert sorted(pred["ids"].tolist()) == sorted(expected.tolist())
+        # the logged AUROC is over all ranks' predictions, not a mean of per-rank AUROCs
+        auroc = roc_auc_score(pred["labels"], pred["scores"])
+        assert metrics[f"{split}/auroc"] == pytest.approx(auroc, abs=1e-5)
