@@ -183,3 +183,26 @@ def evaluate_stage(
         datamodule.eval_batch_size,
     )
     return {key + suffix: value for key, value in metrics.items()}
+
+
+class GenerationEvaluation:
+    """The run-directory hooks of the instruction stages (mixed into an AdapterStage): loss on
+    the validation split, then greedy generation on the test split scored with the task's
+    metric, before training (the "base" column) and after (with the best checkpoint)."""
+
+    def evaluate_before_fit(self, trainer, datamodule) -> dict[str, float]:
+        (result,) = trainer.validate(self, datamodule=datamodule, verbose=False)
+        metrics = {f"{k}_before": v for k, v in result.items() if k.startswith("val/")}
+        if self.evaluate_base:
+            metrics.update(
+                evaluate_stage(
+                    self.model, trainer, datamodule, None, self.max_new_tokens, "_before"
+                )
+            )
+        return metrics
+
+    def evaluate_after_fit(self, trainer, datamodule, run_dir: Path) -> dict:
+        result = self.validate_best(trainer, datamodule)
+        out = run_dir / "predictions" / "test.jsonl"
+        metrics = evaluate_stage(self.model, trainer, datamodule, out, self.max_new_tokens)
+        return {**result, **metrics, **datamodule.count_metrics()}

@@ -15,13 +15,12 @@ import json
 import logging
 from pathlib import Path
 
-import lightning as L
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 
 from clinical_peft.backbone import load_tokenizer
 from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
-from clinical_peft.data.loader import ResumableLoader
+from clinical_peft.data.loader import ResumableDataModule
 from clinical_peft.errors import InputError, require_dir
 
 log = logging.getLogger(__name__)
@@ -74,7 +73,7 @@ def pack_examples(examples: list[dict], block_size: int) -> list[dict]:
     return blocks
 
 
-class _InstructionData(L.LightningDataModule):
+class _InstructionData(ResumableDataModule):
     """What SFT and DPO data share: files, tokenization of prompts, cache, loaders, test prompts."""
 
     kind = ""  # "sft" or "dpo": the file prefix
@@ -207,22 +206,6 @@ class _InstructionData(L.LightningDataModule):
     # --- loaders ------------------------------------------------------------------------
     def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
-
-    def _loader(self, split: str, train: bool) -> ResumableLoader:
-        return ResumableLoader(
-            self.datasets[split],
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            collate_fn=self.collate,
-            shuffle=train,
-            seed=self.seed,
-            num_workers=self.num_workers,
-        )
-
-    def train_dataloader(self) -> ResumableLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> ResumableLoader:
-        return self._loader("val", train=False)
 
     def generation_examples(self, split: str = "test") -> list[dict]:
         """`{"id", "prompt_ids", "reference"}` per example (at most `max_eval_examples`)."""

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-import lightning as L
 import torch
 from datasets import Dataset, DatasetDict, Features, Value, load_from_disk
 from datasets.exceptions import DatasetGenerationError
@@ -23,7 +22,7 @@ from datasets.exceptions import DatasetGenerationError
 from clinical_peft.backbone import load_tokenizer
 from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
 from clinical_peft.data.files import read_csv_chunks
-from clinical_peft.data.loader import ResumableLoader
+from clinical_peft.data.loader import ResumableDataModule
 from clinical_peft.errors import InputError, require_dir
 
 log = logging.getLogger(__name__)
@@ -102,7 +101,7 @@ def pack_blocks(token_lists: list[list[int]], block_size: int, pad_id: int) -> d
     return {"input_ids": input_ids, "labels": labels}
 
 
-class NotesDataModule(L.LightningDataModule):
+class NotesDataModule(ResumableDataModule):
     def __init__(
         self,
         data_dir: str = "data/synthetic",
@@ -250,19 +249,3 @@ class NotesDataModule(L.LightningDataModule):
             input_ids[i, :length] = ex["input_ids"]
             labels[i, :length] = ex["labels"]
         return {"input_ids": input_ids, "labels": labels, "attention_mask": (labels != -100).long()}
-
-    def _loader(self, split: str, train: bool) -> ResumableLoader:
-        return ResumableLoader(
-            self.datasets[split],
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            collate_fn=self.collate,
-            shuffle=train,
-            seed=self.seed,
-            num_workers=self.num_workers,
-        )
-
-    def train_dataloader(self) -> ResumableLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> ResumableLoader:
-        return self._loader("val", train=False)

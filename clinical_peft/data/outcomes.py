@@ -15,14 +15,13 @@ import random
 from pathlib import Path
 from typing import Literal
 
-import lightning as L
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 
 from clinical_peft.backbone import load_tokenizer
 from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
 from clinical_peft.data.files import read_csv_chunks
-from clinical_peft.data.loader import ResumableLoader
+from clinical_peft.data.loader import ResumableDataModule, ResumableLoader
 from clinical_peft.data.tasks import SPLITS, get_task, label_space, parse_labels
 from clinical_peft.errors import InputError, require_dir
 from clinical_peft.losses import class_weights
@@ -91,7 +90,7 @@ class BatchedDataset(torch.utils.data.Dataset):
         return [self.dataset[j] for j in self.batches[i]]
 
 
-class OutcomeDataModule(L.LightningDataModule):
+class OutcomeDataModule(ResumableDataModule):
     def __init__(
         self,
         task: str = "proc",
@@ -271,12 +270,3 @@ class OutcomeDataModule(L.LightningDataModule):
             seed=self.seed,
             num_workers=self.num_workers,
         )
-
-    def train_dataloader(self) -> ResumableLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> ResumableLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> ResumableLoader:
-        return self._loader("test", train=False)

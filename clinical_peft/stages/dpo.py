@@ -11,7 +11,6 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-import lightning as L
 import torch
 from torchmetrics import SumMetric
 
@@ -26,7 +25,7 @@ from clinical_peft.backbone import (
 )
 from clinical_peft.data.cache import cache_key, file_stamp
 from clinical_peft.errors import InputError
-from clinical_peft.generation import evaluate_stage
+from clinical_peft.generation import GenerationEvaluation
 from clinical_peft.losses import DPO_LOSS_TYPES, dpo_loss, sequence_logps
 from clinical_peft.stages.base import AdapterStage, OptimSpec
 
@@ -37,7 +36,7 @@ STAT_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
              "rewards/accuracies", "logps/chosen", "logps/rejected")  # fmt: skip
 
 
-class PreferenceOptimization(AdapterStage):
+class PreferenceOptimization(GenerationEvaluation, AdapterStage):
     def __init__(
         self,
         base_model: str = "cache/tiny-llama",
@@ -205,23 +204,6 @@ class PreferenceOptimization(AdapterStage):
         return cache
 
     # --- run directory --------------------------------------------------------------------
-    def evaluate_before_fit(self, trainer: L.Trainer, datamodule) -> dict[str, float]:
-        (result,) = trainer.validate(self, datamodule=datamodule, verbose=False)
-        metrics = {f"{k}_before": v for k, v in result.items() if k.startswith("val/")}
-        if self.evaluate_base:
-            metrics.update(
-                evaluate_stage(
-                    self.model, trainer, datamodule, None, self.max_new_tokens, "_before"
-                )
-            )
-        return metrics
-
-    def evaluate_after_fit(self, trainer: L.Trainer, datamodule, run_dir: Path) -> dict:
-        result = self.validate_best(trainer, datamodule)
-        out = run_dir / "predictions" / "test.jsonl"
-        metrics = evaluate_stage(self.model, trainer, datamodule, out, self.max_new_tokens)
-        return {**result, **metrics, **datamodule.count_metrics()}
-
     def save_adapters(self, folder: Path) -> None:
         """The policy only, as a plain peft adapter folder (the reference is the SFT adapter)."""
         self.model.save_pretrained(folder, selected_adapters=["default"])

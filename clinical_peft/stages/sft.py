@@ -4,19 +4,17 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from pathlib import Path
 
-import lightning as L
 import torch
 from torchmetrics import SumMetric
 
 from clinical_peft.backbone import AdapterSpec, add_adapter, check_method, load_causal_lm
-from clinical_peft.generation import evaluate_stage
+from clinical_peft.generation import GenerationEvaluation
 from clinical_peft.losses import causal_lm_loss_sums
 from clinical_peft.stages.base import AdapterStage, OptimSpec
 
 
-class SupervisedFineTuning(AdapterStage):
+class SupervisedFineTuning(GenerationEvaluation, AdapterStage):
     def __init__(
         self,
         base_model: str = "cache/tiny-llama",
@@ -76,20 +74,3 @@ class SupervisedFineTuning(AdapterStage):
         self.val_nll.reset()
         self.val_tokens.reset()
         self.log("val/loss", loss, prog_bar=True)
-
-    def evaluate_before_fit(self, trainer: L.Trainer, datamodule) -> dict[str, float]:
-        (result,) = trainer.validate(self, datamodule=datamodule, verbose=False)
-        metrics = {"val/loss_before": result["val/loss"]}
-        if self.evaluate_base:
-            metrics.update(
-                evaluate_stage(
-                    self.model, trainer, datamodule, None, self.max_new_tokens, "_before"
-                )
-            )
-        return metrics
-
-    def evaluate_after_fit(self, trainer: L.Trainer, datamodule, run_dir: Path) -> dict:
-        result = self.validate_best(trainer, datamodule)
-        out = run_dir / "predictions" / "test.jsonl"
-        metrics = evaluate_stage(self.model, trainer, datamodule, out, self.max_new_tokens)
-        return {"val/loss": result["val/loss"], **metrics, **datamodule.count_metrics()}
