@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 # --- what to run on (override on the command line: make pretrain METHOD=prefix DATA=/mimic) ---
 METHOD  ?= lora#                       adapter: lora adaption_prompt prefix prompt p_tuning
-TASK    ?=#                            sft/dpo task: classification numeric reasoning summarisation triage (empty: triage)
+TASK    ?=#                            downstream: pmv mor los diag proc (empty: proc); sft/dpo: classification numeric reasoning summarisation triage (empty: triage)
 DATA    ?=#                            the target's data folder; empty: its synthetic default
 NOTES   ?= data/synthetic/notes#       MIMIC-IV-Note folder (discharge/radiology.csv.gz) of pretraining
 CACHE   ?= cache#                      tokenized datasets and the built-in tiny model live here
@@ -15,6 +15,10 @@ ARGS    ?=#                            extra options, e.g. ARGS="--trainer.max_e
 CKPT    ?=#                            resume from this checkpoint (e.g. $(OUT)/checkpoints/last.ckpt)
 METHOD  := $(strip $(METHOD))
 MODEL   := $(strip $(MODEL))
+TRAINER := $(strip $(TRAINER))
+ifeq ($(wildcard experiments/trainer/$(TRAINER).yaml),)
+$(error TRAINER: unknown '$(TRAINER)' (valid: $(basename $(notdir $(wildcard experiments/trainer/*.yaml)))))
+endif
 
 # --- environment: the active virtualenv / conda env if there is one, else a project .venv ---
 ifneq ($(strip $(VIRTUAL_ENV)$(filter-out base,$(CONDA_DEFAULT_ENV))),)
