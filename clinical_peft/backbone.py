@@ -165,18 +165,23 @@ def fingerprint(model: torch.nn.Module) -> str:
     base = model.get_base_model() if isinstance(model, PeftModel) else model
     adapter_words = ("lora_", "prompt_encoder", "adaption_", "modules_to_save")
     parts = [type(base).__name__, str(getattr(base.config, "model_type", ""))]
-    for name, tensor in base.state_dict().items():
+    for name, param in base.named_parameters():
         if not any(word in name for word in adapter_words):
             # LoRA moves a wrapped weight to `<module>.base_layer.weight`: same tensor, same name
             name = name.replace(".base_layer", "").replace(".original_module", "")
-            parts.append(f"{name}:{tuple(tensor.shape)}")
+            shape = getattr(param, "ds_shape", param.shape)  # whole shape, also under ZeRO-3
+            parts.append(f"{name}:{tuple(shape)}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def parameter_counts(model: torch.nn.Module) -> dict[str, float]:
     """Trainable and total parameter counts, as the paper's Table 2 reports them."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+
+    def numel(p: torch.nn.Parameter) -> int:
+        return getattr(p, "ds_numel", p.numel())  # ZeRO-3 leaves only a shard in p
+
+    trainable = sum(numel(p) for p in model.parameters() if p.requires_grad)
+    total = sum(numel(p) for p in model.parameters())
     return {
         "params/trainable": trainable,
         "params/total": total,

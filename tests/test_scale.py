@@ -272,3 +272,33 @@ def test_ddp_downstream_gathers_predictions_from_every_rank_once(tiny_model, tmp
         # the logged AUROC is over all ranks' predictions, not a mean of per-rank AUROCs
         auroc = roc_auc_score(pred["labels"], pred["scores"])
         assert metrics[f"{split}/auroc"] == pytest.approx(auroc, abs=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_deepspeed_zero3_two_ranks_exports_the_whole_adapter(notes_dir, tiny_model, tmp_path):
+    from clinical_peft.backbone import AdapterSpec, add_adapter, fingerprint, load_causal_lm
+
+    run = tmp_path / "zero3"
+    zero3 = [
+        "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+        "--trainer.strategy", "test_only.CPUDeepSpeedStrategy",
+        "--trainer.strategy.stage", "3", "--trainer.strategy.exclude_frozen_parameters", "true",
+        "--trainer.max_steps", "3", "--model.optim.lr", "1e-2",
+    ]  # fmt: skip
+    result = run_script("pretrain", pretrain_args(notes_dir, tiny_model, run, *zero3))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    # counts and fingerprint see whole tensors, not this rank's shards
+    reference = add_adapter(load_causal_lm(tiny_model), AdapterSpec())
+    assert metrics["params/trainable"] == sum(
+        p.numel() for p in reference.parameters() if p.requires_grad
+    )
+    assert metrics["base_fingerprint"] == fingerprint(reference)
+    # the adapter was gathered from both ranks' shards before saving
+    plain = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model), run / "adapter"
+    )
+    lora_b = [p for n, p in plain.named_parameters() if "lora_B" in n]
+    assert lora_b and all(p.shape[1] == 16 for p in lora_b)
+    assert max(p.abs().max().item() for p in lora_b) > 0
