@@ -43,6 +43,7 @@ def test_each_method_fits_and_writes_the_run_directory(notes_dir, tiny_model, tm
     for key in (
         "val/ppl_before",
         "val/ppl",
+        "train/ppl",
         "params/trainable",
         "params/total",
         "train/tokens_per_s",

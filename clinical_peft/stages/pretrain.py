@@ -94,7 +94,7 @@ class DomainAdaptation(AdapterStage):
         return {"val/ppl_before": result["val/ppl"], "val/loss_before": result["val/loss"]}
 
     def evaluate_after_fit(self, trainer: L.Trainer, datamodule, run_dir: Path) -> dict:
-        result = self.validate_best(trainer, datamodule)  # and export the best weights
-        logged = trainer.callback_metrics
+        logged = trainer.callback_metrics  # read before validating replaces them
         train = {k: float(logged[k]) for k in ("train/ppl", "train/epoch_loss") if k in logged}
+        result = self.validate_best(trainer, datamodule)  # and export the best weights
         return {"val/ppl": result["val/ppl"], "val/loss": result["val/loss"], **train}
