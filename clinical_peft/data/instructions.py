@@ -18,9 +18,8 @@ from pathlib import Path
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from clinical_peft.backbone import load_tokenizer
+from clinical_peft.data.base import DataModuleBase
 from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
-from clinical_peft.data.loader import ResumableDataModule
 from clinical_peft.errors import InputError, require_dir
 
 log = logging.getLogger(__name__)
@@ -73,7 +72,7 @@ def pack_examples(examples: list[dict], block_size: int) -> list[dict]:
     return blocks
 
 
-class _InstructionData(ResumableDataModule):
+class _InstructionData(DataModuleBase):
     """What SFT and DPO data share: files, tokenization of prompts, cache, loaders, test prompts."""
 
     kind = ""  # "sft" or "dpo": the file prefix
@@ -115,15 +114,6 @@ class _InstructionData(ResumableDataModule):
         self.max_eval_examples, self.cache_dir = max_eval_examples, Path(cache_dir)
         self.num_workers, self.seed = num_workers, seed
         self.stats: dict = {}
-        self._tokenizer = None
-
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            if self.tokenizer_path is None:
-                raise InputError("data.tokenizer", "no tokenizer folder given")
-            self._tokenizer = load_tokenizer(self.tokenizer_path)
-        return self._tokenizer
 
     def path(self, split: str) -> Path:
         return self.task_dir / f"{self.kind}_{split}.jsonl"

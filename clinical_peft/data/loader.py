@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -100,29 +99,3 @@ class ResumableLoader(DataLoader):
 
     def load_state_dict(self, state: dict) -> None:
         self._resume = dict(state)
-
-
-class ResumableDataModule(L.LightningDataModule):
-    """The loaders every data module serves: `self.datasets[split]` through a ResumableLoader.
-
-    Subclasses set `datasets`, `collate`, `batch_size`, `eval_batch_size`, `seed`, `num_workers`.
-    """
-
-    def _loader(self, split: str, train: bool) -> ResumableLoader:
-        return ResumableLoader(
-            self.datasets[split],
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            collate_fn=self.collate,
-            shuffle=train,
-            seed=self.seed,
-            num_workers=self.num_workers,
-        )
-
-    def train_dataloader(self) -> ResumableLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> ResumableLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> ResumableLoader:
-        return self._loader("test", train=False)

@@ -19,10 +19,9 @@ import torch
 from datasets import Dataset, DatasetDict, Features, Value, load_from_disk
 from datasets.exceptions import DatasetGenerationError
 
-from clinical_peft.backbone import load_tokenizer
+from clinical_peft.data.base import DataModuleBase
 from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
 from clinical_peft.data.files import read_csv_chunks
-from clinical_peft.data.loader import ResumableDataModule
 from clinical_peft.errors import InputError, require_dir
 
 log = logging.getLogger(__name__)
@@ -101,7 +100,7 @@ def pack_blocks(token_lists: list[list[int]], block_size: int, pad_id: int) -> d
     return {"input_ids": input_ids, "labels": labels}
 
 
-class NotesDataModule(ResumableDataModule):
+class NotesDataModule(DataModuleBase):
     def __init__(
         self,
         data_dir: str = "data/synthetic",
@@ -146,15 +145,6 @@ class NotesDataModule(ResumableDataModule):
         self.tokenize_num_proc = tokenize_num_proc
         self.cache_hit: bool | None = None
         self.stats: dict = {}
-        self._tokenizer = None
-
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            if self.tokenizer_path is None:
-                raise InputError("data.tokenizer", "no tokenizer folder given")
-            self._tokenizer = load_tokenizer(self.tokenizer_path)
-        return self._tokenizer
 
     def _cache_parts(self) -> dict:
         return {

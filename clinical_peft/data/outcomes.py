@@ -18,10 +18,10 @@ from typing import Literal
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from clinical_peft.backbone import load_tokenizer
+from clinical_peft.data.base import DataModuleBase
 from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
 from clinical_peft.data.files import read_csv_chunks
-from clinical_peft.data.loader import ResumableDataModule, ResumableLoader
+from clinical_peft.data.loader import ResumableLoader
 from clinical_peft.data.tasks import SPLITS, get_task, label_space, parse_labels
 from clinical_peft.errors import InputError, require_dir
 from clinical_peft.losses import class_weights
@@ -90,7 +90,7 @@ class BatchedDataset(torch.utils.data.Dataset):
         return [self.dataset[j] for j in self.batches[i]]
 
 
-class OutcomeDataModule(ResumableDataModule):
+class OutcomeDataModule(DataModuleBase):
     def __init__(
         self,
         task: str = "proc",
@@ -135,7 +135,6 @@ class OutcomeDataModule(ResumableDataModule):
         self.max_examples, self.cache_dir = max_examples, Path(cache_dir)
         self.num_workers, self.seed = num_workers, seed
         self.stats: dict = {}
-        self._tokenizer = None
 
         # What the model needs before any tokenizing (linked by the CLI): kind, label count and
         # the class weights N / (C * count_c) of the train split.
@@ -155,14 +154,6 @@ class OutcomeDataModule(ResumableDataModule):
                     self.paths["train"], f"field '{self.task.label_column}': {err}"
                 ) from None
             self.class_weights = [round(float(w), 6) for w in weights]
-
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            if self.tokenizer_path is None:
-                raise InputError("data.tokenizer", "no tokenizer folder given")
-            self._tokenizer = load_tokenizer(self.tokenizer_path)
-        return self._tokenizer
 
     def _cache_parts(self) -> dict:
         codes = self.data_dir / (self.task.codes_file or "-")

@@ -1,0 +1,45 @@
+"""What every data module shares: the model's tokenizer, loaded once, and resumable loaders."""
+
+from __future__ import annotations
+
+import lightning as L
+from transformers import PreTrainedTokenizerBase
+
+from clinical_peft.backbone import load_tokenizer
+from clinical_peft.data.loader import ResumableLoader
+from clinical_peft.errors import InputError
+
+
+class DataModuleBase(L.LightningDataModule):
+    """Subclasses set `tokenizer_path` (linked from the model's `base_model`), `datasets`,
+    `collate`, `batch_size`, `eval_batch_size`, `seed` and `num_workers`."""
+
+    tokenizer_path: str | None = None
+    _tokenizer: PreTrainedTokenizerBase | None = None
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        if self._tokenizer is None:
+            if self.tokenizer_path is None:
+                raise InputError("data.tokenizer", "no tokenizer folder given")
+            self._tokenizer = load_tokenizer(self.tokenizer_path)
+        return self._tokenizer
+
+    def _loader(self, split: str, train: bool) -> ResumableLoader:
+        return ResumableLoader(
+            self.datasets[split],
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            collate_fn=self.collate,
+            shuffle=train,
+            seed=self.seed,
+            num_workers=self.num_workers,
+        )
+
+    def train_dataloader(self) -> ResumableLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> ResumableLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> ResumableLoader:
+        return self._loader("test", train=False)
