@@ -139,6 +139,18 @@ def add_adapter(
     return get_peft_model(model, peft_config(spec, model.config, task_type))
 
 
+def token_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    """Logits at the batch's token positions, (batch, tokens, vocab).
+
+    Prompt tuning and P-tuning put their virtual tokens in front of the input; those logits are
+    dropped. A packed batch carries `position_ids` that restart at every example and no
+    attention mask: from them transformers builds a block-diagonal causal mask (only when no
+    KV cache is in use, hence `use_cache=False`), so packed examples do not see each other.
+    """
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    return model(**inputs, use_cache=False).logits[:, -batch["input_ids"].shape[1] :]
+
+
 def load_adapter(model: torch.nn.Module, adapter_dir: str | Path, trainable: bool) -> PeftModel:
     """Wrap `model` with an adapter saved by `save_pretrained`, checking it fits the base."""
     adapter_dir = Path(adapter_dir)

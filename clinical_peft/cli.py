@@ -92,7 +92,9 @@ class StageCLI(LightningCLI):
             kwargs["plugins"] = [AtomicCheckpointIO()]
         if getattr(strategy, "zero_stage_3", False):
             loader.EVEN_EVALUATION_SHARDS = True
-            log.warning("ZeRO-3: evaluation shards are padded to equal length (see data/loader.py)")
+            log.info(
+                "ZeRO-3: ranks a batch short run a filler batch at evaluation (data/loader.py)"
+            )
         callbacks = [
             ModelCheckpoint(
                 dirpath=run_dir / "checkpoints",

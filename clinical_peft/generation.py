@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from pathlib import Path
 
@@ -85,15 +86,27 @@ def generate(
     prompts: list[list[int]],
     max_new_tokens: int,
     batch_size: int = 8,
+    rounds: int | None = None,
+    filler: list[int] | None = None,
 ) -> list[str]:
-    """Greedy completions of token-id prompts, batched with left padding; text up to EOS."""
+    """Greedy completions of token-id prompts, batched with left padding; text up to EOS.
+
+    `rounds` (ZeRO-3): run exactly this many batches, each step in lockstep with the other
+    ranks (`synced_gpus`), since every forward pass gathers sharded weights from all of them; a
+    rank out of prompts generates for the `filler` prompt and discards the text.
+    """
+    synced = rounds is not None
+    if rounds is None:
+        rounds = math.ceil(len(prompts) / batch_size)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
     texts = []
-    for start in range(0, len(prompts), batch_size):
+    for start in range(0, rounds * batch_size, batch_size):
         batch = prompts[start : start + batch_size]
+        is_filler = not batch
+        batch = batch or [filler]
         length = max(len(p) for p in batch)
         input_ids = torch.full((len(batch), length), pad, dtype=torch.long)
         attention_mask = torch.zeros((len(batch), length), dtype=torch.long)
@@ -107,7 +120,10 @@ def generate(
             do_sample=False,
             pad_token_id=pad,
             eos_token_id=eos,
+            synced_gpus=synced,
         )
+        if is_filler:
+            continue
         for row in output[:, length:].tolist():
             row = row[: row.index(eos)] if eos in row else row
             texts.append(tokenizer.decode(row, skip_special_tokens=True))
@@ -124,6 +140,7 @@ def evaluate_generation(
     out_path: Path | None = None,
     max_new_tokens: int | None = None,
     batch_size: int = 8,
+    synced: bool = False,
 ) -> dict[str, float]:
     """Generate for `examples` (`{"id", "prompt_ids", "reference"}`), score, save on rank 0.
 
@@ -136,12 +153,16 @@ def evaluate_generation(
         return {}
     rank, world = rank_and_world()
     mine = examples[rank::world]
+    # ZeRO-3: every rank runs as many batches as the busiest one (see `generate`)
+    rounds = math.ceil(math.ceil(len(examples) / world) / batch_size) if synced else None
     texts = generate(
         model,
         tokenizer,
         [ex["prompt_ids"] for ex in mine],
         max_new_tokens or MAX_NEW_TOKENS[task],
         batch_size,
+        rounds,
+        examples[0]["prompt_ids"],
     )
     rows = [
         {"id": ex["id"], "prediction": text, "reference": ex["reference"]}
@@ -168,10 +189,6 @@ def evaluate_stage(
     suffix: str = "",
 ) -> dict[str, float]:
     """`test/<metric><suffix>` of a stage's network on its data module's test prompts."""
-    if getattr(trainer.strategy, "zero_stage_3", False):
-        # ZeRO-3 shards every weight; generate() outside the engine would see empty tensors.
-        log.warning("generation evaluation skipped under DeepSpeed ZeRO-3")
-        return {}
     metrics = evaluate_generation(
         network,
         datamodule.tokenizer,
@@ -181,6 +198,7 @@ def evaluate_stage(
         out_path,
         max_new_tokens,
         datamodule.eval_batch_size,
+        synced=getattr(trainer.strategy, "zero_stage_3", False),
     )
     return {key + suffix: value for key, value in metrics.items()}
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
+from torchmetrics import Metric, SumMetric
 from torchmetrics.functional import classification as tmc
 from torchmetrics.utilities import dim_zero_cat
 
@@ -308,3 +308,26 @@ def mean_rouge_l(preds: Sequence[str], refs: Sequence[str]) -> float:
     """Mean of per-pair :func:`rouge_l`."""
     _check_pairs(preds, refs)
     return sum(rouge_l(p, r) for p, r in zip(preds, refs, strict=True)) / len(refs)
+
+
+class TokenWeightedLoss(torch.nn.Module):
+    """Summed token NLL and token count over a whole split (synced across ranks).
+
+    The loss is total NLL / total tokens, and perplexity its exp: batches with more tokens weigh
+    more, which a mean of per-batch losses or perplexities would get wrong.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nll, self.tokens = SumMetric(), SumMetric()
+
+    def update(self, nll_sum: Tensor, tokens: Tensor) -> None:
+        self.nll.update(nll_sum.detach().float())
+        self.tokens.update(tokens)
+
+    def compute_and_reset(self) -> tuple[float, float]:
+        """(loss, perplexity) of everything seen since the last reset."""
+        loss = (self.nll.compute() / self.tokens.compute().clamp(min=1)).item()
+        self.nll.reset()
+        self.tokens.reset()
+        return loss, math.exp(min(loss, 50.0))

@@ -13,8 +13,10 @@ from clinical_peft.backbone import (
     load_causal_lm,
     load_tokenizer,
     parameter_counts,
+    token_logits,
 )
 from clinical_peft.errors import InputError
+from clinical_peft.losses import causal_lm_loss_sums
 
 
 def expected_trainable(spec: AdapterSpec, config) -> int:
@@ -102,3 +104,21 @@ def test_fingerprint_ignores_adapters_but_not_shapes(tiny_model, notes_dir, tmp_
     assert fingerprint(load_causal_lm(wider)) != plain
     torch.nn.init.zeros_(base.lm_head.weight)  # values do not matter, only architecture and shapes
     assert fingerprint(base) == plain
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_token_logits_line_up_with_the_labels_for_every_method(tiny_model, method):
+    model = add_adapter(load_causal_lm(tiny_model), AdapterSpec(method=method)).eval()
+    ids = torch.randint(5, 500, (2, 16), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 12:] = 0
+    labels = ids.masked_fill(mask == 0, -100)
+    labels[:, 0] = -100  # else peft's loss also scores the virtual tokens' guess of token 0
+    with torch.no_grad():
+        logits = token_logits(model, {"input_ids": ids, "attention_mask": mask})
+        nll, tokens = causal_lm_loss_sums(logits, labels)
+        # peft's own loss knows where its virtual tokens went (prompt tuning, P-tuning)
+        reference = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    assert logits.shape[:2] == ids.shape
+    assert tokens.item() == 15 + 11
+    assert (nll / tokens).item() == pytest.approx(reference.item(), rel=1e-5)

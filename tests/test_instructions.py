@@ -83,6 +83,9 @@ def test_packing_keeps_every_token_and_never_splits_an_example():
         [1, 1, 1, 2, 2, 2, 2], [3, 3, 4, 4, 4, 4, 4], [5, 6, 6, 6, 6, 6, 6]
     ]  # fmt: skip
     assert sum(len(b["labels"]) for b in blocks) == sum(len(e["labels"]) for e in examples)
+    # positions restart with every example: they delimit the examples for the attention mask
+    assert blocks[0]["position_ids"] == [0, 1, 2, 0, 1, 2, 3]
+    assert blocks[2]["position_ids"] == [0, 0, 1, 2, 3, 4, 5]
 
 
 def test_bad_lines_name_the_file_and_line(tiny_model, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -57,6 +58,30 @@ def run_script(stage: str, args: list[str]) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+def deepspeed_on_cpu(stage: int, ranks: int) -> list[str]:
+    """Trainer options for DeepSpeed ZeRO on CPU ranks through the test-only strategy shim."""
+    return [
+        "--trainer.accelerator", "cpu", "--trainer.devices", str(ranks),
+        "--trainer.strategy", "test_only.CPUDeepSpeedStrategy",
+        "--trainer.strategy.stage", str(stage),
+        "--trainer.strategy.exclude_frozen_parameters", "true",
+    ]  # fmt: skip
+
+
+#: validate every 2 of 6 steps at a learning rate so high that the last weights are not the best
+BEST_IS_NOT_LAST = ["--trainer.max_steps", "6", "--trainer.val_check_interval", "2",
+                    "--model.optim.lr", "30", *CONSTANT_LR]  # fmt: skip
+
+
+def assert_final_metrics_from_best_checkpoint(run: Path) -> None:
+    """The run's final val/loss is that of its best checkpoint, not of its last weights."""
+    logged = pd.read_csv(run / "metrics.csv")["val/loss"].dropna().tolist()
+    during = logged[1:-1]  # between the validation before fitting and the final one
+    assert len(during) == 3 and min(during) < during[-1]
+    final = json.loads((run / "metrics.json").read_text())["val/loss"]
+    assert final == pytest.approx(min(during), rel=1e-6)
+
+
 def trainable_state(ckpt: Path) -> dict[str, torch.Tensor]:
     return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
 
@@ -105,13 +130,12 @@ def test_ddp_pretrain_scores_every_held_out_block_once(notes_dir, tiny_model, tm
 def test_deepspeed_zero2_smoke_fit_on_cpu(notes_dir, tiny_model, tmp_path):
     run = tmp_path / "zero2"
     zero2 = [
-        "--trainer.accelerator", "cpu", "--trainer.devices", "1",
-        "--trainer.strategy", "test_only.CPUDeepSpeedStrategy",
-        "--trainer.strategy.stage", "2", "--trainer.strategy.exclude_frozen_parameters", "true",
-        "--trainer.max_steps", "4", "--model.optim.lr", "1e-2",
+        *deepspeed_on_cpu(stage=2, ranks=1),
+        *BEST_IS_NOT_LAST,
     ]  # fmt: skip
     result = run_script("pretrain", pretrain_args(notes_dir, tiny_model, run, *zero2))
     assert result.returncode == 0, result.stderr[-3000:]
+    assert_final_metrics_from_best_checkpoint(run)
     shards = run / "checkpoints" / "last.ckpt" / "checkpoint"
     model_states = next(shards.glob("mp_rank_*_model_states.pt"))
     base_bytes = (tiny_model / "model.safetensors").stat().st_size
@@ -277,18 +301,38 @@ def test_ddp_downstream_gathers_predictions_from_every_rank_once(tiny_model, tmp
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_deepspeed_zero3_two_ranks_exports_the_whole_adapter(notes_dir, tiny_model, tmp_path):
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
     from clinical_peft.backbone import AdapterSpec, add_adapter, fingerprint, load_causal_lm
 
     run = tmp_path / "zero3"
+    data = NotesDataModule(
+        str(notes_dir), str(tiny_model), block_size=64, max_notes=120,
+        cache_dir=str(tmp_path / "cache"), eval_batch_size=59,
+    )  # fmt: skip
+    data.prepare_data()
+    data.setup()
+    held_out = len(data.datasets["val"])
+    # the shards (ceil and floor of half) need different batch counts: rank 1 runs a filler
+    assert math.ceil(math.ceil(held_out / 2) / 59) > math.ceil(held_out // 2 / 59)
     zero3 = [
-        "--trainer.accelerator", "cpu", "--trainer.devices", "2",
-        "--trainer.strategy", "test_only.CPUDeepSpeedStrategy",
-        "--trainer.strategy.stage", "3", "--trainer.strategy.exclude_frozen_parameters", "true",
-        "--trainer.max_steps", "3", "--model.optim.lr", "1e-2",
+        *deepspeed_on_cpu(stage=3, ranks=2),
+        "--data.eval_batch_size", "59", *BEST_IS_NOT_LAST,
     ]  # fmt: skip
     result = run_script("pretrain", pretrain_args(notes_dir, tiny_model, run, *zero3))
     assert result.returncode == 0, result.stderr[-3000:]
+    assert_final_metrics_from_best_checkpoint(run)  # loaded into the sharded model
     metrics = json.loads((run / "metrics.json").read_text())
+    # held-out perplexity counts every block once: one process with the exported adapter agrees
+    stage = DomainAdaptation(base_model=str(tiny_model))
+    set_peft_model_state_dict(stage.model, load_file(run / "adapter" / "adapter_model.safetensors"))
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, inference_mode=False
+    )
+    (single,) = trainer.validate(stage, datamodule=data, verbose=False)
+    assert metrics["val/ppl"] == pytest.approx(single["val/ppl"], rel=1e-4)
+    assert metrics["val/ppl"] != pytest.approx(metrics["val/ppl_before"], rel=1e-4)
     # counts and fingerprint see whole tensors, not this rank's shards
     reference = add_adapter(load_causal_lm(tiny_model), AdapterSpec())
     assert metrics["params/trainable"] == sum(
@@ -302,3 +346,71 @@ def test_deepspeed_zero3_two_ranks_exports_the_whole_adapter(notes_dir, tiny_mod
     lora_b = [p for n, p in plain.named_parameters() if "lora_B" in n]
     assert lora_b and all(p.shape[1] == 16 for p in lora_b)
     assert max(p.abs().max().item() for p in lora_b) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_deepspeed_zero3_sft_generates_for_every_test_example_once(tiny_model, tmp_path):
+    from clinical_peft.data.instructions import InstructionDataModule
+    from clinical_peft.data.synthetic import write_instruction_tasks
+    from clinical_peft.generation import generate
+
+    data_dir = tmp_path / "instructions"
+    write_instruction_tasks(data_dir, n_per_task=60, seed=0)
+    run = tmp_path / "zero3_sft"
+    # 5 prompts in batches of 2 on 2 ranks: 3 + 2 prompts, so rank 1 runs a filler round
+    args = [
+        "-c", str(ROOT / "experiments/sft/triage.yaml"),
+        "--model.base_model", str(tiny_model),
+        "--data.data_dir", str(data_dir), "--data.cache_dir", str(tmp_path / "cache"),
+        "--data.max_eval_examples", "5", "--data.eval_batch_size", "2",
+        *deepspeed_on_cpu(stage=3, ranks=2),
+        "--trainer.max_steps", "3", "--trainer.enable_progress_bar", "false",
+        "--run_dir", str(run),
+    ]  # fmt: skip
+    result = run_script("sft", args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"test/f1_provider", "test/f1_provider_before"} <= metrics.keys()
+    rows = [json.loads(x) for x in (run / "predictions" / "test.jsonl").read_text().splitlines()]
+    data = InstructionDataModule(
+        str(data_dir), "triage", str(tiny_model), cache_dir=str(tmp_path / "cache"),
+        max_eval_examples=5,
+    )  # fmt: skip
+    examples = data.generation_examples("test")
+    assert [r["id"] for r in rows] == sorted(ex["id"] for ex in examples)
+    # one process, the exported adapter, the same batches: the same texts
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model), run / "adapter"
+    )
+    texts = {}
+    for shard in (examples[0::2], examples[1::2]):
+        prompts = [ex["prompt_ids"] for ex in shard]
+        outputs = generate(model, data.tokenizer, prompts, 24, batch_size=2)
+        texts.update({ex["id"]: text for ex, text in zip(shard, outputs, strict=True)})
+    assert {r["id"]: r["prediction"] for r in rows} == texts
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_deepspeed_zero3_resume_matches_an_uninterrupted_run(notes_dir, tiny_model, tmp_path):
+    from safetensors.torch import load_file
+
+    zero3 = [
+        *deepspeed_on_cpu(stage=3, ranks=2),
+        "--model.optim.lr", "1e-2", *CONSTANT_LR,
+    ]  # fmt: skip
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    for run, steps, extra in [
+        (whole, "6", []),
+        (split, "4", ["--checkpoint_every_n_steps", "2"]),
+        (split, "6", ["--ckpt_path", str(split / "checkpoints" / "last.ckpt")]),
+    ]:
+        args = pretrain_args(notes_dir, tiny_model, run, *zero3, "--trainer.max_steps", steps)
+        result = run_script("pretrain", [*args, *extra])
+        assert result.returncode == 0, result.stderr[-3000:]
+    # the sharded optimizer, scheduler and loader position came back: the same adapter
+    a = load_file(whole / "adapter" / "adapter_model.safetensors")
+    b = load_file(split / "adapter" / "adapter_model.safetensors")
+    assert max_difference(a, b) <= 1e-6
+    assert max(v.abs().max().item() for k, v in a.items() if "lora_B" in k) > 0

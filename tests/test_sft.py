@@ -9,9 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from clinical_peft.backbone import AdapterSpec, token_logits
 from clinical_peft.cli import run_stage
 from clinical_peft.data.instructions import InstructionDataModule
 from clinical_peft.data.synthetic import write_instruction_tasks
+from clinical_peft.errors import InputError
 from clinical_peft.stages.sft import SupervisedFineTuning
 
 
@@ -74,3 +76,54 @@ def test_sft_run_lowers_loss_and_writes_predictions(instructions_dir, tiny_model
     rows = [json.loads(x) for x in (run / "predictions" / "test.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and {"id", "prediction", "reference"} <= set(rows[0])
     assert (run / "adapter" / "adapter_config.json").is_file()
+
+
+@pytest.mark.parametrize("method", ["lora", "adaption_prompt"])
+def test_packed_examples_do_not_see_each_other(instructions_dir, tiny_model, tmp_path, method):
+    data = InstructionDataModule(
+        str(instructions_dir), "triage", str(tiny_model), cache_dir=str(tmp_path), packing=True
+    )
+    data.setup()
+    stage = SupervisedFineTuning(str(tiny_model), adapter=AdapterSpec(method=method)).eval()
+    for param in stage.model.parameters():  # an adapter that acts (LoRA B starts at zero)
+        if param.requires_grad:
+            torch.nn.init.normal_(param, std=0.2)
+    unpacked = InstructionDataModule(
+        str(instructions_dir), "triage", str(tiny_model), cache_dir=str(tmp_path)
+    )
+    unpacked.setup()
+    singles = list(unpacked.datasets["train"])
+    blocks = list(data.datasets["train"])[:2]
+    assert all(b["position_ids"].count(0) > 1 for b in blocks)  # several examples per block
+    batch = data.collate(blocks)
+    assert "attention_mask" not in batch
+    n_examples = sum(b["position_ids"].count(0) for b in blocks)
+    with torch.no_grad():
+        packed = token_logits(stage.model, batch)
+        nll, tokens = stage(batch)
+        alone = [stage(unpacked.collate([ex])) for ex in singles[:n_examples]]
+        # each example's logits in the block equal those of the example run on its own
+        row, start = 0, 0
+        for ex in singles[:n_examples]:
+            if start + len(ex["input_ids"]) > len(blocks[row]["input_ids"]):
+                row, start = row + 1, 0
+            own = token_logits(stage.model, unpacked.collate([ex]))[0]
+            torch.testing.assert_close(
+                packed[row, start : start + len(ex["input_ids"])], own, atol=1e-4, rtol=1e-4
+            )
+            start += len(ex["input_ids"])
+    # and the packed loss is the sum of the examples' losses: no token lost or gained
+    assert tokens.item() == sum(t.item() for _, t in alone)
+    assert nll.item() == pytest.approx(sum(n.item() for n, _ in alone), rel=1e-4)
+
+
+def test_packing_refuses_prompt_learning_methods(instructions_dir, tiny_model, tmp_path):
+    args = [
+        "-c", "experiments/sft/triage.yaml",
+        "--model.base_model", str(tiny_model), "--model.adapter.method", "prefix",
+        "--data.data_dir", str(instructions_dir), "--data.cache_dir", str(tmp_path / "cache"),
+        "--data.packing", "true", "--run_dir", str(tmp_path / "run"),
+    ]  # fmt: skip
+    with pytest.raises(InputError, match="data.packing.*prefix"):
+        run_stage("sft", args)
+    assert not (tmp_path / "run" / "checkpoints").exists()

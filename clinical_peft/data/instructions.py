@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 TASKS = ("classification", "numeric", "reasoning", "summarisation", "triage")
 SPLITS = ("train", "val", "test")
-FORMAT_VERSION = 1  # bump when tokenization changes, so cached datasets are rebuilt
+FORMAT_VERSION = 2  # bump when tokenization changes, so cached datasets are rebuilt
 
 
 def check_task(task: str) -> None:
@@ -59,16 +59,19 @@ def read_jsonl(path: Path, keys: tuple[str, ...]) -> list[dict]:
 def pack_examples(examples: list[dict], block_size: int) -> list[dict]:
     """Greedy packing: whole examples (each ends in EOS) side by side up to `block_size` tokens.
 
-    Examples are never split, so every completion keeps its own prompt in context.
+    Examples are never split, so every completion keeps its own prompt in context. Positions
+    restart at 0 with every example: the model builds its attention mask from them, so an
+    example never attends to the one packed before it (see `backbone.token_logits`).
     """
-    blocks, ids, labels = [], [], []
+    blocks, ids, labels, positions = [], [], [], []
     for ex in examples:
         if ids and len(ids) + len(ex["input_ids"]) > block_size:
-            blocks.append({"input_ids": ids, "labels": labels})
-            ids, labels = [], []
+            blocks.append({"input_ids": ids, "labels": labels, "position_ids": positions})
+            ids, labels, positions = [], [], []
         ids, labels = ids + ex["input_ids"], labels + ex["labels"]
+        positions = positions + list(range(len(ex["input_ids"])))
     if ids:
-        blocks.append({"input_ids": ids, "labels": labels})
+        blocks.append({"input_ids": ids, "labels": labels, "position_ids": positions})
     return blocks
 
 
@@ -300,13 +303,16 @@ class InstructionDataModule(_InstructionData):
     def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         length = max(len(ex["input_ids"]) for ex in examples)
         ids = [ex["input_ids"] for ex in examples]
-        labels = self.pad([ex["labels"] for ex in examples], -100, length)
-        mask = self.pad([[1] * len(x) for x in ids], 0, length)
-        return {
+        batch = {
             "input_ids": self.pad(ids, self.tokenizer.pad_token_id, length),
-            "attention_mask": mask,
-            "labels": labels,
+            "labels": self.pad([ex["labels"] for ex in examples], -100, length),
         }
+        if "position_ids" in examples[0]:  # packed: the positions delimit the examples
+            # padding at position 0 starts one more (unlabelled) sequence of its own
+            batch["position_ids"] = self.pad([ex["position_ids"] for ex in examples], 0, length)
+        else:
+            batch["attention_mask"] = self.pad([[1] * len(x) for x in ids], 0, length)
+        return batch
 
 
 class PreferenceDataModule(_InstructionData):

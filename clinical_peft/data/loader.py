@@ -15,9 +15,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 #: ZeRO-3 gathers parameters inside every forward pass, so all ranks must run the same number
-#: of evaluation batches too: there evaluation shards are padded (wrapping around, at most
-#: world_size - 1 repeated examples). Set by the CLI for DeepSpeed stage 3 only.
+#: of evaluation batches too. Then a rank whose shard is a batch short ends with a filler batch
+#: (one example, marked with FILLER) whose outputs the stages discard: no example is counted
+#: twice. Set by the CLI for DeepSpeed stage 3 only.
 EVEN_EVALUATION_SHARDS = False
+FILLER = "filler_batch"
+
+
+def is_filler(batch: dict) -> bool:
+    """True for a batch that only keeps ZeRO-3 ranks in step: run it, count nothing of it."""
+    return bool(batch.get(FILLER, False))
 
 
 def rank_and_world() -> tuple[int, int]:
@@ -44,7 +51,7 @@ class EpochSampler(Sampler[int]):
         else:
             order = list(range(self.size))
         rank, world = rank_and_world()
-        if (self.even_shards or EVEN_EVALUATION_SHARDS) and world > 1:
+        if self.even_shards and world > 1:
             # Training ranks must take the same number of steps: wrap around like DistributedSampler.
             total = math.ceil(self.size / world) * world
             order += order[: total - self.size]
@@ -81,6 +88,17 @@ class ResumableLoader(DataLoader):
         self._done_batches = 0
         self._resume: dict | None = None
 
+    def _fillers(self) -> int:
+        """Filler batches this rank appends so that every rank runs as many as the largest."""
+        rank, world = rank_and_world()
+        if not EVEN_EVALUATION_SHARDS or world == 1 or self.sampler.even_shards:
+            return 0
+        largest_shard = math.ceil(self.sampler.size / world)
+        return math.ceil(largest_shard / self.batch_size) - super().__len__()
+
+    def __len__(self) -> int:
+        return super().__len__() + self._fillers()
+
     def __iter__(self):
         # A generator: nothing runs until the first batch is asked for, which Lightning does
         # after it has set this epoch's number on the sampler.
@@ -93,6 +111,8 @@ class ResumableLoader(DataLoader):
         for batch in super().__iter__():
             self._done_batches += 1
             yield batch
+        for _ in range(self._fillers()):
+            yield {**self.collate_fn([self.dataset[0]]), FILLER: True}
 
     def state_dict(self) -> dict:
         return {"epoch": self.sampler.epoch, "batches": self._done_batches}

@@ -123,11 +123,32 @@ class AdapterStage(L.LightningModule):
     def validate_best(self, trainer: L.Trainer, datamodule) -> dict[str, float]:
         """Validate with the weights of `checkpoints/best.ckpt`, which then stay in the model.
 
-        The strategy loads the checkpoint, so DeepSpeed's sharded checkpoints work too.
+        The strategy loads the checkpoint, so DeepSpeed's sharded checkpoints work too; under
+        ZeRO-3 (which DeepSpeed cannot load into an evaluation engine) the stage loads it itself.
         """
         best = best_checkpoint(trainer) or None
+        if best and getattr(trainer.strategy, "zero_stage_3", False):
+            self.load_zero3_checkpoint(best)
+            best = None
         (result,) = trainer.validate(self, datamodule=datamodule, ckpt_path=best, verbose=False)
         return result
+
+    def load_zero3_checkpoint(self, path: str | Path) -> None:
+        """Put the trainable weights of a ZeRO-3 checkpoint folder into this sharded module."""
+        import deepspeed
+        from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+        saved = get_fp32_state_dict_from_zero_checkpoint(str(path), tag="checkpoint")
+        params = dict(self.named_parameters())
+        saved = {k.removeprefix("_forward_module."): v for k, v in saved.items()}
+        missing = self.trainable_keys() - saved.keys()
+        if missing:
+            raise InputError(path, f"field 'state_dict': lacks trainable tensor {min(missing)}")
+        targets = [params[k] for k in saved]
+        with deepspeed.zero.GatheredParameters(targets, modifier_rank=0):
+            if self.global_rank == 0:  # rank 0 writes; leaving the context re-shards to all
+                for key, value in saved.items():
+                    params[key].data.copy_(value)
 
     def export(self, run_dir: Path) -> None:
         """Write run_dir/adapter. Called on every rank: under DeepSpeed ZeRO-3 the adapter's

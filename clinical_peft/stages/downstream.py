@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torchmetrics import SumMetric
 
 from clinical_peft.backbone import AdapterSpec, load_sequence_classifier, stack_adapters
+from clinical_peft.data.loader import is_filler
 from clinical_peft.errors import InputError
 from clinical_peft.metrics import OutcomeScores
 from clinical_peft.stages.base import AdapterStage, OptimSpec
@@ -134,6 +135,8 @@ class OutcomePrediction(AdapterStage):
 
     def _eval_step(self, batch: dict) -> None:
         logits = self(batch)
+        if is_filler(batch):
+            return
         n = len(batch["labels"])
         self.loss_sum.update(self.loss(logits, batch["labels"]).detach() * n)
         self.loss_count.update(torch.tensor(float(n), device=logits.device))

@@ -21,9 +21,11 @@ from clinical_peft.backbone import (
     check_method,
     load_causal_lm,
     load_policy_and_reference,
+    token_logits,
     use_adapter,
 )
 from clinical_peft.data.cache import cache_key, file_stamp
+from clinical_peft.data.loader import is_filler
 from clinical_peft.errors import InputError
 from clinical_peft.generation import GenerationEvaluation
 from clinical_peft.losses import DPO_LOSS_TYPES, dpo_loss, sequence_logps
@@ -106,10 +108,7 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
     # --- log-probs ------------------------------------------------------------------------
     def sequence_logps(self, batch: dict) -> torch.Tensor:
         """Summed completion log-probs of every row (chosen rows first, then rejected)."""
-        logits = self.model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-        ).logits
-        return sequence_logps(logits, batch["labels"])
+        return sequence_logps(token_logits(self.model, batch), batch["labels"])
 
     def reference_logps(self, batch: dict, split: str | None = None) -> torch.Tensor:
         if self.reference_cache is not None and split in self.reference_cache:
@@ -150,6 +149,8 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         stats = self(batch, "val")
+        if is_filler(batch):
+            return
         for key in STAT_KEYS:
             self.val_sums[key.replace("/", "_")].update(stats[key].detach().sum())
         self.val_count.update(stats["loss"].numel())

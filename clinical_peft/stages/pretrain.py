@@ -2,39 +2,23 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
 import torch
-from torchmetrics import SumMetric
 
-from clinical_peft.backbone import AdapterSpec, add_adapter, check_method, load_causal_lm
+from clinical_peft.backbone import (
+    AdapterSpec,
+    add_adapter,
+    check_method,
+    load_causal_lm,
+    token_logits,
+)
+from clinical_peft.data.loader import is_filler
+from clinical_peft.losses import causal_lm_loss_sums
+from clinical_peft.metrics import TokenWeightedLoss
 from clinical_peft.stages.base import AdapterStage, OptimSpec
-
-
-class TokenWeightedLoss(torch.nn.Module):
-    """Sum of token losses and token count over a whole split (synced across ranks).
-
-    Perplexity is exp(total loss / total tokens): batches with more tokens weigh more, which a
-    mean of per-batch perplexities would get wrong.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.loss_sum, self.tokens = SumMetric(), SumMetric()
-
-    def update(self, mean_loss: torch.Tensor, labels: torch.Tensor) -> None:
-        tokens = (labels[:, 1:] != -100).sum()  # the model predicts every label but the first
-        self.loss_sum.update(mean_loss.detach().float() * tokens)
-        self.tokens.update(tokens)
-
-    def compute_and_reset(self) -> tuple[float, float]:
-        loss = (self.loss_sum.compute() / self.tokens.compute()).item()
-        self.loss_sum.reset()
-        self.tokens.reset()
-        return loss, math.exp(min(loss, 50.0))
 
 
 class DomainAdaptation(AdapterStage):
@@ -69,12 +53,14 @@ class DomainAdaptation(AdapterStage):
         self.model = add_adapter(base, adapter)
         self.train_loss, self.val_loss = TokenWeightedLoss(), TokenWeightedLoss()
 
-    def forward(self, batch: dict) -> torch.Tensor:
-        return self.model(**batch).loss
+    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed NLL of the labelled tokens and their count."""
+        return causal_lm_loss_sums(token_logits(self.model, batch), batch["labels"])
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self(batch)
-        self.train_loss.update(loss, batch["labels"])
+        nll, tokens = self(batch)
+        self.train_loss.update(nll, tokens)
+        loss = nll / tokens.clamp(min=1)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -83,7 +69,9 @@ class DomainAdaptation(AdapterStage):
         self.log_dict({"train/epoch_loss": loss, "train/ppl": ppl}, sync_dist=True)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self.val_loss.update(self(batch), batch["labels"])
+        nll, tokens = self(batch)
+        if not is_filler(batch):
+            self.val_loss.update(nll, tokens)
 
     def on_validation_epoch_end(self) -> None:
         loss, ppl = self.val_loss.compute_and_reset()

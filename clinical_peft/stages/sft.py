@@ -6,11 +6,19 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import torch
-from torchmetrics import SumMetric
 
-from clinical_peft.backbone import AdapterSpec, add_adapter, check_method, load_causal_lm
+from clinical_peft.backbone import (
+    AdapterSpec,
+    add_adapter,
+    check_method,
+    load_causal_lm,
+    token_logits,
+)
+from clinical_peft.data.loader import is_filler
+from clinical_peft.errors import InputError
 from clinical_peft.generation import GenerationEvaluation
 from clinical_peft.losses import causal_lm_loss_sums
+from clinical_peft.metrics import TokenWeightedLoss
 from clinical_peft.stages.base import AdapterStage, OptimSpec
 
 
@@ -48,14 +56,21 @@ class SupervisedFineTuning(GenerationEvaluation, AdapterStage):
             base.gradient_checkpointing_enable()
             base.enable_input_require_grads()
         self.model = add_adapter(base, adapter)
-        self.val_nll, self.val_tokens = SumMetric(), SumMetric()
+        self.val_loss = TokenWeightedLoss()
+
+    def setup(self, stage: str) -> None:
+        packing = getattr(self.trainer.datamodule, "packing", False)
+        if packing and self.model.active_peft_config.is_prompt_learning:
+            # peft drops position_ids for these methods, and with them the packed mask
+            raise InputError(
+                "data.packing",
+                f"needs a lora or adaption_prompt adapter, not "
+                f"{self.model.active_peft_config.peft_type.value.lower()}",
+            )
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed NLL of the completion tokens (labels -100 elsewhere) and their count."""
-        logits = self.model(
-            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
-        ).logits
-        return causal_lm_loss_sums(logits, batch["labels"])
+        return causal_lm_loss_sums(token_logits(self.model, batch), batch["labels"])
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         nll, tokens = self(batch)
@@ -65,12 +80,9 @@ class SupervisedFineTuning(GenerationEvaluation, AdapterStage):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         nll, tokens = self(batch)
-        self.val_nll.update(nll.detach())
-        self.val_tokens.update(tokens)
+        if not is_filler(batch):
+            self.val_loss.update(nll, tokens)
 
     def on_validation_epoch_end(self) -> None:
-        # token-weighted over the whole split and all ranks
-        loss = self.val_nll.compute() / self.val_tokens.compute().clamp(min=1)
-        self.val_nll.reset()
-        self.val_tokens.reset()
+        loss, _ = self.val_loss.compute_and_reset()  # token-weighted over the split and ranks
         self.log("val/loss", loss, prog_bar=True)
