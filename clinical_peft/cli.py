@@ -24,6 +24,7 @@ import torch  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
+from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from clinical_peft.callbacks import AtomicCheckpointIO, RestoreLoaderPosition, Throughput  # noqa: E402
 from clinical_peft.data import loader  # noqa: E402
@@ -32,7 +33,23 @@ from clinical_peft.report import plot_run  # noqa: E402
 from clinical_peft.stages.base import write_json  # noqa: E402
 
 log = logging.getLogger("clinical_peft")
-warnings.filterwarnings("ignore", message=".*LightningCLI's args parameter.*")
+
+
+def quiet_known_noise() -> None:
+    """Drop messages that say nothing about this run, so that what is left gets read."""
+    for message in (
+        ".*LightningCLI's args parameter.*",
+        ".*module\\(s\\) in eval mode.*",  # the frozen base stays in eval mode on purpose
+        ".*is_gradient_checkpointing.*",  # raised inside peft / transformers, not our call
+        ".*isinstance\\(treespec, LeafSpec\\).*",  # raised inside Lightning
+    ):
+        warnings.filterwarnings("ignore", message=message)
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(lambda record: "Tip:" not in record.getMessage())
+    transformers_logging.disable_progress_bar()  # a "Loading weights" bar per model load
+
+
+quiet_known_noise()
 
 #: stage name -> (LightningModule, LightningDataModule), as import paths
 STAGES = {
