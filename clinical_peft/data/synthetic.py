@@ -8,7 +8,7 @@ Three families, each in the exact format the real sources use (see shared/PAPERS
 Every value comes from a `random.Random` seeded with (family, seed), so the same seed gives
 byte-identical files. Files are written to a temporary name and renamed, so an interrupted run
 never leaves a half file. Templates live in `synthetic_text.py`, vocabularies in
-`synthetic_vocab.py`.
+`synthetic_vocab/`.
 
     python -m clinical_peft.data.synthetic --out data/synthetic --what all
 
