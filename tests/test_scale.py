@@ -350,7 +350,7 @@ def test_deepspeed_zero3_two_ranks_exports_the_whole_adapter(notes_dir, tiny_mod
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_deepspeed_zero3_sft_generates_for_every_test_example_once(tiny_model, tmp_path):
+def test_deepspeed_zero3_sft_then_dpo(tiny_model, tmp_path):
     from clinical_peft.data.instructions import InstructionDataModule
     from clinical_peft.data.synthetic import write_instruction_tasks
     from clinical_peft.generation import generate
@@ -389,6 +389,26 @@ def test_deepspeed_zero3_sft_generates_for_every_test_example_once(tiny_model, t
         outputs = generate(model, data.tokenizer, prompts, 24, batch_size=2)
         texts.update({ex["id"]: text for ex, text in zip(shard, outputs, strict=True)})
     assert {r["id"]: r["prediction"] for r in rows} == texts
+
+    # DPO from that SFT adapter, sharded the same way: the SFT adapter is the reference
+    dpo = tmp_path / "zero3_dpo"
+    args[1] = str(ROOT / "experiments/dpo/triage.yaml")
+    args[-1] = str(dpo)
+    result = run_script("dpo", [*args, "--model.sft_adapter", str(run / "adapter")])
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((dpo / "metrics.json").read_text())
+    assert metrics["val/loss_before"] == pytest.approx(math.log(2), abs=1e-6)
+    assert metrics["val/rewards/margins_before"] == 0
+    assert metrics["val/loss"] != pytest.approx(math.log(2), abs=1e-6)
+    policy = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model), dpo / "adapter"
+    )
+    moved = [
+        (p - dict(model.named_parameters())[n]).abs().max().item()
+        for n, p in policy.named_parameters()
+        if "lora_" in n
+    ]
+    assert moved and max(moved) > 0  # the policy left the SFT weights it started from
 
 
 @pytest.mark.slow
