@@ -39,7 +39,6 @@ def quiet_known_noise() -> None:
     """Drop messages that say nothing about this run, so that what is left gets read."""
     for message in (
         ".*LightningCLI's args parameter.*",
-        ".*module\\(s\\) in eval mode.*",  # the frozen base stays in eval mode on purpose
         ".*is_gradient_checkpointing.*",  # raised inside peft / transformers, not our call
         ".*isinstance\\(treespec, LeafSpec\\).*",  # raised inside Lightning
     ):

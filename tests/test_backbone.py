@@ -122,3 +122,64 @@ def test_token_logits_line_up_with_the_labels_for_every_method(tiny_model, metho
     assert logits.shape[:2] == ids.shape
     assert tokens.item() == 15 + 11
     assert (nll / tokens).item() == pytest.approx(reference.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "downstream"])
+def test_activation_checkpointing_gives_the_same_gradients(tiny_model, stage):
+    from clinical_peft.stages.downstream import OutcomePrediction
+    from clinical_peft.stages.pretrain import DomainAdaptation
+
+    ids = torch.randint(5, 500, (2, 16), generator=torch.Generator().manual_seed(1))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)  # the same adapter initialisation both times
+        if stage == "pretrain":
+            module = DomainAdaptation(str(tiny_model), gradient_checkpointing=checkpointing)
+            loss = module.train()(batch)[0]
+        else:
+            module = OutcomePrediction(
+                str(tiny_model),
+                kind="binary",
+                clinical="none",
+                gradient_checkpointing=checkpointing,
+            ).train()
+            logits = module({**batch, "doc_index": torch.arange(2), "labels": torch.tensor([0, 1])})
+            loss = module.loss(logits, torch.tensor([0, 1]))
+        assert module.model.base_model.model.is_activation_checkpointing == checkpointing
+        loss.backward()
+        grads.append({n: p.grad for n, p in module.named_parameters() if p.requires_grad})
+    assert grads[0].keys() == grads[1].keys()
+    assert all(g is not None for g in grads[1].values())
+    assert any(g.abs().sum() > 0 for g in grads[1].values())  # LoRA A gets none while B is 0
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, atol=1e-5, rtol=1e-4)
+
+
+def test_the_frozen_base_trains_in_training_mode(notes_dir, tiny_model, tmp_path):
+    """HF loads models in eval mode, where activation checkpointing never engages."""
+    import lightning as L
+
+    from clinical_peft.data.notes import NotesDataModule
+    from clinical_peft.stages.pretrain import DomainAdaptation
+
+    modes = []
+
+    class RecordModes(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+            modes.append({name: m.training for name, m in module.named_modules()})
+
+    stage = DomainAdaptation(str(tiny_model), gradient_checkpointing=True)
+    data = NotesDataModule(
+        str(notes_dir), str(tiny_model), block_size=64, max_notes=40, cache_dir=str(tmp_path)
+    )
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[RecordModes()],
+        inference_mode=False,
+    )  # fmt: skip
+    trainer.validate(stage, datamodule=data, verbose=False)  # as every run does before fitting
+    trainer.fit(stage, datamodule=data)
+    assert len(modes) == 2 and all(all(step.values()) for step in modes)
+    layer = stage.model.base_model.model.model.layers[0]
+    assert layer.gradient_checkpointing

@@ -73,6 +73,9 @@ class AdapterStage(L.LightningModule):
 
     # --- parameters and checkpoints -----------------------------------------------------
     def on_fit_start(self) -> None:
+        # The whole network trains, frozen base included, as under HF's Trainer: HF models load in
+        # eval mode, and there activation checkpointing (and any dropout) would silently stay off.
+        self.train()
         counts = self.parameter_counts()
         rank_zero_info(
             f"trainable parameters: {counts['params/trainable']:,} of {counts['params/total']:,}"

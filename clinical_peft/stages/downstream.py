@@ -18,7 +18,12 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import SumMetric
 
-from clinical_peft.backbone import AdapterSpec, load_sequence_classifier, stack_adapters
+from clinical_peft.backbone import (
+    AdapterSpec,
+    checkpoint_activations,
+    load_sequence_classifier,
+    stack_adapters,
+)
 from clinical_peft.data.loader import is_filler
 from clinical_peft.errors import InputError
 from clinical_peft.metrics import OutcomeScores
@@ -104,8 +109,7 @@ class OutcomePrediction(AdapterStage):
         if finetune_base:
             model.requires_grad_(True)
         if gradient_checkpointing:
-            model.gradient_checkpointing_enable()
-            model.enable_input_require_grads()
+            checkpoint_activations(model)
         self.model = stack_adapters(
             model,
             clinical_adapter if clinical != "none" else None,

@@ -19,6 +19,7 @@ from clinical_peft.backbone import (
     AdapterSpec,
     add_adapter,
     check_method,
+    checkpoint_activations,
     load_causal_lm,
     load_policy_and_reference,
     token_logits,
@@ -95,8 +96,7 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
         self.evaluate_base = evaluate_base
         base = load_causal_lm(base_model, dtype)
         if gradient_checkpointing:
-            base.gradient_checkpointing_enable()
-            base.enable_input_require_grads()
+            checkpoint_activations(base)
         if sft_adapter:
             self.model = load_policy_and_reference(base, sft_adapter)
         else:

@@ -12,6 +12,7 @@ from clinical_peft.backbone import (
     AdapterSpec,
     add_adapter,
     check_method,
+    checkpoint_activations,
     load_causal_lm,
     token_logits,
 )
@@ -48,8 +49,7 @@ class DomainAdaptation(AdapterStage):
         self.base_model_path = base_model
         base = load_causal_lm(base_model, dtype)
         if gradient_checkpointing:
-            base.gradient_checkpointing_enable()
-            base.enable_input_require_grads()
+            checkpoint_activations(base)
         self.model = add_adapter(base, adapter)
         self.train_loss, self.val_loss = TokenWeightedLoss(), TokenWeightedLoss()
 

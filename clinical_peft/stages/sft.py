@@ -11,6 +11,7 @@ from clinical_peft.backbone import (
     AdapterSpec,
     add_adapter,
     check_method,
+    checkpoint_activations,
     load_causal_lm,
     token_logits,
 )
@@ -53,8 +54,7 @@ class SupervisedFineTuning(GenerationEvaluation, AdapterStage):
         self.max_new_tokens, self.evaluate_base = max_new_tokens, evaluate_base
         base = load_causal_lm(base_model, dtype)
         if gradient_checkpointing:
-            base.gradient_checkpointing_enable()
-            base.enable_input_require_grads()
+            checkpoint_activations(base)
         self.model = add_adapter(base, adapter)
         self.val_loss = TokenWeightedLoss()
 

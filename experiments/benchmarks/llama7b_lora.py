@@ -40,7 +40,7 @@ def build(shape: dict, device: str) -> torch.nn.Module:
     with torch.device(device):
         model = LlamaForCausalLM(config).to(torch.bfloat16)
     model.requires_grad_(False)
-    model.gradient_checkpointing_enable()
+    model.activation_checkpointing_enable()
     model.enable_input_require_grads()
     lora = LoraConfig(
         r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"
@@ -58,8 +58,11 @@ def flops_per_token(shape: dict, seq_len: int) -> float:
     return 4 * matmul_params + 3 * attention_forward
 
 
-def run(model, optimizer_step, shape, args, device) -> float:
+def run(model, optimizer_step, shape, args, device) -> tuple[float, float]:
+    """Tokens per second over `args.steps` timed steps, and peak GPU memory in GiB (0 on CPU)."""
     tokens = torch.randint(0, shape["vocab_size"], (args.batch_size, args.seq_len), device=device)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     for step in range(args.warmup + args.steps):
         if step == args.warmup:
             if device == "cuda":
@@ -69,7 +72,9 @@ def run(model, optimizer_step, shape, args, device) -> float:
         optimizer_step(loss)
     if device == "cuda":
         torch.cuda.synchronize()
-    return args.steps * args.batch_size * args.seq_len / (time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else 0.0
+    return args.steps * args.batch_size * args.seq_len / seconds, peak
 
 
 def plain(model, lr: float):
@@ -126,18 +131,15 @@ def main() -> None:
             os.environ.setdefault("MASTER_PORT", "29511")
         engine, step = zero2(model, 3e-4, args.batch_size)
         results["DeepSpeed ZeRO-2 bf16 + LoRA"] = run(engine, step, shape, args, device)
-    if device == "cuda":
-        print(
-            f"device: {torch.cuda.get_device_name()}  peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
-        )
-    print(
-        f"shape: {'tiny' if args.tiny else 'LLaMA-7B'}, seq {args.seq_len}, batch {args.batch_size}"
-    )
-    baseline = results["plain bf16 + LoRA"]
-    for name, tokens_per_s in results.items():
+    device_name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    shape_name = "tiny" if args.tiny else "LLaMA-7B"
+    print(f"{device_name}, {shape_name}, seq {args.seq_len}, batch {args.batch_size}")
+    baseline = results["plain bf16 + LoRA"][0]
+    for name, (tokens_per_s, peak) in results.items():
         mfu = tokens_per_s * per_token / (args.peak_tflops * 1e12)
         print(
-            f"{name:30s} {tokens_per_s:10.0f} tokens/s  MFU {100 * mfu:5.1f} %  x{tokens_per_s / baseline:.2f}"
+            f"{name:30s} {tokens_per_s:10.0f} tokens/s  MFU {100 * mfu:5.1f} %  "
+            f"peak {peak:5.1f} GiB  x{tokens_per_s / baseline:.2f} vs plain"
         )
 
 

@@ -1,0 +1,43 @@
+"""The benchmark scripts run end to end (their figures are measured by hand, never asserted)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+pytestmark = pytest.mark.slow
+
+
+def run(script: str, *args: str) -> str:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DS_ACCELERATOR": "cpu"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "experiments" / "benchmarks" / script), *args],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_packing_benchmark_fills_every_position(notes_dir, tiny_model):
+    out = run(
+        "packing.py", "--notes", str(notes_dir), "--model", str(tiny_model),
+        "--block-size", "128", "--max-notes", "100", "--steps", "3", "--warmup", "1",
+    )  # fmt: skip
+    fill = dict(re.findall(r"^(\S+).*fill\s+([\d.]+) %", out, flags=re.M))
+    assert float(fill["pack"]) == 100.0 and float(fill["pad_per_note"]) < 100.0
+    assert re.search(r"ratio pack / pad_per_note: real tokens/s x\d+\.\d\d", out)
+
+
+def test_llama7b_benchmark_runs_its_tiny_shape_with_and_without_deepspeed():
+    out = run("llama7b_lora.py", "--tiny", "--deepspeed", "--steps", "2", "--warmup", "1")
+    rows = re.findall(
+        r"^(plain|DeepSpeed ZeRO-2).* (\d+) tokens/s .* x(\d+\.\d\d) vs plain", out, re.M
+    )
+    assert [name for name, *_ in rows] == ["plain", "DeepSpeed ZeRO-2"]
+    assert rows[0][2] == "1.00" and all(int(tokens) > 0 for _, tokens, _ in rows)
