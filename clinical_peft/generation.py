@@ -145,8 +145,8 @@ def evaluate_generation(
     """Generate for `examples` (`{"id", "prompt_ids", "reference"}`), score, save on rank 0.
 
     Each rank generates its share; the texts are gathered so every rank returns the same metrics.
-    Predictions go to `out_path` as JSONL (`id`, `prediction`, `reference`): inside the run
-    directory only, never into logs.
+    Generations go to `out_path` as JSONL (`id`: the example's line in its file, `prediction`):
+    never into logs, and without the reference texts, which stay in the data files.
     """
     if not examples:
         log.info("no %s examples: generation evaluation skipped", prefix)
@@ -164,10 +164,7 @@ def evaluate_generation(
         rounds,
         examples[0]["prompt_ids"],
     )
-    rows = [
-        {"id": ex["id"], "prediction": text, "reference": ex["reference"]}
-        for ex, text in zip(mine, texts, strict=True)
-    ]
+    rows = [{"id": ex["id"], "prediction": text} for ex, text in zip(mine, texts, strict=True)]
     if world > 1:
         gathered: list = [None] * world
         torch.distributed.all_gather_object(gathered, rows)
@@ -176,7 +173,8 @@ def evaluate_generation(
     if out_path is not None and rank == 0:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    metrics = score(task, [r["prediction"] for r in rows], [r["reference"] for r in rows])
+    references = {ex["id"]: ex["reference"] for ex in examples}
+    metrics = score(task, [r["prediction"] for r in rows], [references[r["id"]] for r in rows])
     return {f"{prefix}/{k}": v for k, v in metrics.items()}
 
 
