@@ -151,6 +151,22 @@ def test_sft_adapter_is_the_frozen_reference(instructions_dir, tiny_model, tmp_p
     assert not (tmp_path / "run" / "adapter" / "reference").exists()
 
 
+@pytest.mark.parametrize("disable_dropout", [True, False])
+def test_dropout_is_off_unless_asked_for(instructions_dir, tiny_model, tmp_path, disable_dropout):
+    sft = PreferenceOptimization(str(tiny_model), adapter=AdapterSpec(r=4, lora_dropout=0.5))
+    perturb(sft, seed=1)
+    sft.model.save_pretrained(tmp_path / "sft")
+    stage = PreferenceOptimization(
+        str(tiny_model), sft_adapter=str(tmp_path / "sft"), disable_dropout=disable_dropout
+    ).train()
+    data = data_module(instructions_dir, tiny_model, tmp_path)
+    with torch.no_grad():
+        stats = stage(data.collate(list(data.datasets["val"])[:4]))
+    # in training mode the step-0 policy equals its reference only without dropout
+    at_log2 = stats["loss"].mean().item() == pytest.approx(math.log(2), abs=1e-6)
+    assert at_log2 == disable_dropout
+
+
 def test_precomputed_reference_equals_the_live_one(instructions_dir, tiny_model, tmp_path):
     data = data_module(instructions_dir, tiny_model, tmp_path)
     stage = PreferenceOptimization(str(tiny_model), precompute_reference=True)

@@ -54,6 +54,7 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
         gradient_checkpointing: bool = False,
         max_new_tokens: int | None = None,
         evaluate_base: bool = True,
+        disable_dropout: bool = True,
     ) -> None:
         """
         Args:
@@ -71,6 +72,8 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
             gradient_checkpointing: recompute activations in backward to save memory.
             max_new_tokens: cap on generated tokens at evaluation (default: per task).
             evaluate_base: also score the starting model by generation (before training).
+            disable_dropout: set every dropout to 0 (TRL's default): with dropout the policy's
+                and the reference's log-probs are noisy, and they differ even at step 0.
         """
         super().__init__(optim)
         if loss_type not in DPO_LOSS_TYPES:
@@ -101,6 +104,10 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
             self.model = load_policy_and_reference(base, sft_adapter)
         else:
             self.model = add_adapter(base, adapter)
+        if disable_dropout:
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.Dropout):
+                    module.p = 0.0
         self.val_sums = torch.nn.ModuleDict({k.replace("/", "_"): SumMetric() for k in STAT_KEYS})
         self.val_count = SumMetric()
         self.reference_cache: dict[str, torch.Tensor] | None = None
