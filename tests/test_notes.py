@@ -8,6 +8,7 @@ import itertools
 import shutil
 
 import pytest
+import torch
 
 from clinical_peft.data import notes as notes_module
 from clinical_peft.data.notes import (
@@ -98,6 +99,18 @@ def test_packed_blocks_cover_the_tokenized_corpus(notes_dir, tiny_model, tmp_pat
     boundary = [tok.eos_token_id, tok.bos_token_id]
     blocks = [ex["input_ids"].tolist() for ex in module.datasets["train"]]
     assert any(b[i : i + 2] == boundary for b in blocks for i in range(len(b) - 1))
+
+
+@pytest.mark.slow
+def test_parallel_tokenization_gives_the_same_blocks(notes_dir, tiny_model, tmp_path):
+    built = []
+    for procs in (1, 2):  # the process count is not in the cache key: it must not matter
+        module = make_module(notes_dir, tiny_model, tmp_path / str(procs), tokenize_num_proc=procs)
+        module.setup()
+        built.append({s: module.datasets[s]["input_ids"] for s in ("train", "val")})
+    for split in ("train", "val"):
+        assert len(built[0][split]) == len(built[1][split])
+        assert all(map(torch.equal, built[0][split], built[1][split]))
 
 
 def test_pad_per_note_mode_truncates_each_note_alone(notes_dir, tiny_model, tmp_path):

@@ -196,19 +196,25 @@ class NotesDataModule(DataModuleBase):
 
         def tokenize(batch: dict) -> dict:
             ids = tokenizer(batch["text"], add_special_tokens=False)["input_ids"]
-            notes = [prefix + tokens + [eos] for tokens in ids]
+            return {"ids": [prefix + tokens + [eos] for tokens in ids]}
+
+        def arrange(batch: dict) -> dict:
             if self.mode == "pack":
-                return pack_blocks(notes, block, pad)
-            notes = [n[:block] for n in notes]  # paper recipe: truncate each note alone
+                return pack_blocks(batch["ids"], block, pad)
+            notes = [n[:block] for n in batch["ids"]]  # paper recipe: truncate each note alone
             return {"input_ids": notes, "labels": notes}
 
-        tokenized = splits.map(
+        notes = splits.map(
             tokenize,
             batched=True,
             batch_size=1000,
             remove_columns=["subject_id", "text"],
             num_proc=self.tokenize_num_proc if self.tokenize_num_proc > 1 else None,
             desc="tokenizing notes",
+        )
+        # One process arranges the blocks, so they do not depend on how many tokenized.
+        tokenized = notes.map(
+            arrange, batched=True, batch_size=1000, remove_columns=["ids"], desc="arranging blocks"
         )
         tokenized.save_to_disk(str(out / "tokenized"))
         stats = {
