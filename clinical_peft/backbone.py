@@ -151,11 +151,17 @@ def token_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     """Logits at the batch's token positions, (batch, tokens, vocab).
 
     Prompt tuning and P-tuning put their virtual tokens in front of the input; those logits are
-    dropped. A packed batch carries `position_ids` that restart at every example and no
-    attention mask: from them transformers builds a block-diagonal causal mask (only when no
-    KV cache is in use, hence `use_cache=False`), so packed examples do not see each other.
+    dropped. A packed batch carries `position_ids` that restart at every example: given those
+    and no attention mask (its `attention_mask` only marks real tokens, and is not passed on),
+    transformers builds a block-diagonal causal mask, when no KV cache is in use (hence
+    `use_cache=False`), so packed examples do not see each other.
     """
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids") if k in batch}
+    keys = (
+        ("input_ids", "position_ids")
+        if "position_ids" in batch
+        else ("input_ids", "attention_mask")
+    )
+    inputs = {k: batch[k] for k in keys}
     return model(**inputs, use_cache=False).logits[:, -batch["input_ids"].shape[1] :]
 
 

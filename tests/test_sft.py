@@ -73,6 +73,12 @@ def test_sft_run_lowers_loss_and_writes_predictions(instructions_dir, tiny_model
     assert 0 <= metrics["test/f1"] <= 1 and 0 <= metrics["test/f1_before"] <= 1
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["data/train/examples"] == 48
+    # throughput counts every real token of the packed blocks, in both epochs
+    unpacked = InstructionDataModule(
+        str(instructions_dir), "classification", str(tiny_model), cache_dir=str(tmp_path / "c2")
+    )
+    unpacked.setup()
+    assert saved["train/tokens"] == 2 * sum(len(x) for x in unpacked.datasets["train"]["input_ids"])
     rows = [json.loads(x) for x in (run / "predictions" / "test.jsonl").read_text().splitlines()]
     assert len(rows) == 6 and all(set(row) == {"id", "prediction"} for row in rows)
     assert (run / "adapter" / "adapter_config.json").is_file()
@@ -96,7 +102,8 @@ def test_packed_examples_do_not_see_each_other(instructions_dir, tiny_model, tmp
     blocks = list(data.datasets["train"])[:2]
     assert all(b["position_ids"].count(0) > 1 for b in blocks)  # several examples per block
     batch = data.collate(blocks)
-    assert "attention_mask" not in batch
+    assert "position_ids" in batch
+    assert batch["attention_mask"].sum() == sum(len(b["input_ids"]) for b in blocks)  # counted
     n_examples = sum(b["position_ids"].count(0) for b in blocks)
     with torch.no_grad():
         packed = token_logits(stage.model, batch)

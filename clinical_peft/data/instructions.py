@@ -305,13 +305,12 @@ class InstructionDataModule(_InstructionData):
         ids = [ex["input_ids"] for ex in examples]
         batch = {
             "input_ids": self.pad(ids, self.tokenizer.pad_token_id, length),
+            "attention_mask": self.pad([[1] * len(x) for x in ids], 0, length),
             "labels": self.pad([ex["labels"] for ex in examples], -100, length),
         }
         if "position_ids" in examples[0]:  # packed: the positions delimit the examples
             # padding at position 0 starts one more (unlabelled) sequence of its own
             batch["position_ids"] = self.pad([ex["position_ids"] for ex in examples], 0, length)
-        else:
-            batch["attention_mask"] = self.pad([[1] * len(x) for x in ids], 0, length)
         return batch
 
 
