@@ -142,6 +142,11 @@ def check_checkpoint(path: str, model) -> None:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
+        old = Path(f"{path}.old")  # see strategies.DeepSpeedStrategy
+        if old.is_dir():
+            raise InputError(
+                path, f"not found, but {old} is: a crash cut its replacement short; resume from it"
+            ) from None
         raise InputError(path, "checkpoint file not found") from None
     except Exception as err:  # truncated zip, pickle garbage, ...
         raise InputError(path, f"corrupt or truncated checkpoint ({type(err).__name__})") from None

@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score
 from transformers import AutoModelForCausalLM
 
 from clinical_peft.callbacks import AtomicCheckpointIO
-from clinical_peft.cli import run_stage
+from clinical_peft.cli import check_checkpoint, run_stage
 from clinical_peft.data.notes import NotesDataModule
 from clinical_peft.data.synthetic import write_outcome_tasks
 from clinical_peft.errors import InputError
@@ -237,13 +237,44 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     assert torch.load(path, weights_only=True)["step"] == 1
 
 
+def test_deepspeed_checkpoints_are_swapped_in_whole(tmp_path, monkeypatch):
+    from lightning.pytorch import strategies
+
+    from clinical_peft.strategies import DeepSpeedStrategy
+
+    def write_shards(self, checkpoint, filepath, storage_options=None):
+        """DeepSpeed's writer, in miniature: shard files into a folder, or a crash halfway."""
+        Path(filepath).mkdir()
+        (Path(filepath) / "shard_0.pt").write_text(checkpoint["step"])
+        if checkpoint["step"] == "crash":
+            raise KeyboardInterrupt
+        (Path(filepath) / "shard_1.pt").write_text(checkpoint["step"])
+
+    monkeypatch.setattr(strategies.DeepSpeedStrategy, "save_checkpoint", write_shards)
+    strategy, path = DeepSpeedStrategy(stage=2), tmp_path / "last.ckpt"
+    for step in ("1", "2"):
+        strategy.save_checkpoint({"step": step}, path)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+        assert {p.read_text() for p in path.iterdir()} == {step}
+    with pytest.raises(KeyboardInterrupt):
+        strategy.save_checkpoint({"step": "crash"}, path)
+    assert {p.name: p.read_text() for p in path.iterdir()} == {"shard_0.pt": "2", "shard_1.pt": "2"}
+    strategy.save_checkpoint({"step": "3"}, path)  # the next save clears the half-written one
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+    # a crash between the two renames leaves the previous checkpoint as last.ckpt.old
+    path.rename(tmp_path / "last.ckpt.old")
+    with pytest.raises(InputError, match="last.ckpt.old is: a crash"):
+        check_checkpoint(str(path), model=None)
+
+
 @pytest.mark.parametrize("name", ["deepspeed_zero2", "deepspeed_zero3", "deepspeed_zero3_offload"])
 def test_deepspeed_configs_are_valid(name):
     from deepspeed.runtime.config import DeepSpeedConfig
-    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    from clinical_peft.strategies import DeepSpeedStrategy
 
     spec = yaml.safe_load((ROOT / "experiments/trainer" / f"{name}.yaml").read_text())
-    assert spec["strategy"]["class_path"] == "lightning.pytorch.strategies.DeepSpeedStrategy"
+    assert spec["strategy"]["class_path"] == "clinical_peft.strategies.DeepSpeedStrategy"
     assert spec["precision"] == "bf16-mixed"
     strategy = DeepSpeedStrategy(**spec["strategy"]["init_args"])
     config = {**strategy.config, "train_micro_batch_size_per_gpu": 1, "bf16": {"enabled": True}}

@@ -8,7 +8,9 @@ import signal
 import lightning as L
 import torch
 from lightning.fabric.utilities.seed import reset_seed
-from lightning.pytorch.strategies import DeepSpeedStrategy
+from lightning.pytorch.strategies import DeepSpeedStrategy as LightningDeepSpeedStrategy
+
+from clinical_peft.strategies import DeepSpeedStrategy
 
 
 class KillAtStep(L.Callback):
@@ -29,7 +31,7 @@ class CPUDeepSpeedStrategy(DeepSpeedStrategy):
     """
 
     def setup_environment(self) -> None:
-        super(DeepSpeedStrategy, self).setup_environment()  # DDPStrategy's, without the guard
+        super(LightningDeepSpeedStrategy, self).setup_environment()  # DDPStrategy's, no guard
 
     def setup_distributed(self) -> None:
         reset_seed()
