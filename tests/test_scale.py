@@ -304,20 +304,40 @@ def test_bf16_mixed_precision_run(notes_dir, tiny_model, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_ddp_downstream_gathers_predictions_from_every_rank_once(tiny_model, tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "zero3"])
+def test_two_rank_downstream_scores_every_admission_once(tiny_model, tmp_path, strategy):
+    from safetensors.torch import load_file
+
+    from clinical_peft.backbone import AdapterSpec, add_adapter, load_causal_lm
+
     data = tmp_path / "outcomes"
     write_outcome_tasks(data, n_admissions=300, seed=1)
-    run = tmp_path / "ddp"
+    run = tmp_path / strategy
+    if strategy == "ddp":
+        extra = ["--trainer", str(ROOT / "experiments/trainer/ddp_cpu.yaml"),
+                 "--model.clinical", "none"]  # fmt: skip
+    else:  # stacked: a frozen clinical LoRA under the downstream one, every weight sharded
+        clinical = add_adapter(load_causal_lm(tiny_model), AdapterSpec(r=4))
+        for name, param in clinical.named_parameters():
+            if "lora_B" in name:
+                param.data.normal_(0, 0.05)
+        clinical.save_pretrained(tmp_path / "clinical")
+        extra = [*deepspeed_on_cpu(stage=3, ranks=2), "--model.clinical", "frozen",
+                 "--model.clinical_adapter", str(tmp_path / "clinical")]  # fmt: skip
     args = [
-        "-c", str(ROOT / "experiments/downstream/mor.yaml"),
-        "--trainer", str(ROOT / "experiments/trainer/ddp_cpu.yaml"),
-        "--model.base_model", str(tiny_model), "--model.clinical", "none",
+        "-c", str(ROOT / "experiments/downstream/mor.yaml"), *extra,
+        "--model.base_model", str(tiny_model),
         "--data.data_dir", str(data), "--data.cache_dir", str(tmp_path / "cache"),
         "--data.max_length", "64", "--trainer.max_epochs", "1",
         "--trainer.enable_progress_bar", "false", "--run_dir", str(run),
     ]  # fmt: skip
     result = run_script("downstream", args)
     assert result.returncode == 0, result.stderr[-3000:]
+    if strategy == "zero3":  # the frozen adapter's shards were gathered for export too
+        before = load_file(tmp_path / "clinical" / "adapter_model.safetensors")
+        after = load_file(run / "adapter" / "clinical" / "adapter_model.safetensors")
+        assert before.keys() == after.keys()
+        assert all(torch.equal(before[k], after[k]) for k in before)
     metrics = json.loads((run / "metrics.json").read_text())
     for split, name in (("val", "MP_IN_adm_val.csv"), ("test", "MP_IN_adm_test.csv")):
         pred = np.load(run / "predictions" / f"{split}.npz")

@@ -173,8 +173,16 @@ class AdapterStage(L.LightningModule):
 
 
 def gathered_parameters(model: torch.nn.Module):
-    """Context in which ZeRO-3-partitioned trainable parameters are whole; a no-op otherwise."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    """Context in which ZeRO-3-partitioned adapter parameters are whole; a no-op otherwise.
+
+    Frozen adapters count too: a stacked clinical adapter is saved beside the downstream one.
+    """
+    adapters = tuple(getattr(model, "peft_config", {}))
+    params = [
+        p
+        for name, p in model.named_parameters()
+        if p.requires_grad or any(f".{adapter}." in f"{name}." for adapter in adapters)
+    ]
     if not any(hasattr(p, "ds_id") for p in params):
         return contextlib.nullcontext()
     import deepspeed
