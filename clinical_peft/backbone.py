@@ -119,9 +119,13 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrai
 
 
 def load_causal_lm(
-    path: str | Path, dtype: str = "float32", trust_remote_code: bool = False
+    path: str | Path,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+    gradient_checkpointing: bool = False,
 ) -> torch.nn.Module:
-    """A local Hugging Face causal LM, all of its own weights frozen."""
+    """A local Hugging Face causal LM, all of its own weights frozen (see
+    `checkpoint_activations` for `gradient_checkpointing`)."""
     path = _check_model_dir(path)
     if dtype not in DTYPES:
         raise InputError("model.dtype", f"unknown dtype '{dtype}' (valid: {', '.join(DTYPES)})")
@@ -129,6 +133,8 @@ def load_causal_lm(
         path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code
     )
     model.requires_grad_(False)
+    if gradient_checkpointing:
+        checkpoint_activations(model)
     return model
 
 
@@ -274,7 +280,11 @@ def head_names(model: torch.nn.Module) -> list[str]:
 
 
 def load_sequence_classifier(
-    path: str | Path, num_labels: int, dtype: str = "float32", trust_remote_code: bool = False
+    path: str | Path,
+    num_labels: int,
+    dtype: str = "float32",
+    trust_remote_code: bool = False,
+    gradient_checkpointing: bool = False,
 ) -> torch.nn.Module:
     """`AutoModelForSequenceClassification` from a local folder: base frozen, new head trainable.
 
@@ -298,6 +308,8 @@ def load_sequence_classifier(
         raise InputError(path, f"no classification head found (looked for {', '.join(HEAD_NAMES)})")
     for name in heads:
         getattr(model, name).requires_grad_(True)
+    if gradient_checkpointing:
+        checkpoint_activations(model)
     return model
 
 

@@ -44,24 +44,23 @@ def _has_both_classes(y: Tensor) -> bool:
     return 0 < int(y.sum()) < y.numel()
 
 
-def binary_auroc(scores: Any, labels: Any) -> float:
-    """AUROC of positive-class scores (N,) against 0/1 labels (N,); NaN if one class only."""
+def _binary(metric: Callable, scores: Any, labels: Any) -> float:
     s, y = _scores(scores), _labels(labels)
     if s.dim() != 1 or s.shape != y.shape:
         raise ValueError(f"expected scores and labels of shape (N,), got {s.shape} and {y.shape}")
     if not _has_both_classes(y):
         return math.nan
-    return float(tmc.binary_auroc(s, y))
+    return float(metric(s, y))
+
+
+def binary_auroc(scores: Any, labels: Any) -> float:
+    """AUROC of positive-class scores (N,) against 0/1 labels (N,); NaN if one class only."""
+    return _binary(tmc.binary_auroc, scores, labels)
 
 
 def binary_auprc(scores: Any, labels: Any) -> float:
     """Average precision (area under the step PR curve, as sklearn); NaN if one class only."""
-    s, y = _scores(scores), _labels(labels)
-    if s.dim() != 1 or s.shape != y.shape:
-        raise ValueError(f"expected scores and labels of shape (N,), got {s.shape} and {y.shape}")
-    if not _has_both_classes(y):
-        return math.nan
-    return float(tmc.binary_average_precision(s, y))
+    return _binary(tmc.binary_average_precision, scores, labels)
 
 
 def _check_multiclass(probs: Tensor, labels: Tensor, num_classes: int) -> None:

@@ -108,11 +108,13 @@ class AdapterStage(L.LightningModule):
             )
         if "state_dict" not in checkpoint:  # DeepSpeed keeps tensors in its own shard files
             return
-        missing = self.trainable_keys() - set(checkpoint["state_dict"])
+        self.check_holds_trainables(checkpoint["state_dict"], "checkpoint")
+
+    def check_holds_trainables(self, state: dict, source: str | Path) -> None:
+        """Refuse a state dict that lacks any trainable tensor of this stage."""
+        missing = self.trainable_keys() - state.keys()
         if missing:
-            raise InputError(
-                "checkpoint", f"field 'state_dict': lacks trainable tensor {sorted(missing)[0]}"
-            )
+            raise InputError(source, f"field 'state_dict': lacks trainable tensor {min(missing)}")
 
     # --- run directory ------------------------------------------------------------------
     def evaluate_before_fit(self, trainer: L.Trainer, datamodule) -> dict[str, float]:
@@ -144,9 +146,7 @@ class AdapterStage(L.LightningModule):
         saved = get_fp32_state_dict_from_zero_checkpoint(str(path), tag="checkpoint")
         params = dict(self.named_parameters())
         saved = {k.removeprefix("_forward_module."): v for k, v in saved.items()}
-        missing = self.trainable_keys() - saved.keys()
-        if missing:
-            raise InputError(path, f"field 'state_dict': lacks trainable tensor {min(missing)}")
+        self.check_holds_trainables(saved, path)
         targets = [params[k] for k in saved]
         with deepspeed.zero.GatheredParameters(targets, modifier_rank=0):
             if self.global_rank == 0:  # rank 0 writes; leaving the context re-shards to all

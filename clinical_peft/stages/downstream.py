@@ -20,7 +20,6 @@ from torchmetrics import SumMetric
 
 from clinical_peft.backbone import (
     AdapterSpec,
-    checkpoint_activations,
     load_sequence_classifier,
     stack_adapters,
 )
@@ -105,11 +104,11 @@ class OutcomePrediction(AdapterStage):
             self.monitor, self.monitor_mode = "val/auroc", "max"
         self.kind = kind
         # A binary task has a two-class head, as the paper's weighted cross-entropy needs.
-        model = load_sequence_classifier(base_model, num_labels, dtype)
+        model = load_sequence_classifier(
+            base_model, num_labels, dtype, gradient_checkpointing=gradient_checkpointing
+        )
         if finetune_base:
             model.requires_grad_(True)
-        if gradient_checkpointing:
-            checkpoint_activations(model)
         self.model = stack_adapters(
             model,
             clinical_adapter if clinical != "none" else None,

@@ -19,7 +19,6 @@ from clinical_peft.backbone import (
     AdapterSpec,
     add_adapter,
     check_method,
-    checkpoint_activations,
     load_causal_lm,
     load_policy_and_reference,
     token_logits,
@@ -97,9 +96,7 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
         self.base_model_path, self.sft_adapter, self.dtype_name = base_model, sft_adapter, dtype
         self.precompute_reference, self.max_new_tokens = precompute_reference, max_new_tokens
         self.evaluate_base = evaluate_base
-        base = load_causal_lm(base_model, dtype)
-        if gradient_checkpointing:
-            checkpoint_activations(base)
+        base = load_causal_lm(base_model, dtype, gradient_checkpointing=gradient_checkpointing)
         if sft_adapter:
             self.model = load_policy_and_reference(base, sft_adapter)
         else:

@@ -12,7 +12,6 @@ from clinical_peft.backbone import (
     AdapterSpec,
     add_adapter,
     check_method,
-    checkpoint_activations,
     load_causal_lm,
     token_logits,
 )
@@ -47,9 +46,7 @@ class DomainAdaptation(AdapterStage):
             {"base_model": base_model, "adapter": asdict(adapter), "dtype": dtype}
         )
         self.base_model_path = base_model
-        base = load_causal_lm(base_model, dtype)
-        if gradient_checkpointing:
-            checkpoint_activations(base)
+        base = load_causal_lm(base_model, dtype, gradient_checkpointing=gradient_checkpointing)
         self.model = add_adapter(base, adapter)
         self.train_loss, self.val_loss = TokenWeightedLoss(), TokenWeightedLoss()
 

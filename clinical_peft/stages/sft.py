@@ -11,7 +11,6 @@ from clinical_peft.backbone import (
     AdapterSpec,
     add_adapter,
     check_method,
-    checkpoint_activations,
     load_causal_lm,
     token_logits,
 )
@@ -52,9 +51,7 @@ class SupervisedFineTuning(GenerationEvaluation, AdapterStage):
             {"base_model": base_model, "adapter": asdict(adapter), "dtype": dtype}
         )
         self.max_new_tokens, self.evaluate_base = max_new_tokens, evaluate_base
-        base = load_causal_lm(base_model, dtype)
-        if gradient_checkpointing:
-            checkpoint_activations(base)
+        base = load_causal_lm(base_model, dtype, gradient_checkpointing=gradient_checkpointing)
         self.model = add_adapter(base, adapter)
         self.val_loss = TokenWeightedLoss()
 

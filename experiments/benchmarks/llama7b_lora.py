@@ -25,6 +25,8 @@ import torch  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
+from clinical_peft.backbone import checkpoint_activations  # noqa: E402
+
 LLAMA_7B = dict(
     hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
     num_key_value_heads=32, vocab_size=32000, max_position_embeddings=4096,
@@ -40,8 +42,7 @@ def build(shape: dict, device: str) -> torch.nn.Module:
     with torch.device(device):
         model = LlamaForCausalLM(config).to(torch.bfloat16)
     model.requires_grad_(False)
-    model.activation_checkpointing_enable()
-    model.enable_input_require_grads()
+    checkpoint_activations(model)
     lora = LoraConfig(
         r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"
     )
