@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from clinical_peft.data.loader import rank_and_world
+from clinical_peft.data.loader import busiest_rank_batches, rank_and_world
 from clinical_peft.metrics import accuracy, f1_score, mean_rouge_l
 
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ def evaluate_generation(
     rank, world = rank_and_world()
     mine = examples[rank::world]
     # ZeRO-3: every rank runs as many batches as the busiest one (see `generate`)
-    rounds = math.ceil(math.ceil(len(examples) / world) / batch_size) if synced else None
+    rounds = busiest_rank_batches(len(examples), batch_size) if synced else None
     texts = generate(
         model,
         tokenizer,

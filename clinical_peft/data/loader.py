@@ -33,6 +33,12 @@ def rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
+def busiest_rank_batches(size: int, batch_size: int) -> int:
+    """Batches in the largest rank's share of `size` examples: what each rank runs under ZeRO-3."""
+    _, world = rank_and_world()
+    return math.ceil(math.ceil(size / world) / batch_size)
+
+
 class EpochSampler(Sampler[int]):
     """Order from (seed, epoch); this rank's share; an optional prefix to skip once."""
 
@@ -90,11 +96,9 @@ class ResumableLoader(DataLoader):
 
     def _fillers(self) -> int:
         """Filler batches this rank appends so that every rank runs as many as the largest."""
-        rank, world = rank_and_world()
-        if not EVEN_EVALUATION_SHARDS or world == 1 or self.sampler.even_shards:
+        if not EVEN_EVALUATION_SHARDS or self.sampler.even_shards:
             return 0
-        largest_shard = math.ceil(self.sampler.size / world)
-        return math.ceil(largest_shard / self.batch_size) - super().__len__()
+        return busiest_rank_batches(self.sampler.size, self.batch_size) - super().__len__()
 
     def __len__(self) -> int:
         return super().__len__() + self._fillers()
