@@ -21,6 +21,7 @@ from torchmetrics import SumMetric
 from clinical_peft.backbone import (
     AdapterSpec,
     load_sequence_classifier,
+    needs_left_padding,
     stack_adapters,
 )
 from clinical_peft.data.loader import is_filler
@@ -34,6 +35,14 @@ def pool_chunks(logits: torch.Tensor, doc_index: torch.Tensor, n_docs: int) -> t
     sums = logits.new_zeros((n_docs, logits.shape[1])).index_add_(0, doc_index, logits)
     counts = torch.bincount(doc_index, minlength=n_docs).clamp(min=1).to(logits.dtype)
     return sums / counts[:, None]
+
+
+def pad_left(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Right-padded rows moved to the right end, so the last position is the last real token."""
+    width = input_ids.shape[1]
+    shift = width - attention_mask.sum(dim=1, keepdim=True)
+    index = (torch.arange(width, device=input_ids.device) - shift) % width
+    return input_ids.gather(1, index), attention_mask.gather(1, index)
 
 
 def probabilities(logits: torch.Tensor, kind: str) -> torch.Tensor:
@@ -115,6 +124,7 @@ class OutcomePrediction(AdapterStage):
             clinical_trainable=clinical == "trainable",
             downstream=downstream if downstream_lora else None,
         )
+        self.left_pad = needs_left_padding(self.model)
         weights = torch.tensor(class_weights) if class_weights else None
         self.register_buffer("class_weight", weights, persistent=False)
         self.loss_sum, self.loss_count = SumMetric(), SumMetric()
@@ -123,7 +133,10 @@ class OutcomePrediction(AdapterStage):
 
     def forward(self, batch: dict) -> torch.Tensor:
         """Logits per note (chunk logits averaged in `chunks` mode)."""
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+        if self.left_pad:
+            input_ids, attention_mask = pad_left(input_ids, attention_mask)
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
         return pool_chunks(out.logits.float(), batch["doc_index"], len(batch["labels"]))
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
