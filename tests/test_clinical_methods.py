@@ -19,7 +19,10 @@ from clinical_peft.backbone import (
 from clinical_peft.errors import InputError
 from clinical_peft.stages.downstream import pad_left
 
-TEXTS = ["chest pain resolved", "admitted with shortness of breath and fever, treated for pneumonia"]
+TEXTS = [
+    "chest pain resolved",
+    "admitted with shortness of breath and fever, treated for pneumonia",
+]
 #: (method, downstream LoRA) -> acts; missing pairs are refused
 ACTS = {("lora", False), ("lora", True), ("adaption_prompt", False), ("prompt", False),
         ("p_tuning", False)}  # fmt: skip
@@ -51,7 +54,9 @@ def classifier(tiny_model, adapter=None, trainable=False, lora=False):
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("trainable", [False, True])
 @pytest.mark.parametrize("lora", [False, True])
-def test_clinical_adapter_acts_or_is_refused(tiny_model, clinical_adapters, method, trainable, lora):
+def test_clinical_adapter_acts_or_is_refused(
+    tiny_model, clinical_adapters, method, trainable, lora
+):
     tokenizer = load_tokenizer(tiny_model)
     batch = tokenizer(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():

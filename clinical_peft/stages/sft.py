@@ -16,7 +16,6 @@ from clinical_peft.backbone import (
     token_logits,
 )
 from clinical_peft.data.loader import is_filler
-from clinical_peft.errors import InputError
 from clinical_peft.generation import GenerationEvaluation
 from clinical_peft.losses import causal_lm_loss_sums
 from clinical_peft.metrics import TokenWeightedLoss
