@@ -11,7 +11,10 @@ Scoring (as the study): F1 for note classification (Yes/No) and for each triage 
 urgency), accuracy for numeric classification and multiple choice (letter A-D), ROUGE-L for
 summaries (the study's Likert ratings need human raters). F1 is the macro average over the
 classes the references hold; an answer the parser cannot read counts as wrong (never as a class
-of its own) and the share of those is reported as `unparsable`.
+of its own) and the share of those is reported as `unparsable`. Unparsable means: no "Yes"/"No"
+as the first word (classification); not starting with one of the reference answers (numeric);
+no letter standing as the answer (reasoning, see `parse_letter`); no "Provider: X ... Urgency: Y"
+(triage); an empty text (summarisation).
 """
 
 from __future__ import annotations
