@@ -86,7 +86,8 @@ pretrain-all: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## all five methods, then t
 	$(RUN) report pretrain --runs $(foreach m,$(PRETRAIN_METHODS),runs/pretrain/$(m)) --out runs/pretrain/table
 
 # --- instruction tuning (study B): SFT, then DPO from the SFT adapter ---
-INSTRUCT_TASKS := classification numeric reasoning summarisation triage
+# one task per experiments/sft/<task>.yaml (each with its spec in clinical_peft/instruct_tasks.py)
+INSTRUCT_TASKS := $(sort $(basename $(notdir $(wildcard experiments/sft/*.yaml))))
 INSTRUCT_TASK := $(strip $(or $(TASK),triage))
 INSTRUCT_DATA := $(strip $(or $(DATA),data/synthetic/instructions))
 INSTRUCT_DEP := $(if $(DATA),,data/synthetic/instructions/triage/dpo_test.jsonl)
@@ -111,7 +112,7 @@ dpo: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## DPO, from runs/sft/$(TASK)/ada
 	$(RUN) dpo -c experiments/dpo/$(INSTRUCT_TASK).yaml $(INSTRUCT_RUN) --run_dir $(DPO_OUT) \
 	  $(if $(wildcard $(SFT_ADAPTER)/adapter_config.json),--model.sft_adapter $(SFT_ADAPTER)) $(ARGS)
 
-instruct-all: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## base -> SFT -> DPO for all five tasks, then runs/instruct/table.{md,csv}
+instruct-all: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## base -> SFT -> DPO for every instruction task, then runs/instruct/table.{md,csv}
 	for t in $(INSTRUCT_TASKS); do \
 	  $(MAKE) --no-print-directory sft TASK=$$t OUT= DATA=$(DATA) && \
 	  $(MAKE) --no-print-directory dpo TASK=$$t OUT= DATA=$(DATA) || exit 1; done
