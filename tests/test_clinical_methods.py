@@ -115,3 +115,31 @@ def test_cli_refuses_a_prefix_clinical_adapter_in_one_line(clinical_adapters, ti
     p_tuning = ["--model.clinical_adapter", str(clinical_adapters["p_tuning"])]
     result = run_cli(*base, *p_tuning, "--model.downstream_lora", "true")
     assert_one_line_error(result, "model.downstream_lora", "DOWNSTREAM_LORA=0")
+
+
+@pytest.mark.parametrize("method", [None, "prompt"])
+def test_mean_pooling_is_padding_invariant_and_not_last_token(
+    tiny_model, clinical_adapters, method
+):
+    from clinical_peft.stages.downstream import OutcomePrediction
+
+    tokenizer = load_tokenizer(tiny_model)
+
+    def batch(texts):
+        enc = tokenizer(texts, padding=True, return_tensors="pt")
+        return {**enc, "doc_index": torch.arange(len(texts)), "labels": torch.zeros(len(texts))}
+
+    torch.manual_seed(0)
+    stage = OutcomePrediction(
+        base_model=str(tiny_model), kind="multiclass", num_labels=3, pooling="mean",
+        clinical="frozen" if method else "none",
+        clinical_adapter=str(clinical_adapters[method]) if method else None,
+        downstream_lora=method is None,
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        pooled = stage(batch(TEXTS))
+        alone = torch.cat([stage(batch([t])) for t in TEXTS])
+        stage.pooling = "last"
+        last = stage(batch(TEXTS))
+    torch.testing.assert_close(pooled, alone, atol=5e-3 if method else 1e-5, rtol=0)
+    assert (pooled - last).abs().max() > 1e-2
