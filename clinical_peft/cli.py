@@ -29,6 +29,7 @@ from transformers.utils import logging as transformers_logging  # noqa: E402
 from clinical_peft.callbacks import AtomicCheckpointIO, RestoreLoaderPosition, Throughput  # noqa: E402
 from clinical_peft.data import loader  # noqa: E402
 from clinical_peft.errors import InputError  # noqa: E402
+from clinical_peft.model_card import write_model_cards  # noqa: E402
 from clinical_peft.report import plot_run  # noqa: E402
 from clinical_peft.stages.base import write_json  # noqa: E402
 
@@ -204,6 +205,7 @@ def run_stage(stage: str, args: list[str]) -> dict:
         data.tokenizer.save_pretrained(run_dir / "tokenizer")
         write_json(metrics_path, metrics)
         plot_run(run_dir)
+        write_model_cards(run_dir, stage, metrics)
     return metrics
 
 
@@ -211,9 +213,22 @@ def _read_metrics(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def helper_commands() -> list[str]:
+    """The functions of clinical_peft.commands, as command names."""
+    from inspect import getmembers, isfunction
+
+    from clinical_peft import commands
+
+    return [
+        name.replace("_", "-")
+        for name, fn in getmembers(commands, isfunction)
+        if fn.__module__ == commands.__name__ and not name.startswith("_")
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = [*STAGES, "tiny-model", "synthetic", "report"]
+    commands = [*STAGES, *helper_commands()]
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(f"usage: python -m clinical_peft {{{','.join(commands)}}} [options]", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
