@@ -213,7 +213,7 @@ def _read_metrics(path: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = [*STAGES, "tiny-model", "synthetic", "report"]
+    commands = [*STAGES, "tiny-model", "synthetic", "report", "baseline"]
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(f"usage: python -m clinical_peft {{{','.join(commands)}}} [options]", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2

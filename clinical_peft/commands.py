@@ -1,4 +1,4 @@
-"""Helper commands of `python -m clinical_peft`: tiny-model, synthetic, report."""
+"""Helper commands of `python -m clinical_peft`: tiny-model, synthetic, report, baseline."""
 
 from __future__ import annotations
 
@@ -38,5 +38,11 @@ def synthetic(argv: list[str]) -> None:
 
 def report(argv: list[str]) -> None:
     from clinical_peft.report import main
+
+    main(argv)
+
+
+def baseline(argv: list[str]) -> None:
+    from clinical_peft.baseline import main
 
     main(argv)
