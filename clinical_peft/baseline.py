@@ -10,8 +10,7 @@ are reused), and the same run-directory contract as the downstream stage: metric
 Models: binary and multiclass (LOS) take the paper's class weights N / (C * count_c) (sklearn's
 `class_weight="balanced"`); multiclass is a multinomial (softmax) model; multilabel is one
 binary model per label, unweighted as the paper's BCE, and a label with one class in train gets
-a constant score. The regularisation C is chosen by validation AUROC from a small grid; the
-test split is scored only with the chosen C.
+a constant score. The regularisation C is chosen by validation AUROC alone, from a small grid.
 """
 
 from __future__ import annotations
@@ -69,8 +68,9 @@ def read_task(task_name: str, data_dir: str | Path, max_examples: int | None = N
                 labels[i, indices] = 1
         else:
             labels = np.array([y[0] for y in parsed], dtype=np.int64)
-        splits[split] = {"ids": rows["id"], "text": rows["text"], "labels": labels}
-        splits[split]["unknown_codes"] = unknown
+        splits[split] = {
+            "ids": rows["id"], "text": rows["text"], "labels": labels, "unknown_codes": unknown
+        }  # fmt: skip
     weights = None
     if task.kind != "multilabel":
         try:
@@ -87,7 +87,7 @@ def vectorize(data: dict, min_df: int, max_features: int) -> dict[str, sparse.cs
         min_df=min_df,
         sublinear_tf=True,
         max_features=max_features,
-        dtype=np.float64,  # liblinear's own precision: no copy per fit
+        dtype=np.float64,  # what the solvers compute in: no conversion at every fit
     )
     try:
         train = vectorizer.fit_transform(data["train"]["text"])
