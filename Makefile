@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 # --- what to run on (override on the command line: make pretrain METHOD=prefix DATA=/mimic) ---
-METHOD  ?= lora#                       adapter: lora adaption_prompt prefix prompt p_tuning
+METHOD  ?= lora#                       adapter: experiments/pretrain/$(METHOD).yaml (lora adaption_prompt prefix prompt p_tuning dora ia3)
 TASK    ?=#                            downstream, baseline: pmv mor los diag proc (empty: proc); sft/dpo: classification numeric reasoning summarisation triage (empty: triage)
 DATA    ?=#                            the target's data folder; empty: its synthetic default
 NOTES   ?= data/synthetic/notes#       MIMIC-IV-Note folder (discharge/radiology.csv.gz) of pretraining
@@ -70,7 +70,9 @@ tiny-model: $(CACHE)/tiny-llama/config.json ## build the tiny LLaMA on DATA's no
 $(CACHE)/tiny-llama/config.json: | $(ENV_STAMP) $(NOTES_DEP)
 	$(CLI) tiny-model --data $(NOTES) --out $(CACHE)/tiny-llama
 
-PRETRAIN_METHODS := lora adaption_prompt prefix prompt p_tuning
+# every experiments/pretrain/<method>.yaml is a method; the paper's five run first
+PAPER_METHODS := lora adaption_prompt prefix prompt p_tuning
+PRETRAIN_METHODS := $(PAPER_METHODS) $(filter-out $(PAPER_METHODS),$(sort $(basename $(notdir $(wildcard experiments/pretrain/*.yaml)))))
 ifneq ($(filter pretrain,$(MAKECMDGOALS)),)
 ifeq ($(wildcard experiments/pretrain/$(METHOD).yaml),)
 $(error METHOD: unknown adapter method '$(METHOD)' (valid: $(PRETRAIN_METHODS)))

@@ -6,10 +6,11 @@ constructors, so that a method means the same thing in pretraining, downstream, 
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import json
 import logging
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -18,9 +19,6 @@ from peft import (
     LoraConfig,
     PeftConfig,
     PeftModel,
-    PrefixTuningConfig,
-    PromptEncoderConfig,
-    PromptTuningConfig,
     TaskType,
     get_peft_model,
 )
@@ -30,65 +28,42 @@ from clinical_peft.errors import InputError
 
 log = logging.getLogger(__name__)
 
-METHODS = ("lora", "adaption_prompt", "prefix", "prompt", "p_tuning")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-@dataclass
-class AdapterSpec:
-    """A PEFT adapter. Only the fields of the chosen `method` are used."""
-
-    method: str = "lora"
-    """One of lora, adaption_prompt (LLaMA-Adapter), prefix, prompt, p_tuning."""
-    r: int = 16
-    """LoRA rank."""
-    lora_alpha: int = 32
-    """LoRA scaling numerator (the update is scaled by lora_alpha / r)."""
-    lora_dropout: float = 0.0
-    """Dropout on the LoRA input."""
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
-    """Module names LoRA wraps (the paper: q_proj and v_proj)."""
-    num_virtual_tokens: int = 20
-    """Virtual tokens of prefix, prompt and P-tuning."""
-    encoder_hidden_size: int = 128
-    """Hidden size of the P-tuning prompt encoder (an MLP)."""
-    adapter_len: int = 10
-    """Adaption prompt length per layer."""
-    adapter_layers: int = 30
-    """Adaption prompt: number of top layers (clamped to the model's depth)."""
+# --- adapters: any peft config, chosen in the YAML by class_path (peft.LoraConfig, ...) ----------
+def default_lora() -> LoraConfig:
+    """The paper's winner (Table 2): LoRA r 16, alpha 32, no dropout, on q_proj and v_proj."""
+    return LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=["q_proj", "v_proj"])
 
 
-def check_method(method: str) -> None:
-    if method not in METHODS:
-        raise InputError(
-            "METHOD", f"unknown adapter method '{method}' (valid: {', '.join(METHODS)})"
-        )
+def method_name(config: PeftConfig) -> str:
+    """A short name for tables and model cards: peft's type, and "dora" for a DoRA LoRA."""
+    if getattr(config, "use_dora", False):
+        return "dora"
+    return config.peft_type.value.lower() if config.peft_type else type(config).__name__
 
 
-def peft_config(spec: AdapterSpec, model_config, task_type: TaskType | None) -> PeftConfig:
-    """The peft config for `spec` on a model with `model_config` (a transformers config)."""
-    check_method(spec.method)
-    if spec.method == "lora":
-        return LoraConfig(
-            r=spec.r,
-            lora_alpha=spec.lora_alpha,
-            lora_dropout=spec.lora_dropout,
-            target_modules=list(spec.target_modules),
-            task_type=task_type,
-        )
-    if spec.method == "adaption_prompt":
-        layers = min(spec.adapter_layers, model_config.num_hidden_layers)
-        if layers < spec.adapter_layers:
-            log.info("adapter_layers %d > model depth; using %d", spec.adapter_layers, layers)
-        return AdaptionPromptConfig(
-            adapter_len=spec.adapter_len, adapter_layers=layers, task_type=task_type
-        )
-    prompt_kwargs = dict(num_virtual_tokens=spec.num_virtual_tokens, task_type=task_type)
-    if spec.method == "prefix":
-        return PrefixTuningConfig(**prompt_kwargs)
-    if spec.method == "prompt":
-        return PromptTuningConfig(**prompt_kwargs)
-    return PromptEncoderConfig(encoder_hidden_size=spec.encoder_hidden_size, **prompt_kwargs)
+def fit_to_model(config: PeftConfig, model_config, task_type: TaskType | None) -> PeftConfig:
+    """A copy of `config` for this model and task (the YAML's own object is never changed).
+
+    LLaMA-Adapter's `adapter_layers` is clamped to the model's depth, so one YAML serves the
+    tiny model and LLaMA-7B alike."""
+    config = copy.deepcopy(config)
+    config.task_type = task_type
+    if isinstance(config, AdaptionPromptConfig):
+        layers = min(config.adapter_layers, model_config.num_hidden_layers)
+        if layers < config.adapter_layers:
+            log.info("adapter_layers %d > model depth; using %d", config.adapter_layers, layers)
+        config.adapter_layers = layers
+    return config
+
+
+def config_record(config: PeftConfig) -> dict:
+    """The config as plain JSON types (for hyperparameters and model cards)."""
+    return json.loads(
+        json.dumps(config.to_dict(), default=lambda v: sorted(v) if isinstance(v, set) else str(v))
+    )
 
 
 def _check_model_dir(path: str | Path) -> Path:
@@ -151,10 +126,15 @@ def checkpoint_activations(model: torch.nn.Module) -> None:
 
 
 def add_adapter(
-    model: torch.nn.Module, spec: AdapterSpec, task_type=TaskType.CAUSAL_LM
+    model: torch.nn.Module, config: PeftConfig | None = None, task_type=TaskType.CAUSAL_LM
 ) -> PeftModel:
-    """Wrap `model` with a fresh adapter; only the adapter's parameters are trainable."""
-    return get_peft_model(model, peft_config(spec, model.config, task_type))
+    """Wrap `model` with a fresh adapter (default: `default_lora`); only the adapter's parameters
+    are trainable."""
+    config = fit_to_model(config or default_lora(), model.config, task_type)
+    try:
+        return get_peft_model(model, config)
+    except ValueError as err:  # e.g. target modules that the model does not have
+        raise InputError("model.adapter", str(err).splitlines()[0]) from None
 
 
 def token_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
@@ -377,7 +357,7 @@ def stack_adapters(
     model: torch.nn.Module,
     clinical_dir: str | Path | None,
     clinical_trainable: bool,
-    downstream: AdapterSpec | None,
+    downstream: LoraConfig | None,
 ) -> torch.nn.Module:
     """Put the clinical adapter (a causal-LM adapter from pretraining) and/or a fresh downstream
     LoRA under a sequence classifier from `load_sequence_classifier`; both act in the forward pass.
@@ -389,13 +369,14 @@ def stack_adapters(
     heads = head_names(model)
     if clinical_dir is None and downstream is None:
         return model
-    if downstream is not None and downstream.method != "lora":
+    if downstream is not None and not isinstance(downstream, LoraConfig):
         raise InputError(
-            "model.downstream", f"the downstream adapter must be lora, not '{downstream.method}'"
+            "model.downstream",
+            f"the downstream adapter must be a peft.LoraConfig, not {type(downstream).__name__}",
         )
     lora = None
     if downstream is not None:
-        lora = peft_config(downstream, model.config, task_type=None)
+        lora = fit_to_model(downstream, model.config, task_type=None)
         lora.modules_to_save = list(heads)
     if clinical_dir is None:
         peft_model = get_peft_model(model, lora, adapter_name="downstream")

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from methods import METHODS, adapter_config, lora
+from peft import (
+    AdaptionPromptConfig,
+    IA3Config,
+    LoraConfig,
+    PrefixTuningConfig,
+    PromptTuningConfig,
+)
 
 from clinical_peft.backbone import (
-    METHODS,
-    AdapterSpec,
     add_adapter,
     fingerprint,
     load_causal_lm,
@@ -19,19 +25,24 @@ from clinical_peft.errors import InputError
 from clinical_peft.losses import causal_lm_loss_sums
 
 
-def expected_trainable(spec: AdapterSpec, config) -> int:
+def expected_trainable(spec, config) -> int:
     """The paper's counts, from the model's shapes (LLaMA-7B gives Table 2's numbers)."""
     hidden, layers = config.hidden_size, config.num_hidden_layers
-    if (
-        spec.method == "lora"
-    ):  # r x (in + out) per wrapped matrix (q_proj, v_proj: hidden -> hidden)
-        return layers * len(spec.target_modules) * spec.r * (hidden + hidden)
-    if spec.method == "adaption_prompt":  # a prompt per adapted layer, plus one gate each
+    heads = getattr(config, "num_attention_heads", 1)
+    kv = hidden * (getattr(config, "num_key_value_heads", None) or heads) // heads
+    if isinstance(spec, LoraConfig):  # r x (in + out) per wrapped matrix (q_proj, v_proj)
+        out = {"q_proj": hidden, "v_proj": kv}
+        lora = sum(spec.r * (hidden + out[m]) for m in spec.target_modules)
+        magnitude = sum(out[m] for m in spec.target_modules) if spec.use_dora else 0  # DoRA
+        return layers * (lora + magnitude)
+    if isinstance(spec, IA3Config):  # a scale per key / value unit, per MLP input unit
+        return layers * (kv + kv + config.intermediate_size)
+    if isinstance(spec, AdaptionPromptConfig):  # a prompt per adapted layer, plus one gate each
         adapted = min(spec.adapter_layers, layers)
         return adapted * (spec.adapter_len * hidden + 1)
-    if spec.method == "prefix":  # a key and a value vector per virtual token and layer
+    if isinstance(spec, PrefixTuningConfig):  # a key and a value vector per token and layer
         return spec.num_virtual_tokens * layers * 2 * hidden
-    if spec.method == "prompt":  # one input embedding per virtual token
+    if isinstance(spec, PromptTuningConfig):  # one input embedding per virtual token
         return spec.num_virtual_tokens * hidden
     mlp = spec.encoder_hidden_size  # p_tuning: embeddings + a 3-layer MLP encoder
     return (
@@ -44,9 +55,7 @@ def expected_trainable(spec: AdapterSpec, config) -> int:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_parameter_counts_match_the_formula(tiny_model, method):
-    spec = AdapterSpec(
-        method=method, r=4, num_virtual_tokens=5, adapter_len=3, encoder_hidden_size=16
-    )
+    spec = adapter_config(method, r=4, num_virtual_tokens=5, adapter_len=3, encoder_hidden_size=16)
     base = load_causal_lm(tiny_model)
     base_total = sum(p.numel() for p in base.parameters())
     model = add_adapter(base, spec)
@@ -65,19 +74,44 @@ def test_parameter_counts_match_the_formula(tiny_model, method):
 
 def test_paper_lora_count_on_llama_7b_shapes():
     class Llama7B:
-        hidden_size, num_hidden_layers = 4096, 32
+        hidden_size, num_hidden_layers, num_attention_heads = 4096, 32, 32
 
-    assert expected_trainable(AdapterSpec(method="lora"), Llama7B) == 8_388_608  # Table 2
-    assert (
-        expected_trainable(AdapterSpec(method="prompt", num_virtual_tokens=15), Llama7B) == 61_440
-    )
-    assert expected_trainable(AdapterSpec(method="prefix"), Llama7B) == 5_242_880
-    assert expected_trainable(AdapterSpec(method="adaption_prompt"), Llama7B) == 1_228_830
+    assert expected_trainable(adapter_config("lora"), Llama7B) == 8_388_608  # Table 2
+    assert expected_trainable(PromptTuningConfig(num_virtual_tokens=15), Llama7B) == 61_440
+    assert expected_trainable(adapter_config("prefix"), Llama7B) == 5_242_880
+    assert expected_trainable(adapter_config("adaption_prompt"), Llama7B) == 1_228_830
 
 
-def test_unknown_method_is_refused(tiny_model):
-    with pytest.raises(InputError, match="unknown adapter method 'ia3'.*lora"):
-        add_adapter(load_causal_lm(tiny_model), AdapterSpec(method="ia3"))
+def test_an_adapter_that_fits_no_module_is_refused_in_one_line(tiny_model):
+    with pytest.raises(InputError, match="model.adapter: .*nope_proj") as err:
+        add_adapter(load_causal_lm(tiny_model), lora(target_modules=["nope_proj"]))
+    assert "\n" not in str(err.value)
+
+
+def test_a_new_method_is_one_yaml(notes_dir, tiny_model, tmp_path):
+    """A method no list in the code knows (LoHa), chosen by its YAML alone, trains and saves."""
+    import json
+
+    import yaml
+
+    from clinical_peft.cli import run_stage
+
+    config = yaml.safe_load(open("experiments/pretrain/lora.yaml"))
+    config["model"]["adapter"] = {
+        "class_path": "peft.LoHaConfig",
+        "init_args": {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]},
+    }
+    (tmp_path / "loha.yaml").write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    metrics = run_stage("pretrain", [
+        "-c", str(tmp_path / "loha.yaml"), "--trainer", "experiments/trainer/cpu.yaml",
+        "--model.base_model", str(tiny_model), "--data.data_dir", str(notes_dir),
+        "--data.cache_dir", str(tmp_path / "cache"), "--data.block_size", "64",
+        "--data.max_notes", "40", "--trainer.max_steps", "2", "--run_dir", str(run),
+        "--trainer.enable_progress_bar", "false",
+    ])  # fmt: skip
+    saved = json.loads((run / "adapter" / "adapter_config.json").read_text())
+    assert saved["peft_type"] == "LOHA" and metrics["params/trainable"] > 0
 
 
 def test_missing_model_folder_is_named(tmp_path):
@@ -95,7 +129,7 @@ def test_tokenizer_pad_is_not_eos(tiny_model):
 def test_fingerprint_ignores_adapters_but_not_shapes(tiny_model, notes_dir, tmp_path):
     base = load_causal_lm(tiny_model)
     plain = fingerprint(base)
-    assert fingerprint(add_adapter(base, AdapterSpec())) == plain
+    assert fingerprint(add_adapter(base, lora())) == plain
     from clinical_peft.tiny_model import build_tiny_llama
 
     wider = build_tiny_llama(
@@ -108,7 +142,7 @@ def test_fingerprint_ignores_adapters_but_not_shapes(tiny_model, notes_dir, tmp_
 
 @pytest.mark.parametrize("method", METHODS)
 def test_token_logits_line_up_with_the_labels_for_every_method(tiny_model, method):
-    model = add_adapter(load_causal_lm(tiny_model), AdapterSpec(method=method)).eval()
+    model = add_adapter(load_causal_lm(tiny_model), adapter_config(method)).eval()
     ids = torch.randint(5, 500, (2, 16), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
     mask[1, 12:] = 0

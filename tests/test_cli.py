@@ -85,7 +85,8 @@ def pretrain_args(notes_dir, tiny_model, run_dir) -> list[str]:
 def test_bad_inputs_give_one_line_errors(notes_dir, tiny_model, tmp_path):
     run = tmp_path / "run"
     args = pretrain_args(notes_dir, tiny_model, run)
-    assert_one_line_error(run_cli(*args, "--model.adapter.method", "ia3"), "METHOD", "ia3", "lora")
+    nope = ["--model.adapter.init_args.target_modules", "[nope_proj]"]
+    assert_one_line_error(run_cli(*args, *nope), "model.adapter", "nope_proj")
     missing = str(tmp_path / "mimic")
     assert_one_line_error(run_cli(*args, "--data.data_dir", missing), missing, "folder not found")
     assert_one_line_error(run_cli(*args, "--model.base_model", missing), missing, "base model")

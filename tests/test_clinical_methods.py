@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from methods import METHODS, adapter_config
+from methods import lora as lora_config
 from test_cli import assert_one_line_error, run_cli
 
 from clinical_peft.backbone import (
-    METHODS,
-    AdapterSpec,
     add_adapter,
     load_causal_lm,
     load_sequence_classifier,
@@ -24,8 +24,8 @@ TEXTS = [
     "admitted with shortness of breath and fever, treated for pneumonia",
 ]
 #: (method, downstream LoRA) -> acts; missing pairs are refused
-ACTS = {("lora", False), ("lora", True), ("adaption_prompt", False), ("prompt", False),
-        ("p_tuning", False)}  # fmt: skip
+ACTS = {("lora", False), ("lora", True), ("dora", False), ("dora", True), ("ia3", False),
+        ("adaption_prompt", False), ("prompt", False), ("p_tuning", False)}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def clinical_adapters(tiny_model, tmp_path_factory) -> dict:
     folders = {}
     for method in METHODS:
         torch.manual_seed(1)
-        model = add_adapter(load_causal_lm(tiny_model), AdapterSpec(method=method, r=4))
+        model = add_adapter(load_causal_lm(tiny_model), adapter_config(method))
         with torch.no_grad():
             for param in model.parameters():
                 if param.requires_grad:
@@ -48,7 +48,7 @@ def clinical_adapters(tiny_model, tmp_path_factory) -> dict:
 def classifier(tiny_model, adapter=None, trainable=False, lora=False):
     torch.manual_seed(0)  # the same head every time
     model = load_sequence_classifier(tiny_model, num_labels=3)
-    return stack_adapters(model, adapter, trainable, AdapterSpec(r=4) if lora else None).eval()
+    return stack_adapters(model, adapter, trainable, lora_config(r=4) if lora else None).eval()
 
 
 @pytest.mark.parametrize("method", METHODS)

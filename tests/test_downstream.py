@@ -8,11 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from methods import lora
 from safetensors.torch import load_file
 from test_cli import assert_one_line_error, run_cli
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from clinical_peft.backbone import AdapterSpec, add_adapter, load_causal_lm
+from clinical_peft.backbone import add_adapter, load_causal_lm
 from clinical_peft.cli import run_stage
 from clinical_peft.data.outcomes import OutcomeDataModule
 from clinical_peft.data.synthetic import write_outcome_tasks
@@ -40,7 +41,7 @@ def large_outcomes_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def clinical_adapter(tiny_model, tmp_path_factory):
     """A causal-LM LoRA on the tiny model, with non-zero B so that it changes the output."""
-    model = add_adapter(load_causal_lm(tiny_model), AdapterSpec(r=4, lora_alpha=8))
+    model = add_adapter(load_causal_lm(tiny_model), lora(r=4, lora_alpha=8))
     torch.manual_seed(0)
     for name, param in model.named_parameters():
         if "lora_B" in name:
@@ -182,7 +183,7 @@ def test_clinical_adapter_of_another_base_is_refused(tiny_model, tmp_path):
     other = LlamaForCausalLM(LlamaConfig(vocab_size=1024, hidden_size=32, intermediate_size=64,
                                          num_hidden_layers=2, num_attention_heads=2))  # fmt: skip
     folder = tmp_path / "other_adapter"
-    add_adapter(other, AdapterSpec(r=4)).save_pretrained(folder)
+    add_adapter(other, lora(r=4)).save_pretrained(folder)
     with pytest.raises(InputError, match="other_adapter: clinical adapter does not fit"):
         OutcomePrediction(base_model=str(tiny_model), kind="binary", clinical_adapter=str(folder))
 

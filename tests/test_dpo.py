@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from methods import lora
 
-from clinical_peft.backbone import AdapterSpec
 from clinical_peft.cli import run_stage
 from clinical_peft.data.instructions import PreferenceDataModule
 from clinical_peft.data.synthetic import write_instruction_tasks
@@ -125,7 +125,7 @@ def test_step_zero_policy_equals_reference(instructions_dir, tiny_model, tmp_pat
 
 def test_sft_adapter_is_the_frozen_reference(instructions_dir, tiny_model, tmp_path):
     # an "SFT" adapter with non-zero weights
-    sft = PreferenceOptimization(str(tiny_model), adapter=AdapterSpec(r=4))
+    sft = PreferenceOptimization(str(tiny_model), adapter=lora(r=4))
     perturb(sft, seed=1)
     sft.model.save_pretrained(tmp_path / "sft")
     stage = PreferenceOptimization(str(tiny_model), sft_adapter=str(tmp_path / "sft"), beta=0.1)
@@ -153,7 +153,7 @@ def test_sft_adapter_is_the_frozen_reference(instructions_dir, tiny_model, tmp_p
 
 @pytest.mark.parametrize("disable_dropout", [True, False])
 def test_dropout_is_off_unless_asked_for(instructions_dir, tiny_model, tmp_path, disable_dropout):
-    sft = PreferenceOptimization(str(tiny_model), adapter=AdapterSpec(r=4, lora_dropout=0.5))
+    sft = PreferenceOptimization(str(tiny_model), adapter=lora(r=4, lora_dropout=0.5))
     perturb(sft, seed=1)
     sft.model.save_pretrained(tmp_path / "sft")
     stage = PreferenceOptimization(

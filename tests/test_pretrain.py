@@ -7,10 +7,10 @@ import math
 
 import pytest
 import torch
+from methods import METHODS
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from clinical_peft.backbone import METHODS
 from clinical_peft.cli import run_stage
 from clinical_peft.stages.pretrain import DomainAdaptation
 

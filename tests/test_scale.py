@@ -306,9 +306,10 @@ def test_bf16_mixed_precision_run(notes_dir, tiny_model, tmp_path):
 @pytest.mark.distributed
 @pytest.mark.parametrize("strategy", ["ddp", "zero3"])
 def test_two_rank_downstream_scores_every_admission_once(tiny_model, tmp_path, strategy):
+    from methods import lora
     from safetensors.torch import load_file
 
-    from clinical_peft.backbone import AdapterSpec, add_adapter, load_causal_lm
+    from clinical_peft.backbone import add_adapter, load_causal_lm
 
     data = tmp_path / "outcomes"
     write_outcome_tasks(data, n_admissions=300, seed=1)
@@ -317,7 +318,7 @@ def test_two_rank_downstream_scores_every_admission_once(tiny_model, tmp_path, s
         extra = ["--trainer", str(ROOT / "experiments/trainer/ddp_cpu.yaml"),
                  "--model.clinical", "none"]  # fmt: skip
     else:  # stacked: a frozen clinical LoRA under the downstream one, every weight sharded
-        clinical = add_adapter(load_causal_lm(tiny_model), AdapterSpec(r=4))
+        clinical = add_adapter(load_causal_lm(tiny_model), lora(r=4))
         for name, param in clinical.named_parameters():
             if "lora_B" in name:
                 param.data.normal_(0, 0.05)
@@ -352,10 +353,11 @@ def test_two_rank_downstream_scores_every_admission_once(tiny_model, tmp_path, s
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_deepspeed_zero3_two_ranks_exports_the_whole_adapter(notes_dir, tiny_model, tmp_path):
+    from methods import lora
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from clinical_peft.backbone import AdapterSpec, add_adapter, fingerprint, load_causal_lm
+    from clinical_peft.backbone import add_adapter, fingerprint, load_causal_lm
 
     run = tmp_path / "zero3"
     data = NotesDataModule(
@@ -385,7 +387,7 @@ def test_deepspeed_zero3_two_ranks_exports_the_whole_adapter(notes_dir, tiny_mod
     assert metrics["val/ppl"] == pytest.approx(single["val/ppl"], rel=1e-4)
     assert metrics["val/ppl"] != pytest.approx(metrics["val/ppl_before"], rel=1e-4)
     # counts and fingerprint see whole tensors, not this rank's shards
-    reference = add_adapter(load_causal_lm(tiny_model), AdapterSpec())
+    reference = add_adapter(load_causal_lm(tiny_model), lora())
     assert metrics["params/trainable"] == sum(
         p.numel() for p in reference.parameters() if p.requires_grad
     )

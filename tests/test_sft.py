@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from methods import adapter_config
 
-from clinical_peft.backbone import AdapterSpec, token_logits
+from clinical_peft.backbone import token_logits
 from clinical_peft.cli import run_stage
 from clinical_peft.data.instructions import InstructionDataModule
 from clinical_peft.data.synthetic import write_instruction_tasks
@@ -92,7 +93,7 @@ def test_packed_examples_do_not_see_each_other(instructions_dir, tiny_model, tmp
         str(instructions_dir), "triage", str(tiny_model), cache_dir=str(tmp_path), packing=True
     )
     data.setup()
-    stage = SupervisedFineTuning(str(tiny_model), adapter=AdapterSpec(method=method)).eval()
+    stage = SupervisedFineTuning(str(tiny_model), adapter=adapter_config(method)).eval()
     for param in stage.model.parameters():  # an adapter that acts (LoRA B starts at zero)
         if param.requires_grad:
             torch.nn.init.normal_(param, std=0.2)

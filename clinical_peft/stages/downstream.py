@@ -8,7 +8,6 @@ trainable, false); each of those plus a downstream LoRA (frozen | trainable, tru
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Literal
 
@@ -16,10 +15,12 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from peft import LoraConfig
 from torchmetrics import SumMetric
 
 from clinical_peft.backbone import (
-    AdapterSpec,
+    config_record,
+    default_lora,
     head_names,
     is_encoder,
     load_sequence_classifier,
@@ -65,7 +66,7 @@ class OutcomePrediction(AdapterStage):
         clinical: Literal["frozen", "trainable", "none"] = "frozen",
         clinical_adapter: str | None = "runs/pretrain/lora/adapter",
         downstream_lora: bool = True,
-        downstream: AdapterSpec | None = None,
+        downstream: LoraConfig | None = None,
         finetune_base: bool = False,
         select_by: Literal["loss", "auroc"] = "loss",
         pooling: Literal["last", "mean"] = "last",
@@ -95,7 +96,7 @@ class OutcomePrediction(AdapterStage):
             gradient_checkpointing: recompute activations in backward to save memory.
         """
         super().__init__(optim)
-        downstream = downstream or AdapterSpec(method="lora")
+        downstream = downstream or default_lora()
         if clinical not in ("frozen", "trainable", "none"):
             raise InputError(
                 "model.clinical", f"unknown '{clinical}' (valid: frozen, trainable, none)"
@@ -115,7 +116,7 @@ class OutcomePrediction(AdapterStage):
                 "base_model": base_model, "kind": kind, "num_labels": num_labels,
                 "class_weights": class_weights, "clinical": clinical,
                 "clinical_adapter": clinical_adapter if clinical != "none" else None,
-                "downstream_lora": downstream_lora, "downstream": asdict(downstream),
+                "downstream_lora": downstream_lora, "downstream": config_record(downstream),
                 "finetune_base": finetune_base, "select_by": select_by, "pooling": pooling,
                 "dtype": dtype,
             }
@@ -185,9 +186,13 @@ class OutcomePrediction(AdapterStage):
         )
         return (weight * nll).sum(), weight.sum()
 
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The paper's loss over a batch: (class-weighted) cross-entropy, or BCE for multilabel."""
+        total, weight = self.loss_sums(logits, labels)
+        return total / weight
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        total, weight = self.loss_sums(self(batch), batch["labels"])
-        loss = total / weight
+        loss = self.loss(self(batch), batch["labels"])
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
         return loss
 

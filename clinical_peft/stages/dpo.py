@@ -8,17 +8,17 @@ that adapter loaded a second time as the frozen "reference" beside the trainable
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from peft import PeftConfig
 from torchmetrics import SumMetric
 
 from clinical_peft.backbone import (
     REFERENCE_ADAPTER,
-    AdapterSpec,
     add_adapter,
-    check_method,
+    config_record,
+    default_lora,
     load_causal_lm,
     load_policy_and_reference,
     token_logits,
@@ -42,7 +42,7 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
     def __init__(
         self,
         base_model: str = "cache/tiny-llama",
-        adapter: AdapterSpec | None = None,
+        adapter: PeftConfig | None = None,
         sft_adapter: str | None = None,
         beta: float = 0.1,
         loss_type: str = "sigmoid",
@@ -85,10 +85,9 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
             raise InputError(
                 "model.label_smoothing", f"must lie in [0, 0.5), got {label_smoothing}"
             )
-        adapter = adapter or AdapterSpec()
-        check_method(adapter.method)
+        adapter = adapter or default_lora()
         self.save_hyperparameters(
-            {"base_model": base_model, "adapter": asdict(adapter), "sft_adapter": sft_adapter,
+            {"base_model": base_model, "adapter": config_record(adapter), "sft_adapter": sft_adapter,
              "beta": beta, "loss_type": loss_type, "label_smoothing": label_smoothing,
              "dtype": dtype}
         )  # fmt: skip

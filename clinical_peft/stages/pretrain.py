@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
 import torch
+from peft import PeftConfig
 
 from clinical_peft.backbone import (
-    AdapterSpec,
     add_adapter,
-    check_method,
     check_packing,
+    config_record,
+    default_lora,
     load_causal_lm,
     token_logits,
 )
@@ -26,7 +26,7 @@ class DomainAdaptation(AdapterStage):
     def __init__(
         self,
         base_model: str = "cache/tiny-llama",
-        adapter: AdapterSpec | None = None,
+        adapter: PeftConfig | None = None,
         optim: OptimSpec | None = None,
         dtype: str = "float32",
         gradient_checkpointing: bool = False,
@@ -41,10 +41,9 @@ class DomainAdaptation(AdapterStage):
             gradient_checkpointing: recompute activations in backward to save memory.
         """
         super().__init__(optim)
-        adapter = adapter or AdapterSpec()
-        check_method(adapter.method)
+        adapter = adapter or default_lora()
         self.save_hyperparameters(
-            {"base_model": base_model, "adapter": asdict(adapter), "dtype": dtype}
+            {"base_model": base_model, "adapter": config_record(adapter), "dtype": dtype}
         )
         self.base_model_path = base_model
         base = load_causal_lm(base_model, dtype, gradient_checkpointing=gradient_checkpointing)

@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import torch
+from peft import PeftConfig
 
 from clinical_peft.backbone import (
-    AdapterSpec,
     add_adapter,
-    check_method,
     check_packing,
+    config_record,
+    default_lora,
     load_causal_lm,
     token_logits,
 )
@@ -26,7 +25,7 @@ class SupervisedFineTuning(GenerationEvaluation, AdapterStage):
     def __init__(
         self,
         base_model: str = "cache/tiny-llama",
-        adapter: AdapterSpec | None = None,
+        adapter: PeftConfig | None = None,
         optim: OptimSpec | None = None,
         dtype: str = "float32",
         gradient_checkpointing: bool = False,
@@ -45,10 +44,9 @@ class SupervisedFineTuning(GenerationEvaluation, AdapterStage):
             evaluate_base: also score the untrained model by generation (the table's "base").
         """
         super().__init__(optim)
-        adapter = adapter or AdapterSpec()
-        check_method(adapter.method)
+        adapter = adapter or default_lora()
         self.save_hyperparameters(
-            {"base_model": base_model, "adapter": asdict(adapter), "dtype": dtype}
+            {"base_model": base_model, "adapter": config_record(adapter), "dtype": dtype}
         )
         self.max_new_tokens, self.evaluate_base = max_new_tokens, evaluate_base
         base = load_causal_lm(base_model, dtype, gradient_checkpointing=gradient_checkpointing)
