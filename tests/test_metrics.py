@@ -199,3 +199,31 @@ def test_accuracy() -> None:
     assert accuracy(PREDS, REFS) == pytest.approx(6 / 10)
     with pytest.raises(ValueError):
         accuracy(["yes"], ["yes", "no"])
+
+
+def test_multilabel_with_one_scorable_label() -> None:
+    # torchmetrics refuses num_labels=1; label 1 is all positive, so only label 0 is scored.
+    got = multilabel_auroc([[0.1, 0.2], [0.5, 0.3], [0.9, 0.4]], [[0, 1], [1, 1], [1, 1]])
+    assert got["n_labels_scored"] == 1
+    assert got["auroc"] == pytest.approx(skm.roc_auc_score([0, 1, 1], [0.1, 0.5, 0.9]))
+    assert got["auprc_macro"] == pytest.approx(
+        skm.average_precision_score([0, 1, 1], [0.1, 0.5, 0.9])
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "scores", "labels", "num_labels"),
+    [
+        ("binary", BIN_S, BIN_Y, 2),
+        ("multiclass", MC_P, MC_Y, 4),
+        ("multilabel", ML_P, ML_Y, 6),
+    ],
+)
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_non_finite_scores_give_nan_and_a_warning(kind, scores, labels, num_labels, bad) -> None:
+    scores = scores.copy()
+    scores[:3] = bad
+    with pytest.warns(RuntimeWarning, match=r"^val: \d+ non-finite scores; AUROC is NaN"):
+        got = outcome_metrics(scores, labels, kind, num_labels, split="val")
+    assert math.isnan(got["auroc"])
+    assert all(math.isnan(v) for k, v in got.items() if k != "n_labels_scored")
