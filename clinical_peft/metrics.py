@@ -11,56 +11,162 @@ AUROC rules (see shared/PAPERS.md, stage 2):
 
 Scores are probabilities (binary (N,), multiclass softmax (N, C), multilabel sigmoid (N, L)).
 Undefined values (e.g. a single class present) are NaN rather than errors so that epoch-end
-logging never crashes. Results are python floats.
+logging never crashes; so are all figures of scores holding a NaN or an infinity (a diverged
+model), with a warning naming the split. Results are python floats. Everything is computed
+exactly (ties as sklearn: mid-ranks, distinct thresholds) with torch ops on the scores' device.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
-from itertools import combinations
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchmetrics import Metric, SumMetric
-from torchmetrics.functional import classification as tmc
 from torchmetrics.utilities import dim_zero_cat
 
 OUTCOME_KINDS: tuple[str, ...] = ("binary", "multiclass", "multilabel")
 
 
 def _scores(x: Any) -> Tensor:
-    # float64 keeps the ties (and non-ties) of float32 inputs exactly.
-    return torch.as_tensor(x).detach().cpu().to(torch.float64)
+    # Comparisons happen in the scores' own precision (float32 ties stay ties); sums in float64.
+    s = torch.as_tensor(x).detach()
+    return s if s.dtype in (torch.float32, torch.float64) else s.to(torch.float64)
 
 
-def _labels(x: Any) -> Tensor:
-    return torch.as_tensor(x).detach().cpu().long()
+def _labels(x: Any, device: torch.device) -> Tensor:
+    return torch.as_tensor(x, device=device).detach().long()
 
 
-def _has_both_classes(y: Tensor) -> bool:
-    return 0 < int(y.sum()) < y.numel()
+def _all_finite(s: Tensor, split: str) -> bool:
+    """False, with a warning naming the split, if any score is NaN or infinite."""
+    n_bad = int((~torch.isfinite(s)).sum())
+    if n_bad:
+        warnings.warn(f"{split}: {n_bad} non-finite scores; AUROC is NaN", RuntimeWarning, 2)
+    return not n_bad
 
 
-def _binary(metric: Callable, scores: Any, labels: Any) -> float:
-    s, y = _scores(scores), _labels(labels)
+class _Ranking:
+    """Columns of scores binned against each column's distinct positive scores (ascending).
+
+    Bin 2m of a column holds the examples scored strictly between its (m-1)-th and m-th distinct
+    positive score, bin 2m+1 those scored equal to the m-th. Exact AUROC (Mann-Whitney with
+    mid-ranks) and AP (sklearn's step sum over distinct thresholds) need only the weight in each
+    bin and the positive weight at each distinct positive score: a bincount for the data as is,
+    a sparse product for bootstrap weights, and no sort of the (N, L) matrix.
+
+    ``include`` (N, L) drops examples from a column (one-vs-one pairs).
+    """
+
+    def __init__(self, scores: Tensor, labels: Tensor, include: Tensor | None = None) -> None:
+        n, n_cols = scores.shape
+        dev = scores.device
+        by_col = scores.T.contiguous()  # (L, N): searchsorted runs along the last dimension
+        positive = labels.bool() if include is None else labels.bool() & include
+        pos_col, pos_example = positive.T.nonzero(as_tuple=True)
+        pos_value = by_col[pos_col, pos_example]
+        # Positives sorted by (column, score); distinct (column, score) pairs are the groups.
+        order = pos_value.argsort(stable=True)
+        order = order[pos_col[order].argsort(stable=True)]
+        col_sorted, value_sorted = pos_col[order], pos_value[order]
+        new = torch.ones_like(col_sorted, dtype=torch.bool)
+        new[1:] = (col_sorted[1:] != col_sorted[:-1]) | (value_sorted[1:] != value_sorted[:-1])
+        group_sorted = new.cumsum(0) - 1
+        self.pos_group = torch.empty_like(group_sorted).scatter_(0, order, group_sorted)
+        self.pos_example = pos_example
+        self.group_col, group_value = col_sorted[new], value_sorted[new]
+        per_col = torch.bincount(self.group_col, minlength=n_cols)
+        self.group_start = per_col.cumsum(0) - per_col  # first group of each column
+        rank = torch.arange(len(self.group_col), device=dev) - self.group_start[self.group_col]
+        width = max(int(per_col.max()) if n_cols else 0, 1)
+        bounds = torch.full((n_cols, width), math.inf, dtype=scores.dtype, device=dev)
+        bounds[self.group_col, rank] = group_value
+        below = torch.searchsorted(bounds, by_col)  # distinct positive scores below each score
+        tied = by_col == bounds.gather(1, below.clamp(max=width - 1))
+        self.n_groups, self.n_bins = len(self.group_col), 2 * len(self.group_col) + n_cols
+        offset = 2 * self.group_start + torch.arange(n_cols, device=dev)
+        self.col_offset = torch.cat([offset, offset.new_tensor([self.n_bins])])
+        bins = offset[:, None] + 2 * below + tied
+        if include is not None:  # excluded examples go to an extra bin that is dropped
+            bins[~include.T] = self.n_bins
+        self.bins = bins.T.contiguous()  # (N, L): each example's bins rise with the column
+        self.group_bin = offset[self.group_col] + 2 * rank + 1
+        self._spread: Tensor | None = None
+
+    def _bin_weights(self, weights: Tensor) -> tuple[Tensor, Tensor]:
+        """(bins, B) and (groups, B) sums of example weights (B, N); exact in float32 (counts)."""
+        if self._spread is None:  # (bins + 1, N) sparse 0/1: which bin each example falls in
+            n, n_cols = self.bins.shape
+            crow = torch.arange(0, n * n_cols + 1, n_cols, device=self.bins.device)
+            ones = torch.ones(n * n_cols, device=self.bins.device)
+            by_example = torch.sparse_csr_tensor(
+                crow, self.bins.flatten(), ones, (n, self.n_bins + 1)
+            )
+            self._spread = by_example.t().to_sparse_csr()
+        w = weights.float()
+        in_bins = (self._spread @ w.T.contiguous())[: self.n_bins]
+        in_groups = torch.zeros(self.n_groups, len(w), device=w.device)
+        in_groups.index_add_(0, self.pos_group, w.T[self.pos_example])
+        return in_bins, in_groups
+
+    def stats(self, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(AUROC, AP) per column, (L, B) float64, NaN where a column lacks a class.
+
+        ``weights`` (B, N): example weights of B weightings (bootstrap counts); None: all 1.
+        """
+        if weights is None:
+            bins = self.bins.flatten()
+            in_bins = torch.bincount(bins, minlength=self.n_bins + 1)[: self.n_bins, None]
+            in_groups = torch.bincount(self.pos_group, minlength=self.n_groups)[:, None]
+        else:
+            in_bins, in_groups = self._bin_weights(weights)
+        in_bins, pos = in_bins.double(), in_groups.double()
+        n_cols, batch = len(self.col_offset) - 1, in_bins.shape[1]
+        cum = torch.cat([in_bins.new_zeros(1, batch), in_bins.cumsum(0)])
+        start = cum[self.col_offset[:-1]]
+        total = cum[self.col_offset[1:]] - start
+        col = self.group_col
+        below = cum[self.group_bin] - start[col]  # weight scored below each distinct positive
+        tied = in_bins[self.group_bin]
+        n_pos = pos.new_zeros(n_cols, batch).index_add_(0, col, pos)
+        n_neg = total - n_pos
+        # Mann-Whitney: pairs (positive, any) ranked right, less the positive-positive half.
+        u = pos.new_zeros(n_cols, batch).index_add_(0, col, pos * (below + tied / 2))
+        u = u - n_pos**2 / 2
+        defined = (n_pos > 0) & (n_neg > 0)
+        auroc = torch.where(defined, u / (n_pos * n_neg), math.nan)
+        # AP: each distinct positive score is a threshold; precision there times recall step.
+        cum_pos = torch.cat([pos.new_zeros(1, batch), pos.cumsum(0)])
+        pos_below = cum_pos[:-1] - cum_pos[self.group_start][col]
+        precision = (n_pos[col] - pos_below) / (total[col] - below)
+        step = torch.where(pos > 0, pos * precision, 0.0)
+        ap = pos.new_zeros(n_cols, batch).index_add_(0, col, step) / n_pos
+        return auroc, torch.where(defined, ap, math.nan)
+
+
+def _binary(scores: Any, labels: Any, which: int) -> float:
+    s = _scores(scores)
+    y = _labels(labels, s.device)
     if s.dim() != 1 or s.shape != y.shape:
         raise ValueError(f"expected scores and labels of shape (N,), got {s.shape} and {y.shape}")
-    if not _has_both_classes(y):
+    if not _all_finite(s, "scores"):
         return math.nan
-    return float(metric(s, y))
+    return float(_Ranking(s[:, None], y[:, None]).stats()[which])
 
 
 def binary_auroc(scores: Any, labels: Any) -> float:
     """AUROC of positive-class scores (N,) against 0/1 labels (N,); NaN if one class only."""
-    return _binary(tmc.binary_auroc, scores, labels)
+    return _binary(scores, labels, 0)
 
 
 def binary_auprc(scores: Any, labels: Any) -> float:
     """Average precision (area under the step PR curve, as sklearn); NaN if one class only."""
-    return _binary(tmc.binary_average_precision, scores, labels)
+    return _binary(scores, labels, 1)
 
 
 def _check_multiclass(probs: Tensor, labels: Tensor, num_classes: int) -> None:
@@ -73,32 +179,56 @@ def _check_multiclass(probs: Tensor, labels: Tensor, num_classes: int) -> None:
         raise ValueError(f"labels must lie in [0, {num_classes})")
 
 
+def _ovo_ranking(p: Tensor, y: Tensor) -> _Ranking:
+    """One column per ordered pair (a, b), a != b: scores p[:, a], class a positive, only
+    examples of class a or b included."""
+    n_classes = p.shape[1]
+    pairs = [(a, b) for a in range(n_classes) for b in range(n_classes) if a != b]
+    first = torch.tensor([a for a, _ in pairs], device=p.device, dtype=torch.long)
+    second = torch.tensor([b for _, b in pairs], device=p.device, dtype=torch.long)
+    include = (y[:, None] == first) | (y[:, None] == second)
+    return _Ranking(p[:, first], y[:, None] == first, include)
+
+
+def _ovo_macro(auroc: Tensor, n_classes: int) -> Tensor:
+    """(C(C-1), B) ordered-pair AUROCs -> (B,) mean over unordered pairs of both directions."""
+    full = auroc.new_full((n_classes * n_classes, auroc.shape[1]), math.nan)
+    off_diagonal = ~torch.eye(n_classes, dtype=torch.bool, device=auroc.device).flatten()
+    full[off_diagonal] = auroc
+    full = full.view(n_classes, n_classes, -1)
+    upper = torch.triu_indices(n_classes, n_classes, 1, device=auroc.device)
+    both = (full[upper[0], upper[1]] + full[upper[1], upper[0]]) / 2  # pair present: both defined
+    return both.nanmean(0)
+
+
 def multiclass_auroc_ovo(probs: Any, labels: Any, num_classes: int) -> float:
     """One-vs-one macro AUROC (Hand & Till) over pairs of classes present in ``labels``.
 
     For a pair (a, b), on the examples of class a or b: mean of AUROC(probs[:, a], y == a) and
     AUROC(probs[:, b], y == b). NaN if fewer than two classes occur.
     """
-    p, y = _scores(probs), _labels(labels)
+    p = _scores(probs)
+    y = _labels(labels, p.device)
     _check_multiclass(p, y, num_classes)
-    present = torch.unique(y).tolist()
-    pair_scores = []
-    for a, b in combinations(present, 2):
-        in_pair = (y == a) | (y == b)
-        y_pair, p_pair = y[in_pair], p[in_pair]
-        auc_a = binary_auroc(p_pair[:, a], y_pair == a)
-        auc_b = binary_auroc(p_pair[:, b], y_pair == b)
-        pair_scores.append((auc_a + auc_b) / 2)
-    return sum(pair_scores) / len(pair_scores) if pair_scores else math.nan
+    if not _all_finite(p, "scores"):
+        return math.nan
+    return float(_ovo_macro(_ovo_ranking(p, y).stats()[0], num_classes)[0])
 
 
 def multiclass_auroc_ovr(probs: Any, labels: Any, num_classes: int) -> float:
     """One-vs-rest macro AUROC over classes that have both positives and negatives; else NaN."""
-    p, y = _scores(probs), _labels(labels)
+    p = _scores(probs)
+    y = _labels(labels, p.device)
     _check_multiclass(p, y, num_classes)
-    per_class = [binary_auroc(p[:, c], y == c) for c in range(num_classes)]
-    scored = [v for v in per_class if not math.isnan(v)]
-    return sum(scored) / len(scored) if scored else math.nan
+    if not _all_finite(p, "scores"):
+        return math.nan
+    classes = torch.arange(num_classes, device=p.device)
+    return float(_Ranking(p, y[:, None] == classes).stats()[0].nanmean())
+
+
+def _n_scorable(y: Tensor) -> float:
+    positives = y.sum(dim=0)
+    return float(((positives > 0) & (positives < y.shape[0])).sum())
 
 
 def multilabel_auroc(probs: Any, labels: Any) -> dict[str, float]:
@@ -107,53 +237,68 @@ def multilabel_auroc(probs: Any, labels: Any) -> dict[str, float]:
     Macro figures average only labels with both classes present (the paper's rule); micro
     AUROC flattens all (example, label) pairs, as sklearn's ``average="micro"``.
     """
-    p, y = _scores(probs), _labels(labels)
+    p = _scores(probs)
+    y = _labels(labels, p.device)
     if p.dim() != 2 or p.shape != y.shape:
         raise ValueError(f"expected probs and labels of shape (N, L), got {p.shape} and {y.shape}")
-    positives = y.sum(dim=0)
-    scorable = (positives > 0) & (positives < y.shape[0])
-    n_scored = int(scorable.sum())
-    if n_scored:
-        ps, ys = p[:, scorable], y[:, scorable]
-        per_label_auc = tmc.multilabel_auroc(ps, ys, num_labels=n_scored, average=None)
-        per_label_ap = tmc.multilabel_average_precision(ps, ys, num_labels=n_scored, average=None)
-        auroc, auprc = float(per_label_auc.mean()), float(per_label_ap.mean())
-    else:
-        auroc = auprc = math.nan
+    n_scored = _n_scorable(y)
+    if not _all_finite(p, "scores"):
+        return dict.fromkeys(("auroc", "auroc_micro", "auprc_macro"), math.nan) | {
+            "n_labels_scored": n_scored
+        }
+    auroc, ap = _Ranking(p, y).stats()
+    micro = _Ranking(p.reshape(-1, 1), y.reshape(-1, 1)).stats()[0]
     return {
-        "auroc": auroc,
-        "auroc_micro": binary_auroc(p.flatten(), y.flatten()),
-        "auprc_macro": auprc,
-        "n_labels_scored": float(n_scored),
+        "auroc": float(auroc.nanmean()),
+        "auroc_micro": float(micro),
+        "auprc_macro": float(ap.nanmean()),
+        "n_labels_scored": n_scored,
     }
 
 
-def outcome_metrics(scores: Any, labels: Any, kind: str, num_labels: int) -> dict[str, float]:
+_NAN_RESULT = {
+    "binary": ("auroc", "auprc"),
+    "multiclass": ("auroc", "auroc_ovr", "accuracy"),
+    "multilabel": ("auroc", "auroc_micro", "auprc_macro"),
+}
+
+
+def outcome_metrics(
+    scores: Any, labels: Any, kind: str, num_labels: int, split: str = "scores"
+) -> dict[str, float]:
     """Metrics for one outcome task; ``auroc`` is always the paper's headline figure.
 
     binary: {auroc, auprc} (``num_labels`` 1 or 2, scores (N,) positive-class probabilities);
     multiclass: {auroc (OvO macro), auroc_ovr, accuracy}; multilabel: {auroc (masked macro),
-    auroc_micro, auprc_macro, n_labels_scored}.
+    auroc_micro, auprc_macro, n_labels_scored}. Non-finite scores make every figure NaN and warn
+    with ``split`` (e.g. "val") in the message.
     """
-    if kind == "binary":
-        if num_labels not in (1, 2):
-            raise ValueError(f"binary task needs num_labels 1 or 2, got {num_labels}")
-        return {"auroc": binary_auroc(scores, labels), "auprc": binary_auprc(scores, labels)}
+    if kind not in OUTCOME_KINDS:
+        raise ValueError(f"Unknown kind {kind!r}; valid: {', '.join(OUTCOME_KINDS)}")
+    p = _scores(scores)
+    if kind == "binary" and num_labels not in (1, 2):
+        raise ValueError(f"binary task needs num_labels 1 or 2, got {num_labels}")
     if kind == "multiclass":
-        p, y = _scores(scores), _labels(labels)
-        _check_multiclass(p, y, num_labels)
+        _check_multiclass(p, _labels(labels, p.device), num_labels)
+    if kind == "multilabel" and (p.dim() != 2 or p.shape[1] != num_labels):
+        raise ValueError(f"expected probs (N, {num_labels}), got {tuple(p.shape)}")
+    if not _all_finite(p, split):
+        result = dict.fromkeys(_NAN_RESULT[kind], math.nan)
+        if kind == "multilabel":
+            result["n_labels_scored"] = _n_scorable(_labels(labels, p.device))
+        return result
+    if kind == "binary":
+        auroc, ap = _Ranking(p[:, None], _labels(labels, p.device)[:, None]).stats()
+        return {"auroc": float(auroc), "auprc": float(ap)}
+    if kind == "multiclass":
+        y = _labels(labels, p.device)
         accuracy = float((p.argmax(dim=1) == y).double().mean()) if y.numel() else math.nan
         return {
             "auroc": multiclass_auroc_ovo(p, y, num_labels),
             "auroc_ovr": multiclass_auroc_ovr(p, y, num_labels),
             "accuracy": accuracy,
         }
-    if kind == "multilabel":
-        p = _scores(scores)
-        if p.dim() != 2 or p.shape[1] != num_labels:
-            raise ValueError(f"expected probs (N, {num_labels}), got {tuple(p.shape)}")
-        return multilabel_auroc(p, labels)
-    raise ValueError(f"Unknown kind {kind!r}; valid: {', '.join(OUTCOME_KINDS)}")
+    return multilabel_auroc(p, labels)
 
 
 class OutcomeScores(Metric):
@@ -161,19 +306,21 @@ class OutcomeScores(Metric):
 
     Returns a dict of python floats, so log it with ``log_dict(metric.compute())`` at epoch end
     and then ``reset()``. Use ``update()`` per batch: ``forward()`` would also compute batch-level
-    AUROCs, which are noisy and wasted work.
+    AUROCs, which are noisy and wasted work. ``split`` names the data in warnings (set it before
+    ``compute()`` when one metric serves several splits).
     """
 
     is_differentiable = False
     higher_is_better = True
     full_state_update = False
 
-    def __init__(self, kind: str, num_labels: int, **kwargs: Any) -> None:
+    def __init__(self, kind: str, num_labels: int, split: str = "scores", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if kind not in OUTCOME_KINDS:
             raise ValueError(f"Unknown kind {kind!r}; valid: {', '.join(OUTCOME_KINDS)}")
         self.kind = kind
         self.num_labels = num_labels
+        self.split = split
         self.add_state("scores", default=[], dist_reduce_fx="cat")
         self.add_state("labels", default=[], dist_reduce_fx="cat")
 
@@ -184,7 +331,92 @@ class OutcomeScores(Metric):
 
     def compute(self) -> dict[str, float]:
         scores, labels = dim_zero_cat(self.scores), dim_zero_cat(self.labels)
-        return outcome_metrics(scores, labels, self.kind, self.num_labels)
+        return outcome_metrics(scores, labels, self.kind, self.num_labels, split=self.split)
+
+
+# Bootstrap -------------------------------------------------------------------------------
+
+
+def resample_indices(n: int, n_boot: int, seed: int = 0, batch: int = 32) -> Iterator[Tensor]:
+    """``n_boot`` bootstrap resamples of range(n), ``batch`` at a time as (b, n) CPU indices.
+
+    Every bootstrap here draws its resamples from this, so a seed means the same resamples.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    for start in range(0, n_boot, batch):
+        yield torch.randint(n, (min(batch, n_boot - start), n), generator=generator)
+
+
+def _headline_auroc(scores: Any, labels: Any, kind: str) -> Callable[[Tensor], Tensor]:
+    """A function: example weights (B, N) -> headline AUROC (B,) as ``outcome_metrics``."""
+    p = _scores(scores)
+    y = _labels(labels, p.device)
+    if kind not in OUTCOME_KINDS:
+        raise ValueError(f"Unknown kind {kind!r}; valid: {', '.join(OUTCOME_KINDS)}")
+    if not _all_finite(p, "bootstrap"):
+        raise ValueError("bootstrap needs finite scores")
+    if kind == "binary":
+        if p.dim() != 1 or p.shape != y.shape:
+            raise ValueError(f"expected scores and labels of shape (N,), got {p.shape}, {y.shape}")
+        binary = _Ranking(p[:, None], y[:, None])
+        return lambda w: binary.stats(w)[0][0]
+    if kind == "multiclass":
+        n_classes = p.shape[1] if p.dim() == 2 else 0
+        _check_multiclass(p, y, n_classes)
+        ovo = _ovo_ranking(p, y)
+        return lambda w: _ovo_macro(ovo.stats(w)[0], n_classes)
+    if p.dim() != 2 or p.shape != y.shape:
+        raise ValueError(f"expected probs and labels of shape (N, L), got {p.shape} and {y.shape}")
+    multilabel = _Ranking(p, y)
+    return lambda w: multilabel.stats(w)[0].nanmean(0)
+
+
+def _on_resamples(
+    fns: list[Callable[[Tensor], Tensor]], n: int, n_boot: int, seed: int, device: torch.device
+) -> list[np.ndarray]:
+    # A resample is a weighting of the examples by how often each was drawn: the ranking
+    # structure is built once and reused, never re-sorted.
+    values: list[list[Tensor]] = [[] for _ in fns]
+    for idx in resample_indices(n, n_boot, seed):
+        idx = idx.to(device)
+        counts = torch.zeros(idx.shape, device=device).scatter_add_(
+            1, idx, torch.ones(idx.shape, device=device)
+        )
+        for out, fn in zip(values, fns, strict=True):
+            out.append(fn(counts).cpu())
+    return [torch.cat(v).numpy() for v in values]
+
+
+def bootstrap_auroc(
+    scores: Any, labels: Any, kind: str, n_boot: int = 1000, seed: int = 0
+) -> np.ndarray:
+    """Headline AUROC (``outcome_metrics``' ``auroc``) on each of ``n_boot`` bootstrap resamples.
+
+    Resamples where it is undefined (one class, no scorable label) are left out; that depends on
+    the labels alone, so two models scored on the same labels and seed share their resamples.
+    """
+    fn = _headline_auroc(scores, labels, kind)
+    values = _on_resamples([fn], len(labels), n_boot, seed, _scores(scores).device)[0]
+    return values[np.isfinite(values)]
+
+
+def paired_bootstrap_diff(
+    scores_a: Any, scores_b: Any, labels: Any, kind: str, n_boot: int = 1000, seed: int = 0
+) -> np.ndarray:
+    """Headline AUROC of model a minus model b on the same resamples (where both are defined)."""
+    fns = [_headline_auroc(scores_a, labels, kind), _headline_auroc(scores_b, labels, kind)]
+    a, b = _on_resamples(fns, len(labels), n_boot, seed, _scores(scores_a).device)
+    diff = a - b
+    return diff[np.isfinite(diff)]
+
+
+def percentile_ci(values: Any, alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile ``(1 - alpha)`` interval of bootstrap values; ValueError if there are none."""
+    values = np.asarray(values, dtype=np.float64)
+    if not len(values):
+        raise ValueError("no bootstrap resample gave a defined metric value")
+    low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
 
 
 def bootstrap_ci(
@@ -195,28 +427,23 @@ def bootstrap_ci(
     alpha: float = 0.05,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Percentile bootstrap ``(1 - alpha)`` interval of ``metric_fn(scores, labels)`` over examples.
+    """Percentile bootstrap interval of any ``metric_fn(scores, labels)``, recomputed per resample.
 
-    Resamples whose 1-D labels hold a single class, or where the metric is NaN (e.g. no
-    multilabel label scorable), are skipped; ValueError if none is left.
+    For the headline AUROC, ``percentile_ci(bootstrap_auroc(...))`` is the fast equivalent (same
+    resamples for the same seed). Resamples whose 1-D labels hold a single class, or where the
+    metric is NaN, are skipped; ValueError if none is left.
     """
     s, y = torch.as_tensor(scores), torch.as_tensor(labels)
-    n = y.shape[0]
-    generator = torch.Generator().manual_seed(seed)
     values = []
-    for _ in range(n_boot):
-        idx = torch.randint(n, (n,), generator=generator)
-        y_boot = y[idx]
-        if y_boot.dim() == 1 and torch.unique(y_boot).numel() < 2:
-            continue
-        value = float(metric_fn(s[idx], y_boot))
-        if math.isfinite(value):
-            values.append(value)
-    if not values:
-        raise ValueError("no bootstrap resample gave a defined metric value")
-    q = torch.tensor([alpha / 2, 1 - alpha / 2], dtype=torch.float64)
-    low, high = torch.quantile(torch.tensor(values, dtype=torch.float64), q).tolist()
-    return low, high
+    for batch in resample_indices(y.shape[0], n_boot, seed):
+        for idx in batch:
+            y_boot = y[idx]
+            if y_boot.dim() == 1 and torch.unique(y_boot).numel() < 2:
+                continue
+            value = float(metric_fn(s[idx], y_boot))
+            if math.isfinite(value):
+                values.append(value)
+    return percentile_ci(values, alpha)
 
 
 # Generation metrics (instruction tasks of Study B) ----------------------------------------
