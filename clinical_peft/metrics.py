@@ -21,11 +21,11 @@ from __future__ import annotations
 import math
 import re
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics import Metric, SumMetric
 from torchmetrics.utilities import dim_zero_cat
@@ -51,6 +51,12 @@ def _all_finite(s: Tensor, split: str) -> bool:
     return not n_bad
 
 
+def _segment_sums(x: Tensor, bounds: Tensor) -> Tensor:
+    """(B, K) -> (B, S): sums of x[:, bounds[s]:bounds[s + 1]] (contiguous cumsums, no scatter)."""
+    cum = F.pad(x.cumsum(1), (1, 0))
+    return cum[:, bounds[1:]] - cum[:, bounds[:-1]]
+
+
 class _Ranking:
     """Columns of scores binned against each column's distinct positive scores (ascending).
 
@@ -64,89 +70,88 @@ class _Ranking:
     """
 
     def __init__(self, scores: Tensor, labels: Tensor, include: Tensor | None = None) -> None:
-        n, n_cols = scores.shape
-        dev = scores.device
+        n_cols, dev = scores.shape[1], scores.device
         by_col = scores.T.contiguous()  # (L, N): searchsorted runs along the last dimension
         positive = labels.bool() if include is None else labels.bool() & include
         pos_col, pos_example = positive.T.nonzero(as_tuple=True)
         pos_value = by_col[pos_col, pos_example]
-        # Positives sorted by (column, score); distinct (column, score) pairs are the groups.
+        # Positives sorted by (column, score); each distinct (column, score) is a group.
         order = pos_value.argsort(stable=True)
         order = order[pos_col[order].argsort(stable=True)]
         col_sorted, value_sorted = pos_col[order], pos_value[order]
         new = torch.ones_like(col_sorted, dtype=torch.bool)
         new[1:] = (col_sorted[1:] != col_sorted[:-1]) | (value_sorted[1:] != value_sorted[:-1])
-        group_sorted = new.cumsum(0) - 1
-        self.pos_group = torch.empty_like(group_sorted).scatter_(0, order, group_sorted)
-        self.pos_example = pos_example
+        self.pos_example = pos_example[order]  # positives, group by group
+        self.group_first = F.pad(new.nonzero().flatten(), (0, 1), value=len(new))
         self.group_col, group_value = col_sorted[new], value_sorted[new]
         per_col = torch.bincount(self.group_col, minlength=n_cols)
-        self.group_start = per_col.cumsum(0) - per_col  # first group of each column
+        self.group_start = F.pad(per_col.cumsum(0), (1, 0))  # first group of each column
         rank = torch.arange(len(self.group_col), device=dev) - self.group_start[self.group_col]
-        width = max(int(per_col.max()) if n_cols else 0, 1)
+        # Interleaving each distinct positive score u with the next float above it, the count of
+        # bounds <= s is the bin of s: 2m between, 2m + 1 equal (exact in the scores' dtype).
+        width = 2 * max(int(per_col.max()) if n_cols else 0, 1)
         bounds = torch.full((n_cols, width), math.inf, dtype=scores.dtype, device=dev)
-        bounds[self.group_col, rank] = group_value
-        below = torch.searchsorted(bounds, by_col)  # distinct positive scores below each score
-        tied = by_col == bounds.gather(1, below.clamp(max=width - 1))
-        self.n_groups, self.n_bins = len(self.group_col), 2 * len(self.group_col) + n_cols
-        offset = 2 * self.group_start + torch.arange(n_cols, device=dev)
-        self.col_offset = torch.cat([offset, offset.new_tensor([self.n_bins])])
-        bins = offset[:, None] + 2 * below + tied
+        bounds[self.group_col, 2 * rank] = group_value
+        bounds[self.group_col, 2 * rank + 1] = torch.nextafter(
+            group_value, torch.full_like(group_value, math.inf)
+        )
+        self.col_offset = F.pad((2 * per_col + 1).cumsum(0), (1, 0))
+        self.n_bins = int(self.col_offset[-1])
+        bins = torch.searchsorted(bounds, by_col, right=True)
+        bins += self.col_offset[:-1, None]
         if include is not None:  # excluded examples go to an extra bin that is dropped
             bins[~include.T] = self.n_bins
-        self.bins = bins.T.contiguous()  # (N, L): each example's bins rise with the column
-        self.group_bin = offset[self.group_col] + 2 * rank + 1
+        self.bins = bins  # (L, N)
+        self.group_bin = self.col_offset[self.group_col] + 2 * rank + 1
         self._spread: Tensor | None = None
 
-    def _bin_weights(self, weights: Tensor) -> tuple[Tensor, Tensor]:
-        """(bins, B) and (groups, B) sums of example weights (B, N); exact in float32 (counts)."""
-        if self._spread is None:  # (bins + 1, N) sparse 0/1: which bin each example falls in
-            n, n_cols = self.bins.shape
+    def _weighted(self, weights: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, bins) and (B, groups) sums of example weights (B, N); exact in float32 (counts)."""
+        if self._spread is None:  # (bins + 1, N) sparse 0/1: the bin of each example and column
+            n_cols, n = self.bins.shape
             crow = torch.arange(0, n * n_cols + 1, n_cols, device=self.bins.device)
             ones = torch.ones(n * n_cols, device=self.bins.device)
-            by_example = torch.sparse_csr_tensor(
-                crow, self.bins.flatten(), ones, (n, self.n_bins + 1)
-            )
-            self._spread = by_example.t().to_sparse_csr()
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+                by_example = torch.sparse_csr_tensor(
+                    crow, self.bins.T.flatten(), ones, (n, self.n_bins + 1), check_invariants=False
+                )
+                self._spread = by_example.t().to_sparse_csr()
         w = weights.float()
-        in_bins = (self._spread @ w.T.contiguous())[: self.n_bins]
-        in_groups = torch.zeros(self.n_groups, len(w), device=w.device)
-        in_groups.index_add_(0, self.pos_group, w.T[self.pos_example])
-        return in_bins, in_groups
+        in_bins = (self._spread @ w.T.contiguous()).T[:, : self.n_bins]
+        return in_bins, _segment_sums(w[:, self.pos_example], self.group_first)
 
-    def stats(self, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(AUROC, AP) per column, (L, B) float64, NaN where a column lacks a class.
+    def stats(self, weights: Tensor | None = None, ap: bool = True) -> tuple[Tensor, Tensor | None]:
+        """(AUROC, AP) per column, (B, L) float64, NaN where a column lacks a class.
 
         ``weights`` (B, N): example weights of B weightings (bootstrap counts); None: all 1.
         """
         if weights is None:
-            bins = self.bins.flatten()
-            in_bins = torch.bincount(bins, minlength=self.n_bins + 1)[: self.n_bins, None]
-            in_groups = torch.bincount(self.pos_group, minlength=self.n_groups)[:, None]
+            in_bins = torch.bincount(self.bins.flatten(), minlength=self.n_bins + 1)
+            in_bins, pos = in_bins[None, : self.n_bins], self.group_first.diff()[None]
         else:
-            in_bins, in_groups = self._bin_weights(weights)
-        in_bins, pos = in_bins.double(), in_groups.double()
-        n_cols, batch = len(self.col_offset) - 1, in_bins.shape[1]
-        cum = torch.cat([in_bins.new_zeros(1, batch), in_bins.cumsum(0)])
-        start = cum[self.col_offset[:-1]]
-        total = cum[self.col_offset[1:]] - start
+            in_bins, pos = self._weighted(weights)
+        in_bins, pos = in_bins.double(), pos.double()
+        cum = F.pad(in_bins.cumsum(1), (1, 0))
+        start = cum[:, self.col_offset[:-1]]
+        total = cum[:, self.col_offset[1:]] - start
         col = self.group_col
-        below = cum[self.group_bin] - start[col]  # weight scored below each distinct positive
-        tied = in_bins[self.group_bin]
-        n_pos = pos.new_zeros(n_cols, batch).index_add_(0, col, pos)
+        below = cum[:, self.group_bin] - start[:, col]  # weight scored below each group
+        tied = in_bins[:, self.group_bin]
+        n_pos = _segment_sums(pos, self.group_start)
         n_neg = total - n_pos
         # Mann-Whitney: pairs (positive, any) ranked right, less the positive-positive half.
-        u = pos.new_zeros(n_cols, batch).index_add_(0, col, pos * (below + tied / 2))
-        u = u - n_pos**2 / 2
+        u = _segment_sums(pos * (below + tied / 2), self.group_start) - n_pos**2 / 2
         defined = (n_pos > 0) & (n_neg > 0)
         auroc = torch.where(defined, u / (n_pos * n_neg), math.nan)
+        if not ap:
+            return auroc, None
         # AP: each distinct positive score is a threshold; precision there times recall step.
-        cum_pos = torch.cat([pos.new_zeros(1, batch), pos.cumsum(0)])
-        pos_below = cum_pos[:-1] - cum_pos[self.group_start][col]
-        precision = (n_pos[col] - pos_below) / (total[col] - below)
+        cum_pos = F.pad(pos.cumsum(1), (1, 0))
+        pos_below = cum_pos[:, :-1] - cum_pos[:, self.group_start[:-1]][:, col]
+        precision = (n_pos[:, col] - pos_below) / (total[:, col] - below)
         step = torch.where(pos > 0, pos * precision, 0.0)
-        ap = pos.new_zeros(n_cols, batch).index_add_(0, col, step) / n_pos
-        return auroc, torch.where(defined, ap, math.nan)
+        return auroc, torch.where(defined, _segment_sums(step, self.group_start) / n_pos, math.nan)
 
 
 def _binary(scores: Any, labels: Any, which: int) -> float:
@@ -191,14 +196,13 @@ def _ovo_ranking(p: Tensor, y: Tensor) -> _Ranking:
 
 
 def _ovo_macro(auroc: Tensor, n_classes: int) -> Tensor:
-    """(C(C-1), B) ordered-pair AUROCs -> (B,) mean over unordered pairs of both directions."""
-    full = auroc.new_full((n_classes * n_classes, auroc.shape[1]), math.nan)
+    """(B, C(C-1)) ordered-pair AUROCs -> (B,) mean over unordered pairs of both directions."""
+    full = auroc.new_full((len(auroc), n_classes * n_classes), math.nan)
     off_diagonal = ~torch.eye(n_classes, dtype=torch.bool, device=auroc.device).flatten()
-    full[off_diagonal] = auroc
-    full = full.view(n_classes, n_classes, -1)
-    upper = torch.triu_indices(n_classes, n_classes, 1, device=auroc.device)
-    both = (full[upper[0], upper[1]] + full[upper[1], upper[0]]) / 2  # pair present: both defined
-    return both.nanmean(0)
+    full[:, off_diagonal] = auroc
+    full = full.view(-1, n_classes, n_classes)
+    a, b = torch.triu_indices(n_classes, n_classes, 1, device=auroc.device)
+    return ((full[:, a, b] + full[:, b, a]) / 2).nanmean(1)  # a pair present: both defined
 
 
 def multiclass_auroc_ovo(probs: Any, labels: Any, num_classes: int) -> float:
@@ -334,21 +338,12 @@ class OutcomeScores(Metric):
         return outcome_metrics(scores, labels, self.kind, self.num_labels, split=self.split)
 
 
-# Bootstrap -------------------------------------------------------------------------------
+def weighted_auroc(scores: Any, labels: Any, kind: str) -> Callable[[Tensor], Tensor]:
+    """A function: example weights (B, N) -> headline AUROC (B,) as ``outcome_metrics``' ``auroc``.
 
-
-def resample_indices(n: int, n_boot: int, seed: int = 0, batch: int = 32) -> Iterator[Tensor]:
-    """``n_boot`` bootstrap resamples of range(n), ``batch`` at a time as (b, n) CPU indices.
-
-    Every bootstrap here draws its resamples from this, so a seed means the same resamples.
+    The binning of the scores is done once here; each call only sums weights (bootstrap counts),
+    so resamples cost no sort. NaN where a weighting leaves the AUROC undefined.
     """
-    generator = torch.Generator().manual_seed(seed)
-    for start in range(0, n_boot, batch):
-        yield torch.randint(n, (min(batch, n_boot - start), n), generator=generator)
-
-
-def _headline_auroc(scores: Any, labels: Any, kind: str) -> Callable[[Tensor], Tensor]:
-    """A function: example weights (B, N) -> headline AUROC (B,) as ``outcome_metrics``."""
     p = _scores(scores)
     y = _labels(labels, p.device)
     if kind not in OUTCOME_KINDS:
@@ -359,91 +354,16 @@ def _headline_auroc(scores: Any, labels: Any, kind: str) -> Callable[[Tensor], T
         if p.dim() != 1 or p.shape != y.shape:
             raise ValueError(f"expected scores and labels of shape (N,), got {p.shape}, {y.shape}")
         binary = _Ranking(p[:, None], y[:, None])
-        return lambda w: binary.stats(w)[0][0]
+        return lambda w: binary.stats(w, ap=False)[0][:, 0]
     if kind == "multiclass":
         n_classes = p.shape[1] if p.dim() == 2 else 0
         _check_multiclass(p, y, n_classes)
         ovo = _ovo_ranking(p, y)
-        return lambda w: _ovo_macro(ovo.stats(w)[0], n_classes)
+        return lambda w: _ovo_macro(ovo.stats(w, ap=False)[0], n_classes)
     if p.dim() != 2 or p.shape != y.shape:
         raise ValueError(f"expected probs and labels of shape (N, L), got {p.shape} and {y.shape}")
     multilabel = _Ranking(p, y)
-    return lambda w: multilabel.stats(w)[0].nanmean(0)
-
-
-def _on_resamples(
-    fns: list[Callable[[Tensor], Tensor]], n: int, n_boot: int, seed: int, device: torch.device
-) -> list[np.ndarray]:
-    # A resample is a weighting of the examples by how often each was drawn: the ranking
-    # structure is built once and reused, never re-sorted.
-    values: list[list[Tensor]] = [[] for _ in fns]
-    for idx in resample_indices(n, n_boot, seed):
-        idx = idx.to(device)
-        counts = torch.zeros(idx.shape, device=device).scatter_add_(
-            1, idx, torch.ones(idx.shape, device=device)
-        )
-        for out, fn in zip(values, fns, strict=True):
-            out.append(fn(counts).cpu())
-    return [torch.cat(v).numpy() for v in values]
-
-
-def bootstrap_auroc(
-    scores: Any, labels: Any, kind: str, n_boot: int = 1000, seed: int = 0
-) -> np.ndarray:
-    """Headline AUROC (``outcome_metrics``' ``auroc``) on each of ``n_boot`` bootstrap resamples.
-
-    Resamples where it is undefined (one class, no scorable label) are left out; that depends on
-    the labels alone, so two models scored on the same labels and seed share their resamples.
-    """
-    fn = _headline_auroc(scores, labels, kind)
-    values = _on_resamples([fn], len(labels), n_boot, seed, _scores(scores).device)[0]
-    return values[np.isfinite(values)]
-
-
-def paired_bootstrap_diff(
-    scores_a: Any, scores_b: Any, labels: Any, kind: str, n_boot: int = 1000, seed: int = 0
-) -> np.ndarray:
-    """Headline AUROC of model a minus model b on the same resamples (where both are defined)."""
-    fns = [_headline_auroc(scores_a, labels, kind), _headline_auroc(scores_b, labels, kind)]
-    a, b = _on_resamples(fns, len(labels), n_boot, seed, _scores(scores_a).device)
-    diff = a - b
-    return diff[np.isfinite(diff)]
-
-
-def percentile_ci(values: Any, alpha: float = 0.05) -> tuple[float, float]:
-    """Percentile ``(1 - alpha)`` interval of bootstrap values; ValueError if there are none."""
-    values = np.asarray(values, dtype=np.float64)
-    if not len(values):
-        raise ValueError("no bootstrap resample gave a defined metric value")
-    low, high = np.quantile(values, [alpha / 2, 1 - alpha / 2])
-    return float(low), float(high)
-
-
-def bootstrap_ci(
-    metric_fn: Callable[[Tensor, Tensor], float],
-    scores: Any,
-    labels: Any,
-    n_boot: int = 1000,
-    alpha: float = 0.05,
-    seed: int = 0,
-) -> tuple[float, float]:
-    """Percentile bootstrap interval of any ``metric_fn(scores, labels)``, recomputed per resample.
-
-    For the headline AUROC, ``percentile_ci(bootstrap_auroc(...))`` is the fast equivalent (same
-    resamples for the same seed). Resamples whose 1-D labels hold a single class, or where the
-    metric is NaN, are skipped; ValueError if none is left.
-    """
-    s, y = torch.as_tensor(scores), torch.as_tensor(labels)
-    values = []
-    for batch in resample_indices(y.shape[0], n_boot, seed):
-        for idx in batch:
-            y_boot = y[idx]
-            if y_boot.dim() == 1 and torch.unique(y_boot).numel() < 2:
-                continue
-            value = float(metric_fn(s[idx], y_boot))
-            if math.isfinite(value):
-                values.append(value)
-    return percentile_ci(values, alpha)
+    return lambda w: multilabel.stats(w, ap=False)[0].nanmean(1)
 
 
 # Generation metrics (instruction tasks of Study B) ----------------------------------------

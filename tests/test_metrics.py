@@ -12,22 +12,24 @@ from sklearn import metrics as skm
 from torchmetrics.functional.classification import multiclass_auroc as tm_multiclass_auroc
 from torchmetrics.functional.classification import multilabel_auroc as tm_multilabel_auroc
 
+from clinical_peft.bootstrap import (
+    bootstrap_auroc,
+    bootstrap_ci,
+    paired_bootstrap_diff,
+    percentile_ci,
+    resample_indices,
+)
 from clinical_peft.metrics import (
     OutcomeScores,
     accuracy,
     binary_auprc,
     binary_auroc,
-    bootstrap_auroc,
-    bootstrap_ci,
     f1_score,
     mean_rouge_l,
     multiclass_auroc_ovo,
     multiclass_auroc_ovr,
     multilabel_auroc,
     outcome_metrics,
-    paired_bootstrap_diff,
-    percentile_ci,
-    resample_indices,
     rouge_l,
 )
 
