@@ -97,8 +97,9 @@ class _Ranking:
         )
         self.col_offset = F.pad((2 * per_col + 1).cumsum(0), (1, 0))
         self.n_bins = int(self.col_offset[-1])
-        bins = torch.searchsorted(bounds, by_col, right=True)
-        bins += self.col_offset[:-1, None]
+        small = self.n_bins < 2**31  # int32 bins halve the memory traffic
+        bins = torch.searchsorted(bounds, by_col, right=True, out_int32=small)
+        bins += self.col_offset[:-1, None].to(bins.dtype)
         if include is not None:  # excluded examples go to an extra bin that is dropped
             bins[~include.T] = self.n_bins
         self.bins = bins  # (L, N)
@@ -106,20 +107,22 @@ class _Ranking:
         self._spread: Tensor | None = None
 
     def _weighted(self, weights: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, bins) and (B, groups) sums of example weights (B, N); exact in float32 (counts)."""
-        if self._spread is None:  # (bins + 1, N) sparse 0/1: the bin of each example and column
-            n_cols, n = self.bins.shape
-            crow = torch.arange(0, n * n_cols + 1, n_cols, device=self.bins.device)
-            ones = torch.ones(n * n_cols, device=self.bins.device)
+        """(B, bins) and (B, groups) sums of example weights (B, N) (counts: exact in float32)."""
+        if self._spread is None:  # (bins, N) sparse 0/1: the bin of each example and column
+            n = self.bins.shape[1]
+            flat = self.bins.flatten()  # excluded examples sort last, in the dropped bin
+            crow = F.pad(torch.bincount(flat, minlength=self.n_bins + 1).cumsum(0), (1, 0))
+            crow = crow[: self.n_bins + 1]
+            example = flat.argsort(stable=True)[: int(crow[-1])] % n  # ascending within a bin
+            ones = torch.ones(len(example), device=flat.device)
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
-                by_example = torch.sparse_csr_tensor(
-                    crow, self.bins.T.flatten(), ones, (n, self.n_bins + 1), check_invariants=False
+                self._spread = torch.sparse_csr_tensor(
+                    crow, example, ones, (self.n_bins, n), check_invariants=False
                 )
-                self._spread = by_example.t().to_sparse_csr()
         w = weights.float()
-        in_bins = (self._spread @ w.T.contiguous()).T[:, : self.n_bins]
-        return in_bins, _segment_sums(w[:, self.pos_example], self.group_first)
+        in_bins = (self._spread @ w.T.contiguous()).T
+        return in_bins, _segment_sums(w[:, self.pos_example].double(), self.group_first)
 
     def stats(self, weights: Tensor | None = None, ap: bool = True) -> tuple[Tensor, Tensor | None]:
         """(AUROC, AP) per column, (B, L) float64, NaN where a column lacks a class.
