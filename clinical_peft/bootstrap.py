@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from clinical_peft.metrics import _scores, weighted_auroc
+from clinical_peft.metrics import weighted_auroc
 
 
 def resample_indices(n: int, n_boot: int, seed: int = 0, batch: int = 32) -> Iterator[Tensor]:
@@ -54,7 +54,7 @@ def bootstrap_auroc(
     the labels alone, so two models scored on the same labels and seed share their resamples.
     """
     fn = weighted_auroc(scores, labels, kind)
-    values = _on_resamples([fn], len(labels), n_boot, seed, _scores(scores).device)[0]
+    values = _on_resamples([fn], len(labels), n_boot, seed, torch.as_tensor(scores).device)[0]
     return values[np.isfinite(values)]
 
 
@@ -63,7 +63,7 @@ def paired_bootstrap_diff(
 ) -> np.ndarray:
     """Headline AUROC of model a minus model b on the same resamples (where both are defined)."""
     fns = [weighted_auroc(scores_a, labels, kind), weighted_auroc(scores_b, labels, kind)]
-    a, b = _on_resamples(fns, len(labels), n_boot, seed, _scores(scores_a).device)
+    a, b = _on_resamples(fns, len(labels), n_boot, seed, torch.as_tensor(scores_a).device)
     diff = a - b
     return diff[np.isfinite(diff)]
 
