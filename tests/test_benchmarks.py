@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -41,3 +42,21 @@ def test_llama7b_benchmark_runs_its_tiny_shape_with_and_without_deepspeed():
     )
     assert [name for name, *_ in rows] == ["plain", "DeepSpeed ZeRO-2"]
     assert rows[0][2] == "1.00" and all(int(tokens) > 0 for _, tokens, _ in rows)
+
+
+def test_auroc_benchmark_runs_at_toy_size_and_agrees_with_sklearn():
+    out = run("auroc.py", "--rows", "300", "--labels", "20", "--n-boot", "20")
+    assert float(re.search(r"max abs diff (\S+)", out).group(1)) < 1e-6
+    assert re.search(r"^ratio sklearn / ours: x\d+\.\d\d", out, re.M)
+    assert re.search(r"^bootstrap 20 resamples .* 95% CI \[0\.\d+, 0\.\d+\]", out, re.M)
+
+
+def test_auroc_benchmark_main_returns_its_figures():
+    path = ROOT / "experiments" / "benchmarks" / "auroc.py"
+    spec = importlib.util.spec_from_file_location("auroc_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--rows", "200", "--labels", "8", "--n-boot", "10"])
+    assert result["max_abs_diff"] < 1e-6 and result["rows"] == 200
+    for key in ("ours_s", "sklearn_s", "speedup", "bootstrap_s", "bootstrap_1000_s"):
+        assert result[key] > 0, key

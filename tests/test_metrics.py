@@ -12,10 +12,12 @@ from sklearn import metrics as skm
 from torchmetrics.functional.classification import multiclass_auroc as tm_multiclass_auroc
 from torchmetrics.functional.classification import multilabel_auroc as tm_multilabel_auroc
 
+from clinical_peft.bootstrap import (
+    bootstrap_ci,
+)
 from clinical_peft.metrics import (
     OutcomeScores,
     binary_auroc,
-    bootstrap_ci,
     multiclass_auroc_ovo,
     multiclass_auroc_ovr,
     multilabel_auroc,

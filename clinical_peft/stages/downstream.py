@@ -212,6 +212,7 @@ class OutcomePrediction(AdapterStage):
 
     def _eval_end(self, split: str) -> None:
         loss = (self.loss_sum.compute() / self.loss_count.compute()).item()
+        self.scores.split = split  # named in the warning about non-finite scores
         metrics = {f"{split}/{k}": v for k, v in self.scores.compute().items()}
         self.log_dict({f"{split}/loss": loss, **metrics}, prog_bar=split == "val")
         for metric in (self.loss_sum, self.loss_count, self.scores):
