@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from clinical_peft.backbone import AdapterSpec, add_adapter, load_causal_lm  # noqa: E402
+from clinical_peft.backbone import add_adapter, load_causal_lm  # noqa: E402
 from clinical_peft.data.notes import NotesDataModule  # noqa: E402
 
 
@@ -28,7 +28,7 @@ def measure(mode: str, args, cache_dir: str) -> dict[str, float]:
     )  # fmt: skip
     data.setup()
     loader = data.train_dataloader()
-    model = add_adapter(load_causal_lm(args.model), AdapterSpec())
+    model = add_adapter(load_causal_lm(args.model))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=3e-4)
     real = positions = 0
     batches = iter(loader)
