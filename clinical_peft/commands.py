@@ -32,7 +32,7 @@ def tiny_model(argv: list[str]) -> None:
 
 
 def synthetic(argv: list[str]) -> None:
-    from clinical_peft.data.synthetic import main
+    from clinical_peft.synthetic import main
 
     main(argv)
 

@@ -12,7 +12,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from clinical_peft.data.synthetic import write_notes  # noqa: E402
+from clinical_peft.synthetic import write_notes  # noqa: E402
 from clinical_peft.tiny_model import build_tiny_llama  # noqa: E402
 
 

@@ -18,11 +18,11 @@ from sklearn.metrics import roc_auc_score
 
 from clinical_peft.baseline import fit_score, read_task, run_baseline
 from clinical_peft.data.outcomes import read_split
-from clinical_peft.data.synthetic import write_outcome_tasks
 from clinical_peft.data.tasks import TASKS
 from clinical_peft.errors import InputError
 from clinical_peft.metrics import outcome_metrics
 from clinical_peft.report import downstream_table
+from clinical_peft.synthetic import write_outcome_tasks
 
 GRID = (0.1, 1.0, 10.0)
 EXTRA_CODE = "ZZ9"  # listed in the codes file, in no note: one class in train

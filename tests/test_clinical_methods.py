@@ -103,7 +103,7 @@ def test_virtual_token_classifier_pools_the_last_real_token(tiny_model, clinical
 
 @pytest.mark.slow
 def test_cli_refuses_a_prefix_clinical_adapter_in_one_line(clinical_adapters, tiny_model, tmp_path):
-    from clinical_peft.data.synthetic import write_outcome_tasks
+    from clinical_peft.synthetic import write_outcome_tasks
 
     write_outcome_tasks(tmp_path / "data", n_admissions=60, seed=0, n_diag_codes=5, n_proc_codes=5)
     base = ["downstream", "-c", "experiments/downstream/mor.yaml", "--model.base_model",

@@ -16,9 +16,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from clinical_peft.backbone import add_adapter, load_causal_lm
 from clinical_peft.cli import run_stage
 from clinical_peft.data.outcomes import OutcomeDataModule
-from clinical_peft.data.synthetic import write_outcome_tasks
 from clinical_peft.errors import InputError
 from clinical_peft.stages.downstream import OutcomePrediction
+from clinical_peft.synthetic import write_outcome_tasks
 
 pytestmark = pytest.mark.slow
 

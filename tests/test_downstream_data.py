@@ -11,11 +11,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from clinical_peft.data.outcomes import OutcomeDataModule, length_batches, windows
-from clinical_peft.data.synthetic import write_outcome_tasks
 from clinical_peft.data.tasks import TASKS, get_task, label_space, parse_labels
 from clinical_peft.errors import InputError
 from clinical_peft.metrics import outcome_metrics
 from clinical_peft.stages.downstream import pool_chunks, probabilities
+from clinical_peft.synthetic import write_outcome_tasks
 
 
 @pytest.fixture(scope="module")

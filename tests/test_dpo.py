@@ -16,9 +16,9 @@ from methods import lora
 
 from clinical_peft.cli import run_stage
 from clinical_peft.data.instructions import PreferenceDataModule
-from clinical_peft.data.synthetic import write_instruction_tasks
 from clinical_peft.losses import DPO_LOSS_TYPES
 from clinical_peft.stages.dpo import STAT_KEYS, PreferenceOptimization
+from clinical_peft.synthetic import write_instruction_tasks
 
 ROOT = Path(__file__).parent.parent
 

@@ -10,8 +10,8 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from clinical_peft.cli import run_stage
 from clinical_peft.data.outcomes import OutcomeDataModule
-from clinical_peft.data.synthetic import write_outcome_tasks
 from clinical_peft.stages.downstream import OutcomePrediction
+from clinical_peft.synthetic import write_outcome_tasks
 
 pytestmark = pytest.mark.slow
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]

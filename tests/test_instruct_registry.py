@@ -12,8 +12,8 @@ import pytest
 
 from clinical_peft import generation, instruct_tasks
 from clinical_peft.data.instructions import InstructionDataModule
-from clinical_peft.data.synthetic import write_instruction_tasks
 from clinical_peft.instruct_tasks import TASKS, InstructTask, score
+from clinical_peft.synthetic import write_instruction_tasks
 
 ROOT = Path(__file__).parent.parent
 

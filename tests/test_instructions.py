@@ -14,9 +14,9 @@ from clinical_peft.data.instructions import (
     PreferenceDataModule,
     pack_examples,
 )
-from clinical_peft.data.synthetic import write_instruction_tasks
 from clinical_peft.errors import InputError
 from clinical_peft.instruct_tasks import parse_triage, score
+from clinical_peft.synthetic import write_instruction_tasks
 
 ROOT = Path(__file__).parent.parent
 

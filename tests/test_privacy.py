@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from clinical_peft.cli import run_stage
-from clinical_peft.data.synthetic import write_instruction_tasks
+from clinical_peft.synthetic import write_instruction_tasks
 
 pytestmark = pytest.mark.slow
 

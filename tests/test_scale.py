@@ -23,9 +23,9 @@ from transformers import AutoModelForCausalLM
 from clinical_peft.callbacks import AtomicCheckpointIO
 from clinical_peft.cli import check_checkpoint, run_stage
 from clinical_peft.data.notes import NotesDataModule
-from clinical_peft.data.synthetic import write_outcome_tasks
 from clinical_peft.errors import InputError
 from clinical_peft.stages.pretrain import DomainAdaptation
+from clinical_peft.synthetic import write_outcome_tasks
 
 ROOT = Path(__file__).parent.parent
 SCRIPT = ROOT / "tests" / "scripts" / "run_stage.py"
@@ -405,8 +405,8 @@ def test_deepspeed_zero3_two_ranks_exports_the_whole_adapter(notes_dir, tiny_mod
 @pytest.mark.distributed
 def test_deepspeed_zero3_sft_then_dpo(tiny_model, tmp_path):
     from clinical_peft.data.instructions import InstructionDataModule
-    from clinical_peft.data.synthetic import write_instruction_tasks
     from clinical_peft.generation import generate
+    from clinical_peft.synthetic import write_instruction_tasks
 
     data_dir = tmp_path / "instructions"
     write_instruction_tasks(data_dir, n_per_task=60, seed=0)

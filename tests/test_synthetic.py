@@ -15,18 +15,20 @@ from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from clinical_peft.data import synthetic_vocab as V
-from clinical_peft.data.synthetic import (
+from clinical_peft.data.notes import NOTE_COLUMNS
+from clinical_peft.synthetic import (
     INSTRUCTION_TASKS,
-    LEAKAGE_WORDS,
-    NOTE_COLUMNS,
     code_space,
     main,
     write_instruction_tasks,
     write_notes,
     write_outcome_tasks,
 )
-from clinical_peft.data.synthetic_text import hyponatremia_cause
+from clinical_peft.synthetic import vocab as V
+from clinical_peft.synthetic.text import hyponatremia_cause
+
+#: words that would give an admission note's outcome away
+LEAKAGE_WORDS = ["expired", "died", "death", "deceased", "passed away", "discharged", "hospice"]
 
 DS_HEADERS = [
     "Name:",

@@ -11,7 +11,7 @@ import math
 import random
 import re
 
-from clinical_peft.data import synthetic_vocab as V
+from clinical_peft.synthetic import vocab as V
 
 
 def sigmoid(x: float) -> float:

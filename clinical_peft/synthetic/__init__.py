@@ -7,10 +7,10 @@ Three families, each in the exact format the real sources use (see shared/PAPERS
 
 Every value comes from a `random.Random` seeded with (family, seed), so the same seed gives
 byte-identical files. Files are written to a temporary name and renamed, so an interrupted run
-never leaves a half file. Templates live in `synthetic_text.py`, vocabularies in
-`synthetic_vocab/`.
+never leaves a half file. Templates live in `text.py`, vocabularies in
+`vocab/`.
 
-    python -m clinical_peft.data.synthetic --out data/synthetic --what all
+    python -m clinical_peft synthetic --out data/synthetic --what all
 
 All files land flat in `--out` (the instruction tasks in one subfolder per task).
 """
@@ -28,29 +28,11 @@ import os
 import random
 from pathlib import Path
 
-from clinical_peft.data import synthetic_text as T
-from clinical_peft.data import synthetic_vocab as V
+from clinical_peft.data.notes import NOTE_COLUMNS, NOTE_FILES
+from clinical_peft.data.tasks import TASKS as OUTCOME_TASKS
 from clinical_peft.instruct_tasks import TASKS as INSTRUCTION_TASKS
-
-NOTE_COLUMNS = [
-    "note_id",
-    "subject_id",
-    "hadm_id",
-    "note_type",
-    "note_seq",
-    "charttime",
-    "storetime",
-    "text",
-]
-NOTE_FILES = {"discharge": "discharge.csv.gz", "radiology": "radiology.csv.gz"}
-OUTCOME_FILES = {  # file prefix -> label column
-    "MP_IN_adm": "hospital_expire_flag",
-    "LOS_WEEKS_adm": "los_label",
-    "DIA_GROUPS_3_DIGITS_adm": "short_codes",
-    "PRO_GROUPS_3_DIGITS_adm": "short_codes",
-    "pmv": "label",
-}
-LEAKAGE_WORDS = ["expired", "died", "death", "deceased", "passed away", "discharged", "hospice"]
+from clinical_peft.synthetic import text as T
+from clinical_peft.synthetic import vocab as V
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -343,28 +325,27 @@ def write_outcome_tasks(
     counts: dict[str, int] = {}
     for split, group in splits.items():
         adms = [a for p in group for a in p]
-        tables = {
-            "MP_IN_adm": [[a["id"], a["text"], int(a["died"])] for a in adms],
-            "LOS_WEEKS_adm": [[a["id"], a["text"], a["los"]] for a in adms if not a["died"]],
-            "DIA_GROUPS_3_DIGITS_adm": [
+        tables = {  # file names and label columns are the loaders' own (data/tasks.py)
+            "mor": [[a["id"], a["text"], int(a["died"])] for a in adms],
+            "los": [[a["id"], a["text"], a["los"]] for a in adms if not a["died"]],
+            "diag": [
                 [a["id"], a["text"], ",".join(diag_space[i][0] for i in a["diag"])] for a in adms
             ],
-            "PRO_GROUPS_3_DIGITS_adm": [
+            "proc": [
                 [a["id"], a["text"], ",".join(proc_space[i][0] for i in a["proc"])]
                 for a in adms
                 if a["proc"]
             ],
             "pmv": [[a["id"], a["text"], int(a["pmv"])] for a in adms if a["vent"]],
         }
-        for prefix, rows in tables.items():
-            name = f"{prefix}_{'dev' if prefix == 'pmv' and split == 'val' else split}.csv"
-            header = ["id", "text", OUTCOME_FILES[prefix]]
-            _write_atomic(out / name, _csv_bytes(header, rows, quoting=csv.QUOTE_ALL))
-            counts[name] = len(rows)
-    for name, space in [
-        ("ALL_3_DIGIT_DIA_CODES.txt", diag_space),
-        ("ALL_3_DIGIT_PRO_CODES.txt", proc_space),
-    ]:
+        for task, rows in tables.items():
+            spec = OUTCOME_TASKS[task]
+            path = spec.path(out, split)
+            header = ["id", "text", spec.label_column]
+            _write_atomic(path, _csv_bytes(header, rows, quoting=csv.QUOTE_ALL))
+            counts[path.name] = len(rows)
+    for task, space in [("diag", diag_space), ("proc", proc_space)]:
+        name = OUTCOME_TASKS[task].codes_file
         codes = sorted(code for code, _, _ in space)
         _write_atomic(out / name, ("\n".join(codes) + "\n").encode())
         counts[name] = len(codes)

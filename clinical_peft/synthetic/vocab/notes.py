@@ -287,7 +287,7 @@ EXAM_SYSTEMS = [
 ]
 
 # The MIMIC-IV discharge summary layout: blocks joined by a line holding one space, as in the
-# real files. Fields in braces are filled by `synthetic_text.discharge_text`.
+# real files. Fields in braces are filled by `synthetic.text.discharge_text`.
 DISCHARGE_BLOCKS = [
     "Name:  [**Known lastname {name}**]                 Unit No:   [**Numeric Identifier {unit}**]",
     "Admission Date:  {admit}              Discharge Date:   {disch}",

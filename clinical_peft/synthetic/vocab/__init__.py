@@ -4,13 +4,13 @@ Everything here is plain data. The generators only ever index these lists (never
 set), so output depends on the seed alone.
 """
 
-from clinical_peft.data.synthetic_vocab.conditions import (
+from clinical_peft.synthetic.vocab.conditions import (
     COMORBIDITIES,
     CONDITIONS,
     EXTRA_LABS,
     LAB_PANELS,
 )
-from clinical_peft.data.synthetic_vocab.notes import (
+from clinical_peft.synthetic.vocab.notes import (
     ADMISSION_COMPLAINTS,
     ALLERGIES,
     DISCHARGE_BLOCKS,
@@ -38,7 +38,7 @@ from clinical_peft.data.synthetic_vocab.notes import (
     SOCIAL,
     SUMMARY_DISPOSITIONS,
 )
-from clinical_peft.data.synthetic_vocab.tasks import (
+from clinical_peft.synthetic.vocab.tasks import (
     DIAG_CODES,
     NA_CHOICES,
     PROC_CODES,
