@@ -37,11 +37,11 @@ def merge(model: torch.nn.Module, adapter_dir: Path) -> torch.nn.Module:
 
 def merged_model(run: Path) -> torch.nn.Module:
     """The run's base model with its adapters merged, from the run directory alone."""
-    config_path, adapter = run / "config.yaml", run / "adapter"
-    if not config_path.is_file():
-        raise InputError(config_path, "not a run directory (config.yaml missing)")
-    model_config = yaml.safe_load(config_path.read_text())["model"]
-    base = model_config["base_model"]
+    hparams_path, adapter = run / "hparams.yaml", run / "adapter"
+    if not hparams_path.is_file():
+        raise InputError(hparams_path, "not a finished run directory (hparams.yaml missing)")
+    hparams = yaml.safe_load(hparams_path.read_text())  # the model's arguments, links resolved
+    base = hparams["base_model"]
     if (adapter / "adapter_config.json").is_file():  # pretrain, SFT, DPO: one causal-LM adapter
         return merge(load_causal_lm(base), adapter)
     if (
@@ -49,7 +49,7 @@ def merged_model(run: Path) -> torch.nn.Module:
         and not (adapter / "head.safetensors").is_file()
     ):
         raise InputError(adapter, "no adapter found (run not finished?)")
-    model = load_sequence_classifier(base, model_config["num_labels"])
+    model = load_sequence_classifier(base, hparams["num_labels"])
     for name in ("clinical", "downstream"):  # in the order they were stacked
         if (adapter / name / "adapter_config.json").is_file():
             model = merge(model, adapter / name)
