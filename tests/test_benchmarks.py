@@ -41,3 +41,21 @@ def test_llama7b_benchmark_runs_its_tiny_shape_with_and_without_deepspeed():
     )
     assert [name for name, *_ in rows] == ["plain", "DeepSpeed ZeRO-2"]
     assert rows[0][2] == "1.00" and all(int(tokens) > 0 for _, tokens, _ in rows)
+
+
+def test_dpo_vs_trl_benchmark_runs_both_sides(tmp_path):
+    """Toy size; imported and called as `main(argv) -> dict` (each side still a subprocess)."""
+    sys.path.insert(0, str(ROOT / "experiments" / "benchmarks"))
+    try:
+        from dpo_vs_trl import main
+    finally:
+        sys.path.pop(0)
+    results = main(
+        ["--hidden", "64", "--layers", "1", "--vocab", "512", "--rank", "4", "--batch", "2",
+         "--max-length", "256", "--steps", "2", "--warmup", "1", "--workdir", str(tmp_path)]
+    )  # fmt: skip
+    for side in ("ours", "trl"):
+        assert len(results[side]["step_times"]) == 2 and results[side]["peak_mb"] > 0
+        assert all(n > 0 for n in results[side]["padded_tokens"])
+    ratio = results["ours"]["s_per_step"] / results["trl"]["s_per_step"]
+    assert results["time_ratio"] == pytest.approx(ratio)
