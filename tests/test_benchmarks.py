@@ -60,3 +60,21 @@ def test_auroc_benchmark_main_returns_its_figures():
     assert result["max_abs_diff"] < 1e-6 and result["rows"] == 200
     for key in ("ours_s", "sklearn_s", "speedup", "bootstrap_s", "bootstrap_1000_s"):
         assert result[key] > 0, key
+
+
+def test_dpo_vs_trl_benchmark_runs_both_sides(tmp_path):
+    """Toy size; imported and called as `main(argv) -> dict` (each side still a subprocess)."""
+    sys.path.insert(0, str(ROOT / "experiments" / "benchmarks"))
+    try:
+        from dpo_vs_trl import main
+    finally:
+        sys.path.pop(0)
+    results = main(
+        ["--hidden", "64", "--layers", "1", "--vocab", "512", "--rank", "4", "--batch", "2",
+         "--max-length", "256", "--steps", "2", "--warmup", "1", "--workdir", str(tmp_path)]
+    )  # fmt: skip
+    for side in ("ours", "trl"):
+        assert len(results[side]["step_times"]) == 2 and results[side]["peak_mb"] > 0
+        assert all(n > 0 for n in results[side]["padded_tokens"])
+    ratio = results["ours"]["s_per_step"] / results["trl"]["s_per_step"]
+    assert results["time_ratio"] == pytest.approx(ratio)

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from methods import lora
+from methods import adapter_config, lora
 
-from clinical_peft.cli import run_stage
+from clinical_peft.backbone import token_logits
+from clinical_peft.cli import StageCLI, run_stage
 from clinical_peft.data.instructions import PreferenceDataModule
-from clinical_peft.losses import DPO_LOSS_TYPES
+from clinical_peft.errors import InputError
+from clinical_peft.losses import DPO_LOSSES, DPOLoss, sequence_logps
 from clinical_peft.stages.dpo import STAT_KEYS, PreferenceOptimization
 from clinical_peft.synthetic import write_instruction_tasks
 
@@ -112,15 +114,81 @@ def test_stage_equals_trl_dpo_trainer(instructions_dir, tiny_model, tmp_path, st
     assert abs(ours["rewards/margins"]) > 1e-3 and abs(ours["loss"] - math.log(2)) > 1e-4
 
 
-@pytest.mark.parametrize("loss_type", DPO_LOSS_TYPES)
+@pytest.mark.parametrize("loss_type", list(DPO_LOSSES))
 def test_step_zero_policy_equals_reference(instructions_dir, tiny_model, tmp_path, loss_type):
     data = data_module(instructions_dir, tiny_model, tmp_path)
     stage = PreferenceOptimization(str(tiny_model), loss_type=loss_type, label_smoothing=0.0)
     stats = stage(data.collate(list(data.datasets["val"])[:4]))
     assert torch.all(stats["rewards/margins"] == 0) and torch.all(stats["rewards/chosen"] == 0)
-    expected = {"sigmoid": math.log(2), "robust": math.log(2), "hinge": 1.0, "ipo": (1 / 0.2) ** 2}
+    expected = {"sigmoid": math.log(2), "robust": math.log(2), "hinge": 1.0, "ipo": (1 / 0.2) ** 2,
+                "nca_pair": 2 * math.log(2), "sppo_hard": 2 * (0.5 / 0.1) ** 2}  # fmt: skip
     assert stats["loss"].mean().item() == pytest.approx(expected[loss_type], abs=1e-6)
     assert stats["loss"].requires_grad  # the policy is trainable
+
+
+def test_log_probs_from_hidden_states_equal_the_full_logits(instructions_dir, tiny_model, tmp_path):
+    """The stage takes log-probs from the backbone's hidden states through the LM head on the
+    completion positions only: the same values and gradients as from the model's full logits."""
+    stage = PreferenceOptimization(str(tiny_model))
+    assert stage.fused_head
+    perturb(stage)
+    data = data_module(instructions_dir, tiny_model, tmp_path)
+    batch = data.collate(list(data.datasets["val"])[:3])
+    lora = [p for n, p in stage.model.named_parameters() if p.requires_grad]
+    results = []
+    for logps_of in (stage.sequence_logps, lambda b: sequence_logps(token_logits(stage.model, b),
+                                                                    b["labels"])):  # fmt: skip
+        stage.zero_grad()
+        logps = logps_of(batch)
+        logps.sum().backward()
+        results.append((logps.detach(), torch.cat([p.grad.flatten() for p in lora])))
+    (fast, fast_grad), (full, full_grad) = results
+    torch.testing.assert_close(fast, full, rtol=1e-6, atol=1e-4)
+    torch.testing.assert_close(fast_grad, full_grad, rtol=1e-4, atol=1e-6)
+    assert fast_grad.abs().sum() > 0
+    # prompt learning puts virtual tokens in front: those stages use the full logits
+    prompt = PreferenceOptimization(str(tiny_model), adapter=adapter_config("prompt"))
+    assert not prompt.fused_head
+    with torch.no_grad():  # (virtual tokens start random: the policy differs from the base)
+        assert torch.isfinite(prompt(batch)["loss"]).all()
+
+
+def test_loss_options_are_checked_by_the_registry(tiny_model):
+    with pytest.raises(InputError, match=r"model.loss_type: unknown DPO loss 'kto' \(valid: sigm"):
+        PreferenceOptimization(str(tiny_model), loss_type="kto")
+    with pytest.raises(InputError, match="model.label_smoothing: the 'ipo' loss does not use it"):
+        PreferenceOptimization(str(tiny_model), loss_type="ipo", label_smoothing=0.1)
+    with pytest.raises(InputError, match="model.beta: must be > 0"):
+        PreferenceOptimization(str(tiny_model), beta=0.0)
+
+
+def test_a_registered_loss_needs_no_other_edit(monkeypatch, instructions_dir, tiny_model, tmp_path):
+    """One registry entry makes a loss usable from the stage's config (`--model.loss_type`), its
+    hyperparameters checked and, being reference-free, no reference pass run."""
+
+    def toy(chosen, rejected, beta, ls, chosen_lengths, rejected_lengths):
+        return beta * (rejected - chosen) / chosen_lengths + ls
+
+    monkeypatch.setitem(DPO_LOSSES, "toy", DPOLoss(toy, label_smoothing=True, reference=False))
+    args = dpo_args(tiny_model, instructions_dir, tmp_path / "run", "--model.loss_type", "toy",
+                    "--model.beta", "0.5", "--model.label_smoothing", "0.2")  # fmt: skip
+    cli = StageCLI("dpo", PreferenceOptimization, PreferenceDataModule, args=args, run=False,
+                   auto_configure_optimizers=False)  # fmt: skip
+    stage, data = cli.model, cli.datamodule
+    assert stage.loss_type == "toy"
+    data.setup()
+    batch = data.collate(list(data.datasets["val"])[:4])
+    monkeypatch.setattr(stage, "reference_logps", lambda *_: pytest.fail("reference pass ran"))
+    stats = stage(batch)
+    lengths = (batch["labels"][:4, 1:] != -100).sum(dim=1)
+    logps_c, logps_r = stats["logps/chosen"], stats["logps/rejected"]
+    torch.testing.assert_close(stats["loss"], 0.5 * (logps_r - logps_c) / lengths + 0.2)
+    torch.testing.assert_close(stats["rewards/chosen"], 0.5 * logps_c)
+    assert stats["loss"].requires_grad
+    with pytest.raises(InputError, match=r"model.label_smoothing: must lie in \[0, 0.5\)"):
+        PreferenceOptimization(str(tiny_model), loss_type="toy", label_smoothing=0.5)
+    with pytest.raises(InputError, match="valid: .*sppo_hard, toy"):
+        PreferenceOptimization(str(tiny_model), loss_type="kto")
 
 
 def test_sft_adapter_is_the_frozen_reference(instructions_dir, tiny_model, tmp_path):

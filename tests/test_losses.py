@@ -11,9 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from clinical_peft.losses import (
-    DPO_LOSS_TYPES,
+    DPO_LOSSES,
+    LossConfigError,
     causal_lm_loss_sums,
+    check_dpo_loss,
     class_weights,
+    completion_logps,
     dpo_loss,
     sequence_logps,
 )
@@ -24,6 +27,7 @@ PR = torch.tensor([-12.0, -15.0])
 RC = torch.tensor([-11.0, -19.0])
 RR = torch.tensor([-11.5, -16.0])
 H = [1.5, -2.0]
+CHOSEN, REJECTED = [1.0, -1.0], [-0.5, 1.0]  # the log-ratios policy - reference
 
 
 def log_sigmoid(x: float) -> float:
@@ -37,7 +41,16 @@ def test_dpo_losses_by_hand(beta: float) -> None:
         "ipo": [(h - 1 / (2 * beta)) ** 2 for h in H],
         "hinge": [max(0.0, 1 - beta * h) for h in H],
         "robust": [-log_sigmoid(beta * h) for h in H],  # label_smoothing 0: plain sigmoid
+        "nca_pair": [
+            -log_sigmoid(beta * c) - 0.5 * log_sigmoid(-beta * c) - 0.5 * log_sigmoid(-beta * r)
+            for c, r in zip(CHOSEN, REJECTED, strict=True)
+        ],
+        "sppo_hard": [
+            (c - 0.5 / beta) ** 2 + (r + 0.5 / beta) ** 2
+            for c, r in zip(CHOSEN, REJECTED, strict=True)
+        ],
     }
+    assert set(expected) == set(DPO_LOSSES)  # every registered loss checked by hand
     for loss_type, values in expected.items():
         losses, chosen, rejected = dpo_loss(PC, PR, RC, RR, beta=beta, loss_type=loss_type)
         assert losses.tolist() == pytest.approx(values, rel=1e-6), loss_type
@@ -99,7 +112,27 @@ def test_invalid_arguments() -> None:
         dpo_loss(PC, PR, RC, RR, loss_type="kto")
     with pytest.raises(ValueError, match="label_smoothing"):
         dpo_loss(PC, PR, RC, RR, loss_type="robust", label_smoothing=0.5)
-    assert set(DPO_LOSS_TYPES) == {"sigmoid", "ipo", "hinge", "robust"}
+    assert set(DPO_LOSSES) == {"sigmoid", "ipo", "hinge", "robust", "nca_pair", "sppo_hard"}
+
+
+def test_checks_live_in_the_registry() -> None:
+    """Which losses use label_smoothing or need a reference is read from the registry only."""
+    assert {k for k, v in DPO_LOSSES.items() if v.label_smoothing} == {"sigmoid", "robust"}
+    assert all(v.reference for v in DPO_LOSSES.values())
+    for loss_type, beta, ls, field in [
+        ("kto", 0.1, 0.0, "loss_type"),
+        ("sigmoid", 0.0, 0.0, "beta"),
+        ("ipo", -1.0, 0.0, "beta"),
+        ("robust", 0.1, -0.1, "label_smoothing"),
+        ("hinge", 0.1, 0.1, "label_smoothing"),  # a loss that would silently ignore it
+        ("sppo_hard", 0.1, 0.2, "label_smoothing"),
+    ]:
+        with pytest.raises(LossConfigError) as caught:
+            check_dpo_loss(loss_type, beta, ls)
+        assert caught.value.field == field, loss_type
+    assert check_dpo_loss("robust", 0.1, 0.4) is DPO_LOSSES["robust"]
+    with pytest.raises(ValueError, match="both"):
+        dpo_loss(PC, PR, RC, RR, 0.1, "sigmoid", chosen_lengths=torch.tensor([1, 2]))
 
 
 # --- against TRL 1.16 ------------------------------------------------------------------------
@@ -164,7 +197,15 @@ def random_pairs():
 
 
 @pytest.mark.parametrize(
-    ("loss_type", "ls"), [("sigmoid", 0.0), ("ipo", 0.0), ("hinge", 0.0), ("robust", 0.1)]
+    ("loss_type", "ls"),
+    [
+        ("sigmoid", 0.0),
+        ("ipo", 0.0),
+        ("hinge", 0.0),
+        ("robust", 0.1),
+        ("nca_pair", 0.0),
+        ("sppo_hard", 0.0),
+    ],  # fmt: skip
 )
 @pytest.mark.parametrize("beta", [0.1, 0.5])
 def test_matches_trl(random_pairs, loss_type: str, ls: float, beta: float) -> None:
@@ -222,6 +263,44 @@ def test_sequence_logps_matches_brute_force() -> None:
     assert got_bf16.tolist() == pytest.approx(
         brute_force_logps(logits.bfloat16().float(), labels), rel=1e-5
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("chunk_tokens", [2, 512])
+def test_completion_logps_equals_full_logits(dtype: torch.dtype, chunk_tokens: int) -> None:
+    """Values and gradients (to the hidden states and to the head) of the full-logits path."""
+    _, labels = make_batch(2)
+    labels[1] = -100  # a row with no completion token at all
+    g = torch.Generator().manual_seed(3)
+    hidden = torch.randn(3, 7, 5, generator=g).to(dtype)
+    head = torch.nn.Linear(5, 11).to(dtype)
+    grads = []
+    for fast in (True, False):
+        h = hidden.clone().requires_grad_(True)
+        head.zero_grad()
+        if fast:
+            got = completion_logps(h, labels, head, chunk_tokens=chunk_tokens)
+        else:
+            got = sequence_logps(head(h), labels)
+        (got * torch.tensor([1.0, 2.0, -3.0])).sum().backward()
+        grads.append((got.detach(), h.grad.float(), head.weight.grad.float()))
+    (fast_logps, fast_dh, fast_dw), (full_logps, full_dh, full_dw) = grads
+    assert fast_logps.dtype == torch.float32 and fast_logps[1] == 0.0
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
+    torch.testing.assert_close(fast_logps, full_logps, **tol)
+    torch.testing.assert_close(fast_dh, full_dh, **tol)
+    torch.testing.assert_close(fast_dw, full_dw, **tol)
+    with torch.no_grad():  # the reference pass: no graph at all
+        assert not completion_logps(hidden, labels, head, chunk_tokens=chunk_tokens).requires_grad
+
+
+def test_completion_logps_keeps_the_graph_without_completion_tokens() -> None:
+    hidden = torch.randn(2, 4, 3, requires_grad=True)
+    labels = torch.full((2, 4), -100)
+    logps = completion_logps(hidden, labels, torch.nn.Linear(3, 6))
+    assert logps.tolist() == [0.0, 0.0]
+    logps.sum().backward()  # a batch of empty completions still back-propagates (zeros)
+    assert hidden.grad is not None and not hidden.grad.any()
 
 
 def test_causal_lm_loss_sums() -> None:

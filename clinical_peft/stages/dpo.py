@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 import torch
-from peft import PeftConfig
+from peft import PeftConfig, PeftModel
 from torchmetrics import SumMetric
 
 from clinical_peft.backbone import (
@@ -28,7 +28,14 @@ from clinical_peft.data.cache import cache_key, file_stamp
 from clinical_peft.data.loader import is_filler
 from clinical_peft.errors import InputError
 from clinical_peft.generation import GenerationEvaluation
-from clinical_peft.losses import DPO_LOSS_TYPES, dpo_loss, sequence_logps
+from clinical_peft.losses import (
+    DPO_LOSSES,
+    LossConfigError,
+    check_dpo_loss,
+    completion_logps,
+    dpo_loss,
+    sequence_logps,
+)
 from clinical_peft.stages.base import AdapterStage, OptimSpec
 
 log = logging.getLogger(__name__)
@@ -62,8 +69,8 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
             sft_adapter: adapter folder of an SFT run (e.g. runs/sft/triage/adapter): it becomes
                 the frozen reference, and the policy starts as a copy of it.
             beta: strength of the implicit KL penalty (the study: 0.1, 0.3, 0.5).
-            loss_type: sigmoid (DPO), ipo, hinge or robust.
-            label_smoothing: assumed share of flipped preferences (sigmoid and robust).
+            loss_type: a loss of `clinical_peft.losses.DPO_LOSSES` (sigmoid: DPO).
+            label_smoothing: assumed share of flipped preferences (for the losses that use it).
             precompute_reference: compute reference log-probs once before training, cached on
                 disk beside the tokenized data; training then needs one forward per step.
             optim: optimizer and learning-rate schedule.
@@ -75,16 +82,10 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
                 and the reference's log-probs are noisy, and they differ even at step 0.
         """
         super().__init__(optim)
-        if loss_type not in DPO_LOSS_TYPES:
-            raise InputError(
-                "model.loss_type", f"unknown '{loss_type}' (valid: {', '.join(DPO_LOSS_TYPES)})"
-            )
-        if beta <= 0:
-            raise InputError("model.beta", f"must be > 0, got {beta}")
-        if not 0.0 <= label_smoothing < 0.5:
-            raise InputError(
-                "model.label_smoothing", f"must lie in [0, 0.5), got {label_smoothing}"
-            )
+        try:
+            check_dpo_loss(loss_type, beta, label_smoothing)
+        except LossConfigError as err:
+            raise InputError(f"model.{err.field}", err.problem) from None
         adapter = adapter or default_lora()
         self.save_hyperparameters(
             {"base_model": base_model, "adapter": config_record(adapter), "sft_adapter": sft_adapter,
@@ -104,14 +105,25 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
             for module in self.model.modules():
                 if isinstance(module, torch.nn.Dropout):
                     module.p = 0.0
+        self.fused_head = fused_head_applies(self.model)
         self.val_sums = torch.nn.ModuleDict({k.replace("/", "_"): SumMetric() for k in STAT_KEYS})
         self.val_count = SumMetric()
         self.reference_cache: dict[str, torch.Tensor] | None = None
 
     # --- log-probs ------------------------------------------------------------------------
     def sequence_logps(self, batch: dict) -> torch.Tensor:
-        """Summed completion log-probs of every row (chosen rows first, then rejected)."""
-        return sequence_logps(token_logits(self.model, batch), batch["labels"])
+        """Summed completion log-probs of every row (chosen rows first, then rejected).
+
+        The LM head runs on the completion positions only (see `completion_logps`): the
+        (rows, tokens, vocab) logits of the whole batch are never built.
+        """
+        if not self.fused_head:
+            return sequence_logps(token_logits(self.model, batch), batch["labels"])
+        lm = self.model.get_base_model()  # the adapter's layers live inside it
+        hidden = lm.base_model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+        ).last_hidden_state
+        return completion_logps(hidden, batch["labels"], lm.get_output_embeddings())
 
     def reference_logps(self, batch: dict, split: str | None = None) -> torch.Tensor:
         if self.reference_cache is not None and split in self.reference_cache:
@@ -124,8 +136,13 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
 
     def forward(self, batch: dict, split: str | None = None) -> dict[str, torch.Tensor]:
         """Per-example DPO loss and statistics of a collated batch."""
+        # the reference first, so its transient activations never coexist with the policy's graph
+        reference = (
+            self.reference_logps(batch, split) if DPO_LOSSES[self.loss_type].reference else None
+        )
         policy = self.sequence_logps(batch)
-        reference = self.reference_logps(batch, split)
+        if reference is None:  # a reference-free loss: log-ratios are the policy's log-probs
+            reference = torch.zeros_like(policy)
         n = policy.shape[0] // 2
         lengths = (batch["labels"][:, 1:] != -100).sum(dim=1)
         losses, chosen, rejected = dpo_loss(
@@ -170,7 +187,8 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
     # --- precomputed reference -------------------------------------------------------------
     def on_fit_start(self) -> None:
         super().on_fit_start()
-        if self.precompute_reference and self.reference_cache is None:
+        needed = DPO_LOSSES[self.loss_type].reference
+        if self.precompute_reference and needed and self.reference_cache is None:
             self.reference_cache = self.load_or_compute_reference(self.trainer.datamodule)
 
     def load_or_compute_reference(self, datamodule) -> dict[str, torch.Tensor]:
@@ -211,3 +229,18 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
     def save_adapters(self, folder: Path) -> None:
         """The policy only, as a plain peft adapter folder (the reference is the SFT adapter)."""
         self.model.save_pretrained(folder, selected_adapters=["default"])
+
+
+#: config fields that rescale the logits after the LM head (TRL's fused head reads the same)
+_LOGIT_SCALING = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier",
+                  "lm_head_multiplier")  # fmt: skip
+
+
+def fused_head_applies(model: PeftModel) -> bool:
+    """Whether the logits are exactly the LM head of the backbone's last hidden states, so that
+    log-probs can be taken from the hidden states: not under prompt-learning adapters (virtual
+    tokens in front) nor for models that rescale their logits."""
+    if model.active_peft_config.is_prompt_learning:
+        return False
+    config = model.get_base_model().config.get_text_config()
+    return all(getattr(config, key, None) in (None, 1.0) for key in _LOGIT_SCALING)

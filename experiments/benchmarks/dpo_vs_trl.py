@@ -1,0 +1,240 @@
+# python experiments/benchmarks/dpo_vs_trl.py [--hidden 256 --layers 4 --steps 6 --batch 8]
+"""Our DPO stage versus TRL's DPOTrainer with a peft LoRA config: step time and peak memory.
+
+Both train the same LLaMA-shaped model (built here, tokenizer trained on synthetic notes) on the
+same synthetic triage pairs, with the same batch, lengths and LoRA (r 64 on every projection, as
+`make dpo`); TRL's reference is its adapter-off pass, ours too. Each run is a separate
+subprocess, so its peak memory is its own: RSS (`ru_maxrss`) on CPU, max allocated on GPU.
+Ours runs the LightningModule of `make dpo` under a Lightning Trainer (no validation, no
+generation); with `--precompute-reference` both precompute the reference log-probs first.
+Prints seconds per step (warm-up steps excluded), peak memory, and the ratios ours / TRL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+TASK = "triage"
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--vocab", type=int, default=4096)
+    parser.add_argument("--steps", type=int, default=6, help="timed steps")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed first steps")
+    parser.add_argument("--batch", type=int, default=8, help="pairs per step")
+    parser.add_argument("--max-length", type=int, default=320)
+    parser.add_argument("--rank", type=int, default=64, help="LoRA r (alpha = 2 r)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--precompute-reference", action="store_true")
+    parser.add_argument(
+        "--gradient-checkpointing", action="store_true",
+        help="in both (TRL's DPOConfig turns it on by default; `make dpo` does not)",
+    )  # fmt: skip
+    parser.add_argument("--only", choices=["ours", "trl"], help="run one side only")
+    parser.add_argument("--workdir", help="keep data and model here (default: a temp folder)")
+    # internal: run one side in this process and print its figures as JSON
+    parser.add_argument("--child", choices=["ours", "trl"], help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+# --- set-up ------------------------------------------------------------------------------------
+def prepare(args: argparse.Namespace, workdir: Path) -> tuple[Path, Path]:
+    """Synthetic notes -> tokenizer + LLaMA of the asked shape; synthetic instruction pairs."""
+    from clinical_peft.data.synthetic import write_instruction_tasks, write_notes
+
+    from clinical_peft.tiny_model import build_tiny_llama
+
+    data_dir, model_dir = workdir / "instructions", workdir / f"llama-{args.hidden}x{args.layers}"
+    if not (data_dir / TASK / "dpo_train.jsonl").is_file():
+        write_instruction_tasks(data_dir, n_per_task=200, seed=0)
+    if not (model_dir / "config.json").is_file():
+        write_notes(workdir / "notes", n_discharge=40, n_radiology=280, seed=0)
+        build_tiny_llama(
+            workdir / "notes", model_dir, vocab_size=args.vocab, hidden_size=args.hidden,
+            num_layers=args.layers, num_heads=max(1, args.hidden // 64),
+            intermediate_size=int(args.hidden * 2.6875),  # 1376 at 512, as LLaMA's ratio
+        )  # fmt: skip
+    return data_dir, model_dir
+
+
+def peak_memory_mb(device: str) -> float:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def current_rss_mb() -> float:
+    """This process's resident memory now (Linux), to tell set-up memory from training memory."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def child_ours(args: argparse.Namespace, data_dir: Path, model_dir: Path, workdir: Path) -> dict:
+    import lightning as L
+
+    from clinical_peft.backbone import AdapterSpec
+    from clinical_peft.data.instructions import PreferenceDataModule
+    from clinical_peft.stages.base import OptimSpec
+    from clinical_peft.stages.dpo import PreferenceOptimization
+
+    times: list[float] = []
+    result: dict = {"padded_tokens": []}
+
+    class StepTimer(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+            result.setdefault("rss_at_start_mb", current_rss_mb())
+            result["padded_tokens"].append(batch["input_ids"].numel())
+            self.started = time.perf_counter()
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+            times.append(time.perf_counter() - self.started)
+
+    data = PreferenceDataModule(
+        str(data_dir), TASK, str(model_dir), max_length=args.max_length, batch_size=args.batch,
+        eval_batch_size=args.batch, cache_dir=str(workdir / "cache"),
+    )  # fmt: skip
+    stage = PreferenceOptimization(
+        str(model_dir), beta=0.1, precompute_reference=args.precompute_reference,
+        gradient_checkpointing=args.gradient_checkpointing,
+        adapter=AdapterSpec(r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0,
+                            target_modules=TARGETS),
+        optim=OptimSpec(lr=3e-5, warmup_steps=0, schedule="constant"), evaluate_base=False,
+    )  # fmt: skip
+    trainer = L.Trainer(
+        accelerator=args.device, devices=1, max_steps=args.warmup + args.steps,
+        gradient_clip_val=1.0, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[StepTimer()],
+    )  # fmt: skip
+    trainer.fit(stage, datamodule=data)
+    return {**result, "step_times": times[args.warmup :]}
+
+
+def child_trl(args: argparse.Namespace, data_dir: Path, model_dir: Path, workdir: Path) -> dict:
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from trl import DPOConfig, DPOTrainer
+
+    times: list[float] = []
+    result: dict = {"padded_tokens": []}
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args_, state, control, **kwargs) -> None:
+            result.setdefault("rss_at_start_mb", current_rss_mb())
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args_, state, control, **kwargs) -> None:
+            times.append(time.perf_counter() - self.started)
+
+    class CountingDPOTrainer(DPOTrainer):
+        def compute_loss(self, model, inputs, *rest, **kwargs):
+            result["padded_tokens"].append(inputs["input_ids"].numel())
+            return super().compute_loss(model, inputs, *rest, **kwargs)
+
+    rows = [json.loads(line) for line in (data_dir / TASK / "dpo_train.jsonl").open()]
+    rows = [{k: row[k] for k in ("prompt", "chosen", "rejected")} for row in rows]
+    config = DPOConfig(
+        output_dir=str(workdir / "trl"), beta=0.1, max_length=args.max_length,
+        per_device_train_batch_size=args.batch, max_steps=args.warmup + args.steps,
+        gradient_checkpointing=args.gradient_checkpointing, learning_rate=3e-5, lr_scheduler_type="constant", max_grad_norm=1.0,
+        precompute_ref_log_probs=args.precompute_reference, report_to=[], save_strategy="no",
+        logging_strategy="no", use_cpu=args.device == "cpu", bf16=False, dataloader_num_workers=0,
+    )  # fmt: skip
+    lora = LoraConfig(
+        r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0, target_modules=TARGETS,
+        task_type="CAUSAL_LM",
+    )  # fmt: skip
+    trainer = CountingDPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32),
+        args=config, train_dataset=Dataset.from_list(rows),
+        processing_class=AutoTokenizer.from_pretrained(model_dir), peft_config=lora,
+        callbacks=[StepTimer()],
+    )  # fmt: skip
+    trainer.train()
+    return {**result, "step_times": times[args.warmup :]}
+
+
+def run_child(args: argparse.Namespace, side: str, argv: list[str], workdir: Path) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    cmd = [sys.executable, __file__, *argv, "--child", side, "--workdir", str(workdir)]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"{side} run failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# --- entry point ---------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse(argv)
+    if args.child:  # one side, in this (fresh) process
+        import torch
+
+        torch.set_num_threads(args.threads)
+        torch.manual_seed(0)
+        workdir = Path(args.workdir)
+        data_dir, model_dir = prepare(args, workdir)
+        run = child_ours if args.child == "ours" else child_trl
+        result = run(args, data_dir, model_dir, workdir)
+        times = result["step_times"]
+        result["s_per_step"] = sum(times) / len(times)
+        result["peak_mb"] = peak_memory_mb(args.device)
+        print(json.dumps(result))
+        return result
+
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(args.workdir or tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        prepare(args, workdir)  # once, outside the measured processes
+        sides = [args.only] if args.only else ["ours", "trl"]
+        results = {side: run_child(args, side, argv, workdir) for side in sides}
+    memory = "max allocated" if args.device == "cuda" else "peak RSS"
+    print(
+        f"LLaMA hidden {args.hidden} x {args.layers} layers, vocab {args.vocab}, LoRA r {args.rank}"
+        f", batch {args.batch} pairs, max_length {args.max_length}, {args.device}"
+        f"{', precomputed reference' if args.precompute_reference else ''}"
+        f"{', gradient checkpointing' if args.gradient_checkpointing else ''}; "
+        f"{args.steps} timed steps after {args.warmup}"
+    )
+    for side, result in results.items():
+        tokens = sum(result["padded_tokens"]) / len(result["padded_tokens"])
+        print(
+            f"{side:5s} {result['s_per_step']:.3f} s/step  {memory} {result['peak_mb']:.0f} MB"
+            f" (RSS {result.get('rss_at_start_mb', float('nan')):.0f} MB at the first step)"
+            f"  {tokens:.0f} padded tokens/step"
+        )
+    if len(results) == 2:
+        ours, trl = results["ours"], results["trl"]
+        results["time_ratio"] = ours["s_per_step"] / trl["s_per_step"]
+        results["memory_ratio"] = ours["peak_mb"] / trl["peak_mb"]
+        print(
+            f"ratio ours / TRL: step time x{results['time_ratio']:.2f}, "
+            f"{memory} x{results['memory_ratio']:.2f}"
+        )
+    return results
+
+
+if __name__ == "__main__":
+    main()
