@@ -56,8 +56,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 # --- set-up ------------------------------------------------------------------------------------
 def prepare(args: argparse.Namespace, workdir: Path) -> tuple[Path, Path]:
     """Synthetic notes -> tokenizer + LLaMA of the asked shape; synthetic instruction pairs."""
-    from clinical_peft.data.synthetic import write_instruction_tasks, write_notes
-
+    from clinical_peft.synthetic import write_instruction_tasks, write_notes
     from clinical_peft.tiny_model import build_tiny_llama
 
     data_dir, model_dir = workdir / "instructions", workdir / f"llama-{args.hidden}x{args.layers}"
@@ -91,8 +90,8 @@ def current_rss_mb() -> float:
 
 def child_ours(args: argparse.Namespace, data_dir: Path, model_dir: Path, workdir: Path) -> dict:
     import lightning as L
+    from peft import LoraConfig
 
-    from clinical_peft.backbone import AdapterSpec
     from clinical_peft.data.instructions import PreferenceDataModule
     from clinical_peft.stages.base import OptimSpec
     from clinical_peft.stages.dpo import PreferenceOptimization
@@ -116,7 +115,7 @@ def child_ours(args: argparse.Namespace, data_dir: Path, model_dir: Path, workdi
     stage = PreferenceOptimization(
         str(model_dir), beta=0.1, precompute_reference=args.precompute_reference,
         gradient_checkpointing=args.gradient_checkpointing,
-        adapter=AdapterSpec(r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0,
+        adapter=LoraConfig(r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0,
                             target_modules=TARGETS),
         optim=OptimSpec(lr=3e-5, warmup_steps=0, schedule="constant"), evaluate_base=False,
     )  # fmt: skip
