@@ -31,3 +31,10 @@ def require_file(path: str | Path, what: str) -> Path:
     if not path.is_file():
         raise InputError(path, f"{what} file not found")
     return path
+
+
+def require_option(value, key: str, what: str):
+    """`value`, or InputError naming the config key when it was not given."""
+    if value is None:
+        raise InputError(key, f"required: {what}")
+    return value

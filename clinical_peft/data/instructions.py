@@ -20,7 +20,7 @@ from datasets import Dataset, DatasetDict, load_from_disk
 
 from clinical_peft.data.base import DataModuleBase
 from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
-from clinical_peft.errors import InputError, require_dir
+from clinical_peft.errors import InputError, require_dir, require_option
 from clinical_peft.instruct_tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class _InstructionData(DataModuleBase):
 
     def __init__(
         self,
-        data_dir: str = "data/synthetic/instructions",
+        data_dir: str | None = None,
         task: str = "triage",
         tokenizer: str | None = None,
         max_length: int = 512,
@@ -109,6 +109,7 @@ class _InstructionData(DataModuleBase):
         """
         super().__init__()
         check_task(task)
+        data_dir = require_option(data_dir, "data.data_dir", "the folder of the instruction tasks")
         self.task_dir = require_dir(Path(data_dir) / task, f"{task} task data")
         self.task, self.tokenizer_path, self.max_length = task, tokenizer, max_length
         self.use_chat_template = use_chat_template
@@ -235,7 +236,7 @@ class InstructionDataModule(_InstructionData):
 
     def __init__(
         self,
-        data_dir: str = "data/synthetic/instructions",
+        data_dir: str | None = None,
         task: str = "triage",
         tokenizer: str | None = None,
         max_length: int = 512,

@@ -22,7 +22,7 @@ from datasets.exceptions import DatasetGenerationError
 from clinical_peft.data.base import DataModuleBase
 from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
 from clinical_peft.data.files import read_csv_chunks
-from clinical_peft.errors import InputError, require_dir
+from clinical_peft.errors import InputError, require_dir, require_option
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def pack_blocks(token_lists: list[list[int]], block_size: int, pad_id: int) -> d
 class NotesDataModule(DataModuleBase):
     def __init__(
         self,
-        data_dir: str = "data/synthetic",
+        data_dir: str | None = None,
         tokenizer: str | None = None,
         note_types: Literal["discharge", "radiology", "both"] = "both",
         mode: Literal["pack", "pad_per_note"] = "pack",
@@ -162,7 +162,9 @@ class NotesDataModule(DataModuleBase):
         super().__init__()
         if mode not in ("pack", "pad_per_note"):
             raise InputError("data.mode", f"unknown '{mode}' (valid: pack, pad_per_note)")
-        self.paths = note_paths(data_dir, note_types)
+        self.paths = note_paths(
+            require_option(data_dir, "data.data_dir", "the MIMIC-IV-Note folder"), note_types
+        )
         self.tokenizer_path = tokenizer
         self.note_types, self.mode, self.block_size = note_types, mode, block_size
         self.val_fraction, self.split_seed, self.max_notes = val_fraction, split_seed, max_notes

@@ -23,7 +23,7 @@ from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
 from clinical_peft.data.files import read_csv_chunks
 from clinical_peft.data.loader import ResumableLoader
 from clinical_peft.data.tasks import SPLITS, get_task, label_space, parse_labels
-from clinical_peft.errors import InputError, require_dir
+from clinical_peft.errors import InputError, require_dir, require_option
 from clinical_peft.losses import class_weights
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class OutcomeDataModule(DataModuleBase):
     def __init__(
         self,
         task: str = "proc",
-        data_dir: str = "data/synthetic/outcomes",
+        data_dir: str | None = None,
         tokenizer: str | None = None,
         max_length: int = 512,
         long_mode: Literal["truncate", "chunks"] = "truncate",
@@ -127,7 +127,10 @@ class OutcomeDataModule(DataModuleBase):
         if max_length < 8:
             raise InputError("data.max_length", f"{max_length} is too short (at least 8)")
         self.task = get_task(task)
-        self.data_dir = require_dir(data_dir, "outcome task data")
+        self.data_dir = require_dir(
+            require_option(data_dir, "data.data_dir", "the folder of the task CSVs"),
+            "outcome task data",
+        )
         self.paths = {split: self.task.path(self.data_dir, split) for split in SPLITS}
         self.tokenizer_path = tokenizer
         self.max_length, self.long_mode, self.max_chunks = max_length, long_mode, max_chunks

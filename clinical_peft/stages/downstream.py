@@ -59,12 +59,12 @@ def probabilities(logits: torch.Tensor, kind: str) -> torch.Tensor:
 class OutcomePrediction(AdapterStage):
     def __init__(
         self,
-        base_model: str = "cache/tiny-llama",
+        base_model: str,
         kind: str = "multilabel",
         num_labels: int = 2,
         class_weights: list[float] | None = None,
         clinical: Literal["frozen", "trainable", "none"] = "frozen",
-        clinical_adapter: str | None = "runs/pretrain/lora/adapter",
+        clinical_adapter: str | None = None,
         downstream_lora: bool = True,
         downstream: LoraConfig | None = None,
         finetune_base: bool = False,

@@ -48,7 +48,7 @@ STAT_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
 class PreferenceOptimization(GenerationEvaluation, AdapterStage):
     def __init__(
         self,
-        base_model: str = "cache/tiny-llama",
+        base_model: str,
         adapter: PeftConfig | None = None,
         sft_adapter: str | None = None,
         beta: float = 0.1,

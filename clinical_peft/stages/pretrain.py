@@ -25,7 +25,7 @@ from clinical_peft.stages.base import AdapterStage, OptimSpec
 class DomainAdaptation(AdapterStage):
     def __init__(
         self,
-        base_model: str = "cache/tiny-llama",
+        base_model: str,
         adapter: PeftConfig | None = None,
         optim: OptimSpec | None = None,
         dtype: str = "float32",

@@ -24,7 +24,7 @@ from clinical_peft.stages.base import AdapterStage, OptimSpec
 class SupervisedFineTuning(GenerationEvaluation, AdapterStage):
     def __init__(
         self,
-        base_model: str = "cache/tiny-llama",
+        base_model: str,
         adapter: PeftConfig | None = None,
         optim: OptimSpec | None = None,
         dtype: str = "float32",
