@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from clinical_peft.data.loader import busiest_rank_batches, rank_and_world
+from clinical_peft.data.loader import busiest_rank_batches, pad_rows, rank_and_world
 from clinical_peft.instruct_tasks import get_task, score
 
 log = logging.getLogger(__name__)
@@ -48,12 +48,9 @@ def generate(
         batch = prompts[start : start + batch_size]
         is_filler = not batch
         batch = batch or [filler]
-        length = max(len(p) for p in batch)
-        input_ids = torch.full((len(batch), length), pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), length), dtype=torch.long)
-        for i, prompt in enumerate(batch):  # left padding: every prompt ends at the same column
-            input_ids[i, length - len(prompt) :] = torch.tensor(prompt)
-            attention_mask[i, length - len(prompt) :] = 1
+        # left padding: every prompt ends at the same column
+        input_ids = pad_rows(batch, pad, left=True)
+        attention_mask = pad_rows([[1] * len(p) for p in batch], 0, left=True)
         output = model.generate(
             input_ids=input_ids.to(device),
             attention_mask=attention_mask.to(device),
@@ -65,7 +62,7 @@ def generate(
         )
         if is_filler:
             continue
-        for row in output[:, length:].tolist():
+        for row in output[:, input_ids.shape[1] :].tolist():
             row = row[: row.index(eos)] if eos in row else row
             texts.append(tokenizer.decode(row, skip_special_tokens=True))
     model.train(was_training)

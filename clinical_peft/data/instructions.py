@@ -20,6 +20,7 @@ from datasets import Dataset, DatasetDict, load_from_disk
 
 from clinical_peft.data.base import DataModuleBase
 from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
+from clinical_peft.data.loader import pad_rows
 from clinical_peft.errors import InputError, require_dir, require_option
 from clinical_peft.instruct_tasks import get_task
 
@@ -223,10 +224,7 @@ class _InstructionData(DataModuleBase):
         }
 
     def pad(self, sequences: list[list[int]], value: int, length: int) -> torch.Tensor:
-        out = torch.full((len(sequences), length), value, dtype=torch.long)
-        for i, seq in enumerate(sequences):
-            out[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        return out
+        return pad_rows(sequences, value, length)
 
 
 class InstructionDataModule(_InstructionData):

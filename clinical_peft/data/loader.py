@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Iterator
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 #: ZeRO-3 gathers parameters inside every forward pass, so all ranks must run the same number
@@ -123,3 +124,15 @@ class ResumableLoader(DataLoader):
 
     def load_state_dict(self, state: dict) -> None:
         self._resume = dict(state)
+
+
+def pad_rows(rows: list, value: int, length: int | None = None, left: bool = False) -> torch.Tensor:
+    """Token rows as one (n, length) tensor, padded with `value` on the right (or the left);
+    `length` defaults to the longest row."""
+    tensors = [torch.as_tensor(row, dtype=torch.long) for row in rows]
+    side = "left" if left else "right"
+    out = pad_sequence(tensors, batch_first=True, padding_value=value, padding_side=side)
+    extra = (length or 0) - out.shape[1]
+    if extra > 0:
+        out = torch.nn.functional.pad(out, (extra, 0) if left else (0, extra), value=value)
+    return out

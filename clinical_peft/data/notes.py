@@ -22,6 +22,7 @@ from datasets.exceptions import DatasetGenerationError
 from clinical_peft.data.base import DataModuleBase
 from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
 from clinical_peft.data.files import read_csv_chunks
+from clinical_peft.data.loader import pad_rows
 from clinical_peft.errors import InputError, require_dir, require_option
 
 log = logging.getLogger(__name__)
@@ -267,13 +268,8 @@ class NotesDataModule(DataModuleBase):
         """Stack packed blocks (with their per-note positions); pad per-note examples to
         `block_size`, as the paper did."""
         pad_id = self.tokenizer.pad_token_id
-        n = len(examples)
-        input_ids = torch.full((n, self.block_size), pad_id, dtype=torch.long)
-        labels = torch.full((n, self.block_size), -100, dtype=torch.long)
-        for i, ex in enumerate(examples):
-            length = len(ex["input_ids"])
-            input_ids[i, :length] = ex["input_ids"]
-            labels[i, :length] = ex["labels"]
+        input_ids = pad_rows([ex["input_ids"] for ex in examples], pad_id, self.block_size)
+        labels = pad_rows([ex["labels"] for ex in examples], -100, self.block_size)
         # Real tokens (counted for throughput): in packed blocks a note's first token is no
         # target, so only the pad token marks padding there.
         real = input_ids != pad_id if self.mode == "pack" else labels != -100

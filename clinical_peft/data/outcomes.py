@@ -21,7 +21,7 @@ from datasets import Dataset, DatasetDict, load_from_disk
 from clinical_peft.data.base import DataModuleBase
 from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
 from clinical_peft.data.files import read_csv_chunks
-from clinical_peft.data.loader import ResumableLoader
+from clinical_peft.data.loader import ResumableLoader, pad_rows
 from clinical_peft.data.tasks import SPLITS, get_task, label_space, parse_labels
 from clinical_peft.errors import InputError, require_dir, require_option
 from clinical_peft.losses import class_weights
@@ -232,12 +232,8 @@ class OutcomeDataModule(DataModuleBase):
         (examples,) = items  # one pre-built batch
         chunks = [chunk for ex in examples for chunk in ex["chunks"]]
         doc_index = [i for i, ex in enumerate(examples) for _ in ex["chunks"]]
-        width = max(len(c) for c in chunks)
-        input_ids = torch.full((len(chunks), width), self.tokenizer.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(chunks), width), dtype=torch.long)
-        for row, chunk in enumerate(chunks):
-            input_ids[row, : len(chunk)] = torch.tensor(chunk)
-            attention_mask[row, : len(chunk)] = 1
+        input_ids = pad_rows(chunks, self.tokenizer.pad_token_id)
+        attention_mask = pad_rows([[1] * len(c) for c in chunks], 0)
         if self.kind == "multilabel":
             labels = torch.zeros((len(examples), self.num_labels))
             for i, ex in enumerate(examples):
