@@ -130,7 +130,8 @@ def test_packed_examples_do_not_see_each_other(instructions_dir, tiny_model, tmp
 def test_packing_refuses_prompt_learning_methods(instructions_dir, tiny_model, tmp_path):
     args = [
         "-c", "experiments/sft/triage.yaml",
-        "--model.base_model", str(tiny_model), "--model.adapter.method", "prefix",
+        "--model.base_model", str(tiny_model), "--model.adapter",
+        '{"class_path": "peft.PrefixTuningConfig", "init_args": {"num_virtual_tokens": 4}}',
         "--data.data_dir", str(instructions_dir), "--data.cache_dir", str(tmp_path / "cache"),
         "--data.packing", "true", "--run_dir", str(tmp_path / "run"),
     ]  # fmt: skip
