@@ -195,11 +195,12 @@ def check_run_dir(run_dir: str, ckpt_path: str | None, overwrite: bool) -> None:
     # Other ranks start later and would find rank 0's first files: only rank 0 judges.
     if entries and not overwrite and not resumes and is_first_process():
         shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+        last = path / "checkpoints" / "last.ckpt"
+        resume = f"--ckpt_path {last} to resume it, " if last.exists() else ""
         raise InputError(
             path,
             f"run directory is not empty ({shown}): pass --overwrite to replace its run "
-            f"(make: OVERWRITE=1), --ckpt_path {path / 'checkpoints' / 'last.ckpt'} to resume "
-            f"it, or another run directory",
+            f"(make: OVERWRITE=1), {resume}or another run directory",
         )
 
 
@@ -288,6 +289,11 @@ def run_stage(stage: str, args: list[str]) -> dict:
             return _run_stage(stage, args, stopper)
         except (SIGTERMException, Interrupted):
             raise stopper.interruption() from None
+        except Exception:
+            if stopper.signum is None:
+                raise
+            # raised by the signal inside a library that wrapped it (e.g. `datasets`)
+            raise stopper.interruption() from None
 
 
 def _run_stage(stage: str, args: list[str], stopper: StopOnSignal) -> dict:
@@ -319,7 +325,8 @@ def _run_stage(stage: str, args: list[str], stopper: StopOnSignal) -> dict:
     if ckpt_path:
         before = check_checkpoint(ckpt_path, model, stage, cli.checkpoint)
         cli.checkpoint = {}  # its optimizer state is not needed twice in memory
-    if cli.overwrite and is_first_process():
+    resumes_inside = ckpt_path and Path(ckpt_path).resolve().is_relative_to(run_dir.resolve())
+    if cli.overwrite and not resumes_inside and is_first_process():
         clear_run_outputs(run_dir)  # only now: every check above has passed
     if ckpt_path:
         # A resumed run keeps what was measured before training in its first part.
