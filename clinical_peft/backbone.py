@@ -144,12 +144,17 @@ def _check_model_files(path: Path) -> None:
 
 
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    """The tokenizer saved beside a local model, with a pad token distinct from EOS."""
+    """The tokenizer saved beside a local model; a decoder's gets a pad token distinct from EOS."""
     path = _check_model_dir(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
         raise InputError(path, f"cannot load the tokenizer ({_first_line(err)})") from None
+    tokenizer.padding_side = "right"
+    if is_encoder(path):  # BERT family: [CLS] ... [SEP] and its own [PAD]; no EOS needed
+        if tokenizer.pad_token_id is None:
+            raise InputError(path, "encoder tokenizer has no pad token (field pad_token)")
+        return tokenizer
     if tokenizer.eos_token_id is None:
         raise InputError(path, "tokenizer has no EOS token (field eos_token)")
     if tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id:
@@ -161,7 +166,6 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrai
         if spare is None or tokenizer.convert_tokens_to_ids(spare) == tokenizer.eos_token_id:
             raise InputError(path, "tokenizer has no pad token and no spare special token")
         tokenizer.pad_token = spare
-    tokenizer.padding_side = "right"
     return tokenizer
 
 
@@ -217,6 +221,16 @@ def token_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     )
     inputs = {k: batch[k] for k in keys}
     return model(**inputs, use_cache=False).logits[:, -batch["input_ids"].shape[1] :]
+
+
+def check_packing(model: PeftModel, key: str, alternative: str) -> None:
+    """Packed, document-masked batches need `position_ids` to reach the model; peft drops them
+    for prompt-learning adapters (prefix, prompt, P-tuning), and with them the mask."""
+    config = model.active_peft_config
+    if config.is_prompt_learning:
+        method = config.peft_type.value.lower()
+        raise InputError(key, f"packing needs a lora or adaption_prompt adapter, not {method} "
+                              f"({alternative})")  # fmt: skip
 
 
 def load_adapter(model: torch.nn.Module, adapter_dir: str | Path, trainable: bool) -> PeftModel:
@@ -363,6 +377,52 @@ def load_sequence_classifier(
     return model
 
 
+STACKABLE_CLINICAL = ("lora",)  # peft combines adapters of one type only
+
+
+def check_stackable(config: PeftConfig, clinical_dir: Path, with_lora: bool) -> None:
+    """Which clinical adapters can act under a classification head, and under a downstream LoRA."""
+    method = config.peft_type.value.lower()
+    if method == "prefix_tuning":
+        raise InputError(
+            clinical_dir,
+            "a prefix-tuning clinical adapter cannot act under a classification head (peft passes "
+            "it as past_key_values, which transformers' sequence classifiers do not take). Under "
+            "a head work: lora (also under a downstream LoRA), adaption_prompt, prompt, p_tuning",
+        )
+    if with_lora and method not in STACKABLE_CLINICAL:
+        raise InputError(
+            "model.downstream_lora",
+            f"a {method} clinical adapter ({clinical_dir}) cannot be stacked under a downstream "
+            "LoRA: peft combines adapters of one type only. Use DOWNSTREAM_LORA=0 (clinical "
+            "adapter + head, frozen or trainable), or a lora clinical adapter",
+        )
+
+
+def _load_prompt_learning(model: torch.nn.Module, clinical_dir: Path, config: PeftConfig):
+    """A prefix / prompt / P-tuning adapter under a classifier: peft's classifier wrapper adds
+    the virtual tokens (with task_type None it adds none). Its loader expects the head in the
+    saved adapter, which a causal-LM adapter lacks, so the saved virtual-token embeddings are
+    set directly; in inference mode peft uses them in place of its prompt encoder, which is
+    how a saved prompt-learning adapter is meant to run (and that tensor is what trains)."""
+    from peft import get_peft_model_state_dict, load_peft_weights, set_peft_model_state_dict
+
+    config.task_type, config.inference_mode = TaskType.SEQ_CLS, True
+    peft_model = get_peft_model(model, config, adapter_name="clinical")
+    weights = load_peft_weights(str(clinical_dir), device="cpu")
+    current = get_peft_model_state_dict(peft_model, adapter_name="clinical")
+    weights.update({k: v for k, v in current.items() if k not in weights})  # the fresh head
+    set_peft_model_state_dict(peft_model, weights, adapter_name="clinical")
+    return peft_model
+
+
+def needs_left_padding(model: torch.nn.Module) -> bool:
+    """Prompt and P-tuning feed embeddings, not token ids, so a decoder classifier cannot find
+    the last real token of a right-padded row: it pools the last position instead."""
+    config = getattr(model, "active_peft_config", None)
+    return bool(config and config.is_prompt_learning and config.peft_type.value != "PREFIX_TUNING")
+
+
 def stack_adapters(
     model: torch.nn.Module,
     clinical_dir: str | Path | None,
@@ -396,14 +456,18 @@ def stack_adapters(
                 clinical_dir, "clinical adapter folder not found (expected adapter_config.json)"
             )
         # A CAUSAL_LM adapter cannot be loaded onto a classifier as such (peft would build a
-        # causal-LM wrapper): drop its task type and load it as a plain adapter.
+        # causal-LM wrapper): its task type is replaced.
         config = PeftConfig.from_pretrained(str(clinical_dir))
-        config.task_type = None
+        check_stackable(config, clinical_dir, lora is not None)
         try:
-            peft_model = PeftModel.from_pretrained(
-                model, clinical_dir, adapter_name="clinical", config=config,
-                is_trainable=clinical_trainable,
-            )  # fmt: skip
+            if config.is_prompt_learning:
+                peft_model = _load_prompt_learning(model, clinical_dir, config)
+            else:
+                config.task_type = None  # acts inside the layers: loaded as a plain adapter
+                peft_model = PeftModel.from_pretrained(
+                    model, clinical_dir, adapter_name="clinical", config=config,
+                    is_trainable=clinical_trainable,
+                )  # fmt: skip
         except (RuntimeError, ValueError, KeyError) as err:  # shapes or module names differ
             raise InputError(
                 clinical_dir, f"clinical adapter does not fit this base model ({_first_line(err)})"
@@ -414,12 +478,16 @@ def stack_adapters(
             peft_model.base_model.set_adapter(["clinical", "downstream"])
     # set_adapter and from_pretrained change requires_grad: set every flag explicitly.
     for name, param in peft_model.named_parameters():
-        if ".clinical" in name:
-            param.requires_grad_(clinical_trainable)
+        is_head = any(f".{head}." in f".{name}" for head in heads)
+        if is_head and ".original_module." in name:
+            param.requires_grad_(False)  # the copy peft keeps of a head it wraps, unused
+        elif is_head and lora is None:
+            param.requires_grad_(True)  # head outside the downstream adapter (clinical-only)
+        elif ".clinical" in name or ".adaption_" in name:  # LLaMA-Adapter names no adapter
+            unused = "prompt_encoder" in name and not name.endswith("embedding.weight")
+            param.requires_grad_(clinical_trainable and not unused)
         elif ".downstream" in name:
             param.requires_grad_(True)
-        elif any(f".{head}." in f".{name}" for head in heads) and lora is None:
-            param.requires_grad_(True)  # head outside any adapter (clinical-only modes)
         else:
             param.requires_grad_(False)
     return peft_model

@@ -45,6 +45,7 @@ from clinical_peft.callbacks import (  # noqa: E402
 )
 from clinical_peft.data import loader  # noqa: E402
 from clinical_peft.errors import InputError, path_problem  # noqa: E402
+from clinical_peft.model_card import write_model_cards  # noqa: E402
 from clinical_peft.report import plot_run  # noqa: E402
 from clinical_peft.stages.base import write_json  # noqa: E402
 
@@ -350,6 +351,7 @@ def _run_stage(stage: str, args: list[str], stopper: StopOnSignal) -> dict:
         data.tokenizer.save_pretrained(run_dir / "tokenizer")
         write_json(metrics_path, metrics)
         plot_run(run_dir)
+        write_model_cards(run_dir, stage, metrics)
     return metrics
 
 
@@ -374,9 +376,22 @@ def keep_logged_rows(trainer, path: Path, ckpt_path: str) -> None:
     writer.metrics_keys = keys + [k for k in writer.metrics_keys if k not in keys]
 
 
+def helper_commands() -> list[str]:
+    """The functions of clinical_peft.commands, as command names."""
+    from inspect import getmembers, isfunction
+
+    from clinical_peft import commands
+
+    return [
+        name.replace("_", "-")
+        for name, fn in getmembers(commands, isfunction)
+        if fn.__module__ == commands.__name__ and not name.startswith("_")
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = [*STAGES, "tiny-model", "synthetic", "report"]
+    commands = [*STAGES, *helper_commands()]
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(f"usage: python -m clinical_peft {{{','.join(commands)}}} [options]", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2

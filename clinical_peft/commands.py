@@ -1,4 +1,5 @@
-"""Helper commands of `python -m clinical_peft`: tiny-model, synthetic, report."""
+"""Helper commands of `python -m clinical_peft`: every public function here is one (`tiny_model`
+is `tiny-model`); each takes the rest of the command line."""
 
 from __future__ import annotations
 
@@ -38,5 +39,17 @@ def synthetic(argv: list[str]) -> None:
 
 def report(argv: list[str]) -> None:
     from clinical_peft.report import main
+
+    main(argv)
+
+
+def export(argv: list[str]) -> None:
+    from clinical_peft.export import main
+
+    main(argv)
+
+
+def baseline(argv: list[str]) -> None:
+    from clinical_peft.baseline import main
 
     main(argv)

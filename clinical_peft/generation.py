@@ -1,8 +1,8 @@
 """Evaluation by generation for the instruction tasks of study B: greedy, batched, scored per task.
 
-Metrics per task kind (as the study): F1 for note classification (Yes/No) and for each triage
-field (provider, urgency), accuracy for numeric classification and multiple choice (first letter
-A-D), ROUGE-L for summaries (the study's Likert ratings need human raters).
+What is scored and how (parsers, metrics, new-token caps) is each task's spec in
+`clinical_peft.instruct_tasks`; metrics.json gets `test/<metric>` and `test/unparsable` (the
+share of generations the task's parser could not read), with `_before` for the untrained model.
 """
 
 from __future__ import annotations
@@ -10,73 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from pathlib import Path
 
 import torch
 
 from clinical_peft.data.loader import busiest_rank_batches, rank_and_world
-from clinical_peft.metrics import accuracy, f1_score, mean_rouge_l
+from clinical_peft.instruct_tasks import get_task, score
 
 log = logging.getLogger(__name__)
-
-#: new-token cap per task: short labels, or a one-to-two sentence summary
-MAX_NEW_TOKENS = {"classification": 8, "numeric": 16, "reasoning": 8, "summarisation": 96,
-                  "triage": 24}  # fmt: skip
-#: the metric keys each task reports (without the split prefix)
-TASK_METRICS = {
-    "classification": ["f1"],
-    "numeric": ["accuracy"],
-    "reasoning": ["accuracy"],
-    "summarisation": ["rouge_l"],
-    "triage": ["f1_provider", "f1_urgency"],
-}
-_TRIAGE = re.compile(r"provider:\s*([a-z]+)\W+urgency:\s*([a-z]+)", re.IGNORECASE)
-_LETTER = re.compile(r"\b([A-D])\b")
-
-
-def first_word(text: str) -> str:
-    words = re.findall(r"[A-Za-z]+", text)
-    return words[0].capitalize() if words else ""
-
-
-def parse_triage(text: str) -> tuple[str, str]:
-    """("Nurse", "Routine") from "Provider: Nurse; Urgency: Routine"; ("", "") if unparsable."""
-    match = _TRIAGE.search(text)
-    return (match.group(1).capitalize(), match.group(2).capitalize()) if match else ("", "")
-
-
-def parse_choice(text: str, choices: list[str]) -> str:
-    """The choice the text starts with (case-insensitive), else the text's first line."""
-    text = text.strip()
-    for choice in sorted(choices, key=len, reverse=True):
-        if text.lower().startswith(choice.lower()):
-            return choice
-    return text.splitlines()[0] if text else ""
-
-
-def score(task: str, predictions: list[str], references: list[str]) -> dict[str, float]:
-    """The task's metrics for generated texts against reference completions."""
-    refs = [r.strip() for r in references]
-    if task == "classification":
-        preds = [first_word(p) for p in predictions]
-        return {"f1": f1_score(preds, [first_word(r) for r in refs], labels=["Yes", "No"])}
-    if task == "numeric":
-        return {
-            "accuracy": accuracy([parse_choice(p, sorted(set(refs))) for p in predictions], refs)
-        }
-    if task == "reasoning":
-        letters = [(_LETTER.findall(p) or [""])[0] for p in predictions]
-        return {"accuracy": accuracy(letters, [r[:1] for r in refs])}
-    if task == "summarisation":
-        return {"rouge_l": mean_rouge_l([p.strip() for p in predictions], refs)}
-    if task == "triage":
-        pred, ref = [parse_triage(p) for p in predictions], [parse_triage(r) for r in refs]
-        return {
-            "f1_provider": f1_score([p[0] for p in pred], [r[0] for r in ref]),
-            "f1_urgency": f1_score([p[1] for p in pred], [r[1] for r in ref]),
-        }
-    raise ValueError(f"unknown task {task!r}")
 
 
 @torch.no_grad()
@@ -159,7 +100,7 @@ def evaluate_generation(
         model,
         tokenizer,
         [ex["prompt_ids"] for ex in mine],
-        max_new_tokens or MAX_NEW_TOKENS[task],
+        max_new_tokens or get_task(task).max_new_tokens,
         batch_size,
         rounds,
         examples[0]["prompt_ids"],
@@ -175,6 +116,9 @@ def evaluate_generation(
         out_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     references = {ex["id"]: ex["reference"] for ex in examples}
     metrics = score(task, [r["prediction"] for r in rows], [references[r["id"]] for r in rows])
+    log.info(
+        "%s: %.1f %% of %d generations unparsable", prefix, 100 * metrics["unparsable"], len(rows)
+    )
     return {f"{prefix}/{k}": v for k, v in metrics.items()}
 
 

@@ -1,4 +1,4 @@
-"""Evaluation metrics: outcome-prediction AUROC as Study A defines it, and generation metrics.
+"""Evaluation metrics: outcome-prediction AUROC as Study A defines it, and the LM loss.
 
 AUROC rules (see shared/PAPERS.md, stage 2):
 - binary: positive-class probability vs 0/1 labels.
@@ -17,8 +17,7 @@ logging never crashes. Results are python floats.
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from itertools import combinations
 from typing import Any
 
@@ -217,96 +216,6 @@ def bootstrap_ci(
     q = torch.tensor([alpha / 2, 1 - alpha / 2], dtype=torch.float64)
     low, high = torch.quantile(torch.tensor(values, dtype=torch.float64), q).tolist()
     return low, high
-
-
-# Generation metrics (instruction tasks of Study B) ----------------------------------------
-
-
-def _normalise(text: str) -> str:
-    return text.strip().lower()
-
-
-def _check_pairs(preds: Sequence[str], refs: Sequence[str]) -> None:
-    if len(preds) != len(refs) or not preds:
-        raise ValueError(
-            f"need equally many predictions and references, got {len(preds)}, {len(refs)}"
-        )
-
-
-def accuracy(preds: Sequence[str], refs: Sequence[str]) -> float:
-    """Exact-match accuracy after strip + lowercase."""
-    _check_pairs(preds, refs)
-    return sum(_normalise(p) == _normalise(r) for p, r in zip(preds, refs, strict=True)) / len(refs)
-
-
-def f1_score(
-    preds: Sequence[str],
-    refs: Sequence[str],
-    average: str = "macro",
-    labels: Sequence[str] | None = None,
-) -> float:
-    """F1 over string labels (strip + lowercase), as sklearn's ``f1_score`` on those strings.
-
-    Classes are the union of references and predictions unless ``labels`` restricts them (then,
-    as in sklearn, an off-list prediction still counts as a miss for the true class). average:
-    "macro", "micro" or "weighted" (by reference support).
-    """
-    _check_pairs(preds, refs)
-    if average not in ("macro", "micro", "weighted"):
-        raise ValueError(f"average must be macro, micro or weighted, got {average!r}")
-    p = [_normalise(x) for x in preds]
-    r = [_normalise(x) for x in refs]
-    classes = sorted(set(p) | set(r)) if labels is None else [_normalise(x) for x in labels]
-    tp = {c: sum(a == b == c for a, b in zip(p, r, strict=True)) for c in classes}
-    fp = {c: sum(a == c != b for a, b in zip(p, r, strict=True)) for c in classes}
-    fn = {c: sum(b == c != a for a, b in zip(p, r, strict=True)) for c in classes}
-    support = {c: r.count(c) for c in classes}
-
-    def f1(t: int, f_p: int, f_n: int) -> float:
-        # 2TP / (2TP + FP + FN) equals 2PR / (P + R), and is 0 (sklearn's default) when undefined.
-        denom = 2 * t + f_p + f_n
-        return 2 * t / denom if denom else 0.0
-
-    if average == "micro":
-        return f1(sum(tp.values()), sum(fp.values()), sum(fn.values()))
-    per_class = {c: f1(tp[c], fp[c], fn[c]) for c in classes}
-    if average == "macro":
-        return sum(per_class.values()) / len(classes)
-    total = sum(support.values())
-    return sum(per_class[c] * support[c] for c in classes) / total if total else 0.0
-
-
-def _rouge_tokens(text: str) -> list[str]:
-    # rouge-score's default tokenizer: lowercase, anything but [a-z0-9] separates tokens.
-    return re.sub(r"[^a-z0-9]+", " ", text.lower()).split()
-
-
-def _lcs_length(a: list[str], b: list[str]) -> int:
-    previous = [0] * (len(b) + 1)
-    for token_a in a:
-        current = [0]
-        for j, token_b in enumerate(b):
-            current.append(
-                previous[j] + 1 if token_a == token_b else max(previous[j + 1], current[j])
-            )
-        previous = current
-    return previous[-1]
-
-
-def rouge_l(pred: str, ref: str) -> float:
-    """ROUGE-L F-measure (beta 1, no stemming) as rouge-score's ``rougeL``; 0 if either is empty."""
-    pred_tokens, ref_tokens = _rouge_tokens(pred), _rouge_tokens(ref)
-    if not pred_tokens or not ref_tokens:
-        return 0.0
-    lcs = _lcs_length(pred_tokens, ref_tokens)
-    precision, recall = lcs / len(pred_tokens), lcs / len(ref_tokens)
-    return 2 * precision * recall / (precision + recall) if lcs else 0.0
-
-
-def mean_rouge_l(preds: Sequence[str], refs: Sequence[str]) -> float:
-    """Mean of per-pair :func:`rouge_l`."""
-    _check_pairs(preds, refs)
-    return sum(rouge_l(p, r) for p, r in zip(preds, refs, strict=True)) / len(refs)
 
 
 class TokenWeightedLoss(torch.nn.Module):

@@ -152,6 +152,8 @@ DOWNSTREAM_TASKS = ("pmv", "mor", "los", "diag", "proc")
 def _downstream_mode(config: dict) -> str:
     """`LLaMA + clinical LoRA (frozen) + downstream LoRA`-style row name of a downstream run."""
     model = config.get("model", {})
+    if model.get("baseline"):  # a classical floor (clinical_peft/baseline.py)
+        return str(model["baseline"])
     name = Path(str(model.get("base_model", "model"))).name
     if model.get("finetune_base"):
         return f"{name} (full fine-tune)"

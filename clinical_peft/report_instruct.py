@@ -2,8 +2,9 @@
 
     python -m clinical_peft.report_instruct --sft runs/sft --dpo runs/dpo --out runs/instruct/table
 
-"base" is the SFT run's score of the untrained model (`test/<metric>_before`), "SFT" its score
-after training, "DPO" the DPO run's score (DPO starts from the SFT adapter when it existed).
+One row per metric of each task's spec (`clinical_peft.instruct_tasks.TASKS`). "base" is the SFT
+run's score of the untrained model (`test/<metric>_before`), "SFT" its score after training,
+"DPO" the DPO run's score (DPO starts from the SFT adapter when it existed).
 """
 
 from __future__ import annotations
@@ -13,11 +14,8 @@ import csv
 import json
 from pathlib import Path
 
-from clinical_peft.data.instructions import TASKS
-from clinical_peft.generation import TASK_METRICS
+from clinical_peft.instruct_tasks import TASKS, get_task
 
-METRIC_NAMES = {"f1": "F1", "accuracy": "accuracy", "rouge_l": "ROUGE-L",
-                "f1_provider": "F1 provider", "f1_urgency": "F1 urgency"}  # fmt: skip
 COLUMNS = ["task", "metric", "base", "SFT", "DPO"]
 
 
@@ -30,12 +28,12 @@ def table_rows(tasks: list[str], sft_root: Path, dpo_root: Path) -> list[dict]:
     rows = []
     for task in tasks:
         sft, dpo = _metrics(sft_root / task), _metrics(dpo_root / task)
-        for metric in TASK_METRICS[task]:
+        for metric, name in get_task(task).metrics.items():  # one row per metric of the spec
             key = f"test/{metric}"
             rows.append(
                 {
                     "task": task,
-                    "metric": METRIC_NAMES[metric],
+                    "metric": name,
                     "base": sft.get(f"{key}_before"),
                     "SFT": sft.get(key),
                     "DPO": dpo.get(key),
@@ -62,7 +60,7 @@ def write_table(rows: list[dict], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--sft", default="runs/sft", help="folder of the SFT runs, one per task")
     parser.add_argument("--dpo", default="runs/dpo", help="folder of the DPO runs, one per task")
     parser.add_argument("--out", default="runs/instruct/table", help="writes OUT.md and OUT.csv")

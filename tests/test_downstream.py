@@ -104,6 +104,20 @@ def test_fit_beats_chance_and_writes_predictions(
         pred["scores"], pred["labels"], kind, 1 if kind == "binary" else pred["scores"].shape[1]
     )
     assert again["auroc"] == pytest.approx(saved["test/auroc"], abs=1e-6)
+    # and so is the loss: the split-level (class-weighted) mean, not a mean of batch means
+    assert split_loss(pred["scores"], pred["labels"], kind, data.class_weights) == pytest.approx(
+        saved["test/loss"], rel=1e-4
+    )
+
+
+def split_loss(scores: np.ndarray, labels: np.ndarray, kind: str, weights) -> float:
+    p = scores.astype(np.float64).clip(1e-12, 1 - 1e-12)
+    if kind == "multilabel":
+        return float(-(labels * np.log(p) + (1 - labels) * np.log(1 - p)).mean())
+    if kind == "binary":
+        p = np.stack([1 - p, p], axis=1)
+    w = np.asarray(weights)[labels]
+    return float((w * -np.log(p[np.arange(len(labels)), labels])).sum() / w.sum())
 
 
 def test_stacked_adapters_both_act_and_frozen_clinical_stays_identical(
@@ -146,6 +160,23 @@ def test_stacked_adapters_both_act_and_frozen_clinical_stays_identical(
     assert not any(p.requires_grad for k, p in params.items() if ".clinical." in k)
     assert all(p.requires_grad for k, p in params.items() if ".downstream." in k)
 
+    # the README's recipe: plain transformers + peft reload the stacked run, same logits
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    base = AutoModelForSequenceClassification.from_pretrained(
+        tiny_model, num_labels=2, pad_token_id=data.tokenizer.pad_token_id
+    )
+    model = PeftModel.from_pretrained(base, run / "adapter" / "clinical", adapter_name="clinical")
+    model.load_adapter(run / "adapter" / "downstream", adapter_name="downstream")
+    model.base_model.set_adapter(["clinical", "downstream"])
+    with torch.no_grad():
+        plain = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        torch.testing.assert_close(plain, both, atol=1e-5, rtol=1e-5)
+        model.set_adapter("downstream")  # one adapter alone silently gives other logits
+        one = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert (one - both).abs().max() > 1e-4
+
 
 def test_clinical_adapter_of_another_base_is_refused(tiny_model, tmp_path):
     other = LlamaForCausalLM(LlamaConfig(vocab_size=1024, hidden_size=32, intermediate_size=64,
@@ -161,7 +192,7 @@ def test_bad_inputs_at_the_cli(outcomes_dir, tiny_model, tmp_path):
             str(tiny_model), "--data.data_dir", str(outcomes_dir), "--run_dir", str(tmp_path / "r"),
             "--model.clinical", "none"]  # fmt: skip
     result = run_cli(*base, "--data.task", "icu")
-    assert_one_line_error(result, "TASK", "icu", "pmv, mor, los, diag, proc")
+    assert_one_line_error(result, "data.task", "icu", "pmv, mor, los, diag, proc")
     missing = tmp_path / "adapter_missing"
     result = run_cli(*base, "--model.clinical", "frozen", "--model.clinical_adapter", str(missing))
     assert_one_line_error(result, str(missing), "clinical adapter folder not found")
@@ -173,3 +204,25 @@ def test_make_rejects_an_unknown_task():
     result = subprocess.run(["make", "downstream", "TASK=icu"], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "unknown task 'icu'" in result.stderr and "pmv mor los diag proc" in result.stderr
+
+
+@pytest.mark.parametrize("config", ["bert_lora", "bert_full"])
+def test_encoder_baselines_run_end_to_end_on_minilm(outcomes_dir, tmp_path, config):
+    """The README's encoder rows, through make, on the offline pretrained MiniLM."""
+    import subprocess
+
+    run = tmp_path / config
+    args = f"-c experiments/downstream/{config}.yaml --trainer.max_steps 3 --data.max_length 64"
+    result = subprocess.run(
+        ["make", "--no-print-directory", "downstream", "TASK=proc", "MODEL=minilm",
+         "CLINICAL=none", f"DATA={outcomes_dir}", f"OUT={run}", f"CACHE={tmp_path / 'cache'}",
+         f"ARGS={args} --trainer.enable_progress_bar false"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = json.loads((run / "metrics.json").read_text())
+    assert 0 <= saved["test/auroc"] <= 1 and saved["params/trainable"] > 0
+    full = config == "bert_full"
+    assert (saved["params/share"] == 1.0) == full  # full fine-tuning trains every weight
+    adapter = run / "adapter"
+    assert (adapter / ("model.safetensors" if full else "adapter_config.json")).is_file()

@@ -211,6 +211,7 @@ def test_short_run_prefers_chosen_answers(instructions_dir, tiny_model, tmp_path
     assert metrics["val/rewards/margins"] > 0 and metrics["val/loss"] < math.log(2)
     saved = json.loads((run / "metrics.json").read_text())
     assert "test/f1_provider" in saved and "test/f1_urgency_before" in saved
+    assert 0 <= saved["test/unparsable"] <= 1 and 0 <= saved["test/unparsable_before"] <= 1
     lines = (run / "predictions" / "test.jsonl").read_text().splitlines()
     assert [json.loads(x)["id"] for x in lines] == sorted(json.loads(x)["id"] for x in lines)
     assert len(lines) == 8

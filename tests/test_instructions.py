@@ -16,7 +16,7 @@ from clinical_peft.data.instructions import (
 )
 from clinical_peft.data.synthetic import write_instruction_tasks
 from clinical_peft.errors import InputError
-from clinical_peft.generation import parse_triage, score
+from clinical_peft.instruct_tasks import parse_triage, score
 
 ROOT = Path(__file__).parent.parent
 
@@ -169,21 +169,24 @@ def test_make_refuses_an_unknown_task():
 
 def test_task_metrics_from_generated_text():
     assert parse_triage(" Provider: Nurse; Urgency: Urgent") == ("Nurse", "Urgent")
-    assert parse_triage("nurse") == ("", "")
+    assert parse_triage("nurse") is None  # unparsable (was ("", ""))
     got = score("triage", ["Provider: Nurse; Urgency: Urgent", "Provider: Nurse; Urgency: Routine"],
                 [" Provider: Nurse; Urgency: Urgent", " Provider: Physician; Urgency: Routine"])  # fmt: skip
     # provider: nurse f1 = 2/3, physician f1 = 0 -> macro 1/3; urgency all right -> 1
-    assert got == pytest.approx({"f1_provider": 1 / 3, "f1_urgency": 1.0})
+    assert got == pytest.approx({"f1_provider": 1 / 3, "f1_urgency": 1.0, "unparsable": 0.0})
     assert score("reasoning", [" B. Sepsis", "The answer is C", ""], [" B", " D", " A"]) == {
-        "accuracy": pytest.approx(1 / 3)
+        "accuracy": pytest.approx(1 / 3),
+        "unparsable": pytest.approx(1 / 3),
     }
     assert score("classification", [" Yes.", " no", "maybe"], [" Yes", " No", " No"]) == {
-        "f1": pytest.approx((1.0 + 2 / 3) / 2)
+        "f1": pytest.approx((1.0 + 2 / 3) / 2),
+        "unparsable": pytest.approx(1 / 3),
     }
     assert score("numeric", [" SIADH due to", " Hypo"], [" SIADH", " Hypovolemia"]) == {
-        "accuracy": 0.5
+        "accuracy": 0.5,
+        "unparsable": 0.5,
     }
-    assert score("summarisation", [" a b c"], [" a b c"]) == {"rouge_l": 1.0}
+    assert score("summarisation", [" a b c"], [" a b c"]) == {"rouge_l": 1.0, "unparsable": 0.0}
 
 
 def test_study_table_from_run_directories(tmp_path):

@@ -73,13 +73,61 @@ def test_packing_loses_and_duplicates_no_token():
     notes = [[1, 5, 6, 2], [1, 7, 2], [1] + list(range(10, 40)) + [2], [1, 8, 2]]
     packed = pack_blocks(notes, block_size=8, pad_id=0)
     stream = list(itertools.chain.from_iterable(notes))
-    labels = [t for block in packed["labels"] for t in block if t != -100]
-    assert labels == stream
+    assert [t for block in packed["input_ids"] for t in block if t != 0] == stream
+    # every token is its own target once, except where nothing of its note precedes it in the
+    # block (a note's first token, and a long note's first token in each further block)
+    for ids, labels, positions in zip(*packed.values()):
+        assert [t for t, p in zip(ids, positions) if p > 0] == [t for t in labels if t != -100]
+    # 4 note starts, and the 32-token note goes on at the start of 4 further blocks
+    scored = sum(t != -100 for block in packed["labels"] for t in block)
+    assert scored == len(stream) - 4 - 4
     assert all(len(block) == 8 for block in packed["input_ids"])
-    # only the last block is padded, and padding is never a label
-    assert sum(t == -100 for block in packed["labels"][:-1] for t in block) == 0
-    last_pad = packed["labels"][-1].count(-100)
-    assert packed["input_ids"][-1][8 - last_pad :] == [0] * last_pad
+    for ids, labels in zip(packed["input_ids"], packed["labels"]):  # padding is never a label
+        assert all(label == -100 for t, label in zip(ids, labels) if t == 0)
+
+
+def test_packed_positions_restart_at_every_note_and_every_block():
+    notes = [[1, 5, 6, 2], [1, 7, 2], [1, 10, 11, 12, 13, 14, 2]]
+    packed = pack_blocks(notes, block_size=6, pad_id=0)
+    assert packed["input_ids"] == [
+        [1, 5, 6, 2, 0, 0],  # note 2 does not fit what is left: padding, not a cut
+        [1, 7, 2, 1, 10, 11],  # note 3 is longer than a block: it fills what is left
+        [12, 13, 14, 2, 0, 0],
+    ]
+    assert packed["position_ids"] == [[0, 1, 2, 3, 0, 0], [0, 1, 2, 0, 1, 2], [0, 1, 2, 3, 0, 0]]
+    assert packed["labels"][1] == [-100, 7, 2, -100, 10, 11]  # the next note's BOS is no target
+
+
+def test_packed_perplexity_equals_per_note_perplexity(notes_dir, tiny_model, tmp_path):
+    """Document-masked packing scores each note exactly as the paper's one-note-at-a-time
+    recipe does (held-out NLL and token count), for notes shorter than a block."""
+    from clinical_peft.stages.pretrain import DomainAdaptation
+
+    torch.manual_seed(0)
+    stage = DomainAdaptation(base_model=str(tiny_model)).eval()
+    with torch.no_grad():  # a LoRA update that is not zero, so the adapter counts too
+        for name, param in stage.model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.05)
+
+    def val_nll(mode: str) -> tuple[float, float]:
+        module = make_module(
+            notes_dir, tiny_model, tmp_path / mode, mode=mode, block_size=600,
+            note_types="radiology", max_notes=80, eval_batch_size=4,
+        )  # fmt: skip
+        module.setup()
+        if mode == "pad_per_note":  # every note fits, so nothing is truncated
+            assert all(len(ex["input_ids"]) < 600 for ex in module.datasets["val"])
+        nll = tokens = 0.0
+        with torch.no_grad():
+            for batch in module.val_dataloader():
+                n, t = stage(batch)
+                nll, tokens = nll + float(n), tokens + float(t)
+        return nll, tokens
+
+    (packed, packed_tokens), (alone, alone_tokens) = val_nll("pack"), val_nll("pad_per_note")
+    assert packed_tokens == alone_tokens > 0
+    assert packed / packed_tokens == pytest.approx(alone / alone_tokens, abs=1e-5)
 
 
 def test_packed_blocks_cover_the_tokenized_corpus(notes_dir, tiny_model, tmp_path):
@@ -90,9 +138,11 @@ def test_packed_blocks_cover_the_tokenized_corpus(notes_dir, tiny_model, tmp_pat
     texts = [n["text"] for n in iter_clean_notes(module.paths, counts, max_notes=60)]
     expected = sum(len(tok(t, add_special_tokens=False)["input_ids"]) + 2 for t in texts)
     got = sum(
-        int((ex["labels"] != -100).sum()) for s in ("train", "val") for ex in module.datasets[s]
+        int((ex["input_ids"] != tok.pad_token_id).sum())
+        for s in ("train", "val")
+        for ex in module.datasets[s]
     )
-    assert got == expected
+    assert got == expected  # BOS + text + EOS of every note, nothing lost or repeated
     batch = next(iter(module.train_dataloader()))
     assert batch["input_ids"].shape == (module.batch_size, 64)
     # notes meet inside blocks: EOS then the next note's BOS

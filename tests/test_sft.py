@@ -73,6 +73,8 @@ def test_sft_run_lowers_loss_and_writes_predictions(instructions_dir, tiny_model
     assert 0 <= metrics["test/f1"] <= 1 and 0 <= metrics["test/f1_before"] <= 1
     saved = json.loads((run / "metrics.json").read_text())
     assert saved["data/train/examples"] == 48
+    # share of generations the parser could not read, after and before training
+    assert 0 <= saved["test/unparsable"] <= 1 and 0 <= saved["test/unparsable_before"] <= 1
     # throughput counts every real token of the packed blocks, in both epochs
     unpacked = InstructionDataModule(
         str(instructions_dir), "classification", str(tiny_model), cache_dir=str(tmp_path / "c2")

@@ -21,17 +21,16 @@ from datasets import Dataset, DatasetDict, load_from_disk
 from clinical_peft.data.base import DataModuleBase
 from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
 from clinical_peft.errors import InputError, require_dir, require_file
+from clinical_peft.instruct_tasks import get_task
 
 log = logging.getLogger(__name__)
 
-TASKS = ("classification", "numeric", "reasoning", "summarisation", "triage")
 SPLITS = ("train", "val", "test")
 FORMAT_VERSION = 2  # bump when tokenization changes, so cached datasets are rebuilt
 
 
 def check_task(task: str) -> None:
-    if task not in TASKS:
-        raise InputError("TASK", f"unknown task '{task}' (valid: {', '.join(TASKS)})")
+    get_task(task)  # InputError listing the registered tasks
 
 
 def read_jsonl(path: Path, keys: tuple[str, ...]) -> list[dict]:
@@ -105,8 +104,8 @@ class _InstructionData(DataModuleBase):
         """
         Args:
             data_dir: folder with one subfolder per task holding `<kind>_{train,val,test}.jsonl`.
-            task: classification, numeric, reasoning, summarisation or triage (file folder and
-                the metric of the generation evaluation).
+            task: a task of the `clinical_peft.instruct_tasks.TASKS` registry (e.g. triage):
+                the file folder, and the metrics of the generation evaluation.
             tokenizer: folder of the tokenizer (linked from the model's `base_model`).
             max_length: tokens per sequence; prompts this long are dropped (counted), completions
                 are cut to fit.
@@ -258,8 +257,8 @@ class InstructionDataModule(_InstructionData):
         """
         Args:
             data_dir: folder with one subfolder per task holding `sft_{train,val,test}.jsonl`.
-            task: classification, numeric, reasoning, summarisation or triage (file folder and
-                the metric of the generation evaluation).
+            task: a task of the `clinical_peft.instruct_tasks.TASKS` registry (e.g. triage):
+                the file folder, and the metrics of the generation evaluation.
             tokenizer: folder of the tokenizer (linked from the model's `base_model`).
             max_length: tokens per example; longer prompts are dropped (counted), completions
                 are cut to fit.

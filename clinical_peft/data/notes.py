@@ -30,6 +30,7 @@ NOTE_FILES = {"discharge": "discharge.csv.gz", "radiology": "radiology.csv.gz"}
 NOTE_COLUMNS = ["note_id", "subject_id", "hadm_id", "note_type", "note_seq", "charttime",
                 "storetime", "text"]  # fmt: skip
 CLEANING_VERSION = 1  # bump when clean_note changes, so cached datasets are rebuilt
+PACKING_VERSION = 2  # bump when pack_blocks changes (2: document-masked)
 _DEID = re.compile(r"\[\*\*|\*\*\]")
 _SPACES = re.compile(r"\s+")
 
@@ -85,19 +86,43 @@ def unwrap_input_error(err: BaseException) -> BaseException:
 
 
 def pack_blocks(token_lists: list[list[int]], block_size: int, pad_id: int) -> dict:
-    """Concatenate notes (each already ends in EOS) and cut into `block_size` blocks.
+    """Pack notes (each already ends in EOS) into `block_size` blocks, document-masked.
 
-    The last partial block is padded, with labels -100 on padding, so no token is lost or
-    repeated; the waste is at most one block per batch of notes packed together.
+    A note that fits in a block is never cut: if it does not fit in what is left of the current
+    block, that block is padded and closed. A longer note fills what is left and goes on in the
+    next blocks. Positions restart at every note and every block, so a note attends only to
+    itself (see `backbone.token_logits`), and a note's first token is never a target (that
+    would be the next note's BOS predicted from an EOS, an easy token the paper never scored).
+    So held-out NLL equals the per-note (`pad_per_note`) NLL for notes shorter than a block.
+    No token is lost or repeated; padding has labels -100.
     """
-    stream = [token for tokens in token_lists for token in tokens]
-    input_ids, labels = [], []
-    for start in range(0, len(stream), block_size):
-        block = stream[start : start + block_size]
-        pad = block_size - len(block)
-        input_ids.append(block + [pad_id] * pad)
-        labels.append(block + [-100] * pad)
-    return {"input_ids": input_ids, "labels": labels}
+    out: dict[str, list] = {"input_ids": [], "labels": [], "position_ids": []}
+    ids: list[int] = []
+    labels: list[int] = []
+    positions: list[int] = []
+
+    def close_block() -> None:
+        pad = block_size - len(ids)
+        out["input_ids"].append(ids + [pad_id] * pad)
+        out["labels"].append(labels + [-100] * pad)
+        out["position_ids"].append(positions + [0] * pad)
+        ids.clear(), labels.clear(), positions.clear()
+
+    for tokens in token_lists:
+        if len(tokens) <= block_size and len(ids) + len(tokens) > block_size:
+            close_block()
+        start = 0
+        while start < len(tokens):
+            piece = tokens[start : start + block_size - len(ids)]
+            ids.extend(piece)
+            labels.extend([-100, *piece[1:]])
+            positions.extend(range(len(piece)))
+            start += len(piece)
+            if len(ids) == block_size:
+                close_block()
+    if ids:
+        close_block()
+    return out
 
 
 class NotesDataModule(DataModuleBase):
@@ -123,8 +148,9 @@ class NotesDataModule(DataModuleBase):
             data_dir: folder with MIMIC-IV-Note `discharge.csv.gz` and/or `radiology.csv.gz`.
             tokenizer: folder of the tokenizer (linked from the model's `base_model`).
             note_types: which notes to train on.
-            mode: `pack` notes into full blocks with EOS between them, or `pad_per_note` (the
-                paper's recipe: every note truncated to `block_size` and padded alone).
+            mode: `pack` notes into full blocks, document-masked (each note attends only to
+                itself; same perplexity as one note at a time), or `pad_per_note` (the paper's
+                recipe: every note truncated to `block_size` and padded alone).
             block_size: tokens per training example.
             val_fraction: share of patients held out for perplexity.
             split_seed: seed of the patient split.
@@ -161,6 +187,7 @@ class NotesDataModule(DataModuleBase):
             "files": [file_stamp(p) for p in self.paths if p.exists()],
             "missing": [str(p) for p in self.paths if not p.exists()],
             "cleaning": CLEANING_VERSION,
+            "packing": PACKING_VERSION,
             "tokenizer": tokenizer_stamp(self.tokenizer),
             **{
                 k: getattr(self, k)
@@ -249,7 +276,8 @@ class NotesDataModule(DataModuleBase):
         self.datasets = load_from_disk(str(self.cache_path / "tokenized")).with_format("torch")
 
     def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        """Stack packed blocks; pad per-note examples to `block_size`, as the paper did."""
+        """Stack packed blocks (with their per-note positions); pad per-note examples to
+        `block_size`, as the paper did."""
         pad_id = self.tokenizer.pad_token_id
         n = len(examples)
         input_ids = torch.full((n, self.block_size), pad_id, dtype=torch.long)
@@ -258,4 +286,10 @@ class NotesDataModule(DataModuleBase):
             length = len(ex["input_ids"])
             input_ids[i, :length] = ex["input_ids"]
             labels[i, :length] = ex["labels"]
-        return {"input_ids": input_ids, "labels": labels, "attention_mask": (labels != -100).long()}
+        # Real tokens (counted for throughput): in packed blocks a note's first token is no
+        # target, so only the pad token marks padding there.
+        real = input_ids != pad_id if self.mode == "pack" else labels != -100
+        batch = {"input_ids": input_ids, "labels": labels, "attention_mask": real.long()}
+        if "position_ids" in examples[0]:
+            batch["position_ids"] = torch.stack([ex["position_ids"] for ex in examples])
+        return batch

@@ -186,7 +186,7 @@ class OutcomeDataModule(DataModuleBase):
     def _special(self, window: list[int]) -> list[int]:
         tokenizer = self.tokenizer
         if tokenizer.cls_token_id is not None:  # BERT family: [CLS] window [SEP]
-            return tokenizer.build_inputs_with_special_tokens(window)
+            return [tokenizer.cls_token_id, *window, tokenizer.sep_token_id]
         # Decoders: BOS (if any) + window + EOS, so the pooled last token is always EOS.
         bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
         return bos + window + [tokenizer.eos_token_id]

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from clinical_peft.data import synthetic_text as T
 from clinical_peft.data import synthetic_vocab as V
+from clinical_peft.instruct_tasks import TASKS as INSTRUCTION_TASKS
 
 NOTE_COLUMNS = [
     "note_id",
@@ -49,7 +50,6 @@ OUTCOME_FILES = {  # file prefix -> label column
     "PRO_GROUPS_3_DIGITS_adm": "short_codes",
     "pmv": "label",
 }
-INSTRUCTION_TASKS = ["classification", "numeric", "reasoning", "summarisation", "triage"]
 LEAKAGE_WORDS = ["expired", "died", "death", "deceased", "passed away", "discharged", "hospice"]
 
 
@@ -377,14 +377,15 @@ def write_outcome_tasks(
 def write_instruction_tasks(
     out_dir: str | Path, n_per_task: int = 400, seed: int = 0
 ) -> dict[str, int]:
-    """Write `<task>/sft_{split}.jsonl` and `<task>/dpo_{split}.jsonl` (80/10/10) per task kind.
+    """Write `<task>/sft_{split}.jsonl` and `<task>/dpo_{split}.jsonl` (80/10/10) per task of
+    the `instruct_tasks.TASKS` registry, from each spec's item maker.
 
     Completions start with a space (" Yes"), so prompt + completion reads as one text.
     """
     counts: dict[str, int] = {}
-    for task in INSTRUCTION_TASKS:
+    for task, spec in INSTRUCTION_TASKS.items():
         rng = _rng(f"instructions/{task}", seed)
-        items = [T.INSTRUCTION_MAKERS[task](rng) for _ in range(n_per_task)]
+        items = [spec.make_item(rng) for _ in range(n_per_task)]
         n_train, n_val = round(0.8 * n_per_task), round(0.1 * n_per_task)
         parts = {
             "train": items[:n_train],

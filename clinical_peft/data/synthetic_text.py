@@ -314,7 +314,7 @@ def _person(rng: random.Random) -> tuple[int, str, str]:
     return rng.randint(24, 92), sex, "man" if sex == "M" else "woman"
 
 
-def _classification(rng: random.Random) -> tuple[str, str, str]:
+def classification_item(rng: random.Random) -> tuple[str, str, str]:
     """Does the note describe a urinary tract infection? Cues are UTI findings; negatives may
     mention the urine too, but negated."""
     age, sex, man = _person(rng)
@@ -354,7 +354,7 @@ def hyponatremia_cause(urine_osm: float, urine_na: float) -> str:
     return "Hypovolemia" if urine_na < 30 else "SIADH"
 
 
-def _numeric(rng: random.Random) -> tuple[str, str, str]:
+def numeric_item(rng: random.Random) -> tuple[str, str, str]:
     age, sex, man = _person(rng)
     cause = rng.choice(V.NA_CHOICES)
     if cause == "Primary polydipsia":
@@ -382,7 +382,7 @@ def _numeric(rng: random.Random) -> tuple[str, str, str]:
     return prompt, cause, rng.choice([x for x in V.NA_CHOICES if x != cause])
 
 
-def _reasoning(rng: random.Random) -> tuple[str, str, str]:
+def reasoning_item(rng: random.Random) -> tuple[str, str, str]:
     """Multiple choice: the vignette is built from one condition's findings."""
     age, sex, man = _person(rng)
     picks = rng.sample(range(len(V.CONDITIONS)), 4)
@@ -421,7 +421,7 @@ def _summary(age: int, man: str, history: str, c: dict, dispo: str, dept: str) -
     )
 
 
-def _summarisation(rng: random.Random) -> tuple[str, str, str]:
+def summarisation_item(rng: random.Random) -> tuple[str, str, str]:
     age, sex, man = _person(rng)
     k, wrong = rng.sample(range(len(V.CONDITIONS)), 2)
     c = V.CONDITIONS[k]
@@ -456,7 +456,7 @@ def _summarisation(rng: random.Random) -> tuple[str, str, str]:
     return prompt, chosen, rejected
 
 
-def _triage(rng: random.Random) -> tuple[str, str, str]:
+def triage_item(rng: random.Random) -> tuple[str, str, str]:
     provider = rng.choice(V.TRIAGE_PROVIDERS)
     urgency = "Urgent" if rng.random() < 0.35 else "Routine"
     body = rng.choice(V.TRIAGE_MESSAGES[(provider, urgency)]).format(
@@ -475,12 +475,3 @@ def _triage(rng: random.Random) -> tuple[str, str, str]:
         f"\n\nMessage: {message}\n\nTriage:"
     )
     return prompt, answer, wrong
-
-
-INSTRUCTION_MAKERS = {
-    "classification": _classification,
-    "numeric": _numeric,
-    "reasoning": _reasoning,
-    "summarisation": _summarisation,
-    "triage": _triage,
-}

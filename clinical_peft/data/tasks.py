@@ -52,7 +52,7 @@ TASKS: dict[str, TaskSpec] = {
 
 def get_task(name: str) -> TaskSpec:
     if name not in TASKS:
-        raise InputError("TASK", f"unknown task '{name}' (valid: {', '.join(TASKS)})")
+        raise InputError("data.task", f"unknown task '{name}' (valid: {', '.join(TASKS)})")
     return TASKS[name]
 
 

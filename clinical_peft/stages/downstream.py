@@ -20,7 +20,10 @@ from torchmetrics import SumMetric
 
 from clinical_peft.backbone import (
     AdapterSpec,
+    head_names,
+    is_encoder,
     load_sequence_classifier,
+    needs_left_padding,
     stack_adapters,
 )
 from clinical_peft.data.loader import is_filler
@@ -34,6 +37,14 @@ def pool_chunks(logits: torch.Tensor, doc_index: torch.Tensor, n_docs: int) -> t
     sums = logits.new_zeros((n_docs, logits.shape[1])).index_add_(0, doc_index, logits)
     counts = torch.bincount(doc_index, minlength=n_docs).clamp(min=1).to(logits.dtype)
     return sums / counts[:, None]
+
+
+def pad_left(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Right-padded rows moved to the right end, so the last position is the last real token."""
+    width = input_ids.shape[1]
+    shift = width - attention_mask.sum(dim=1, keepdim=True)
+    index = (torch.arange(width, device=input_ids.device) - shift) % width
+    return input_ids.gather(1, index), attention_mask.gather(1, index)
 
 
 def probabilities(logits: torch.Tensor, kind: str) -> torch.Tensor:
@@ -57,6 +68,7 @@ class OutcomePrediction(AdapterStage):
         downstream: AdapterSpec | None = None,
         finetune_base: bool = False,
         select_by: Literal["loss", "auroc"] = "loss",
+        pooling: Literal["last", "mean"] = "last",
         optim: OptimSpec | None = None,
         dtype: str = "float32",
         gradient_checkpointing: bool = False,
@@ -75,6 +87,9 @@ class OutcomePrediction(AdapterStage):
             finetune_base: train every base weight (full fine-tuning; the encoder baselines).
             select_by: checkpoint for the test split: lowest val `loss` (the paper) or best
                 val `auroc`.
+            pooling: a decoder's note representation: the `last` real token (the paper, and
+                transformers' default) or the `mean` over real tokens (of the head's per-token
+                logits, which equals the head on the mean hidden state: the head is linear).
             optim: optimizer and learning-rate schedule.
             dtype: weights of the frozen base: float32, bfloat16 or float16.
             gradient_checkpointing: recompute activations in backward to save memory.
@@ -82,9 +97,13 @@ class OutcomePrediction(AdapterStage):
         super().__init__(optim)
         downstream = downstream or AdapterSpec(method="lora")
         if clinical not in ("frozen", "trainable", "none"):
-            raise InputError("CLINICAL", f"unknown '{clinical}' (valid: frozen, trainable, none)")
+            raise InputError(
+                "model.clinical", f"unknown '{clinical}' (valid: frozen, trainable, none)"
+            )
         if select_by not in ("loss", "auroc"):
             raise InputError("model.select_by", f"unknown '{select_by}' (valid: loss, auroc)")
+        if pooling not in ("last", "mean"):
+            raise InputError("model.pooling", f"unknown '{pooling}' (valid: last, mean)")
         if finetune_base and (clinical != "none" or downstream_lora):
             raise InputError(
                 "model.finetune_base", "full fine-tuning needs clinical none and no LoRA"
@@ -97,7 +116,8 @@ class OutcomePrediction(AdapterStage):
                 "class_weights": class_weights, "clinical": clinical,
                 "clinical_adapter": clinical_adapter if clinical != "none" else None,
                 "downstream_lora": downstream_lora, "downstream": asdict(downstream),
-                "finetune_base": finetune_base, "select_by": select_by, "dtype": dtype,
+                "finetune_base": finetune_base, "select_by": select_by, "pooling": pooling,
+                "dtype": dtype,
             }
         )  # fmt: skip
         if select_by == "auroc":
@@ -115,6 +135,10 @@ class OutcomePrediction(AdapterStage):
             clinical_trainable=clinical == "trainable",
             downstream=downstream if downstream_lora else None,
         )
+        self.left_pad = needs_left_padding(self.model)
+        self.pooling = pooling
+        if pooling == "mean" and is_encoder(base_model):
+            raise InputError("model.pooling", "mean pooling is for decoders (encoders pool [CLS])")
         weights = torch.tensor(class_weights) if class_weights else None
         self.register_buffer("class_weight", weights, persistent=False)
         self.loss_sum, self.loss_count = SumMetric(), SumMetric()
@@ -123,16 +147,47 @@ class OutcomePrediction(AdapterStage):
 
     def forward(self, batch: dict) -> torch.Tensor:
         """Logits per note (chunk logits averaged in `chunks` mode)."""
-        out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        return pool_chunks(out.logits.float(), batch["doc_index"], len(batch["labels"]))
+        input_ids, attention_mask = batch["input_ids"], batch["attention_mask"]
+        if self.left_pad:
+            input_ids, attention_mask = pad_left(input_ids, attention_mask)
+        if self.pooling == "mean":
+            logits = self._mean_pooled(input_ids, attention_mask)
+        else:
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return pool_chunks(logits.float(), batch["doc_index"], len(batch["labels"]))
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _mean_pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Mean of the head's per-token logits over real tokens (read from the head's output,
+        before transformers picks the last token; virtual tokens of prompt learning dropped)."""
+        per_token = {}
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        head = getattr(base, head_names(base)[0])  # peft may wrap it: the wrapper's output counts
+        hook = head.register_forward_hook(lambda _m, _i, out: per_token.update(logits=out))
+        try:
+            self.model(input_ids=input_ids, attention_mask=attention_mask)
+        finally:
+            hook.remove()
+        logits = per_token["logits"][:, -input_ids.shape[1] :]
+        mask = attention_mask[..., None].to(logits.dtype)
+        return (logits * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+
+    def loss_sums(
+        self, logits: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed (class-weighted) loss and its total weight: their ratio is the paper's loss
+        over a batch, and over a whole split when both are summed across batches."""
         if self.kind == "multilabel":
-            return F.binary_cross_entropy_with_logits(logits, labels.float())
-        return F.cross_entropy(logits, labels, weight=self.class_weight)
+            total = F.binary_cross_entropy_with_logits(logits, labels.float(), reduction="sum")
+            return total, torch.tensor(float(labels.numel()), device=logits.device)
+        nll = F.cross_entropy(logits, labels, reduction="none")
+        weight = (
+            self.class_weight[labels] if self.class_weight is not None else torch.ones_like(nll)
+        )
+        return (weight * nll).sum(), weight.sum()
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(self(batch), batch["labels"])
+        total, weight = self.loss_sums(self(batch), batch["labels"])
+        loss = total / weight
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["labels"]))
         return loss
 
@@ -140,9 +195,9 @@ class OutcomePrediction(AdapterStage):
         logits = self(batch)
         if is_filler(batch):
             return
-        n = len(batch["labels"])
-        self.loss_sum.update(self.loss(logits, batch["labels"]).detach() * n)
-        self.loss_count.update(torch.tensor(float(n), device=logits.device))
+        total, weight = self.loss_sums(logits, batch["labels"])
+        self.loss_sum.update(total.detach())
+        self.loss_count.update(weight)
         probs = probabilities(logits, self.kind)
         self.scores.update(probs, batch["labels"])
         if self._collect is not None:

@@ -12,6 +12,7 @@ from clinical_peft.backbone import (
     AdapterSpec,
     add_adapter,
     check_method,
+    check_packing,
     load_causal_lm,
     token_logits,
 )
@@ -49,6 +50,10 @@ class DomainAdaptation(AdapterStage):
         base = load_causal_lm(base_model, dtype, gradient_checkpointing=gradient_checkpointing)
         self.model = add_adapter(base, adapter)
         self.train_loss, self.val_loss = TokenWeightedLoss(), TokenWeightedLoss()
+
+    def setup(self, stage: str) -> None:
+        if getattr(self.trainer.datamodule, "mode", None) == "pack":
+            check_packing(self.model, "data.mode", "use pad_per_note")
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed NLL of the labelled tokens and their count."""

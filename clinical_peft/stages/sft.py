@@ -11,11 +11,11 @@ from clinical_peft.backbone import (
     AdapterSpec,
     add_adapter,
     check_method,
+    check_packing,
     load_causal_lm,
     token_logits,
 )
 from clinical_peft.data.loader import is_filler
-from clinical_peft.errors import InputError
 from clinical_peft.generation import GenerationEvaluation
 from clinical_peft.losses import causal_lm_loss_sums
 from clinical_peft.metrics import TokenWeightedLoss
@@ -56,14 +56,8 @@ class SupervisedFineTuning(GenerationEvaluation, AdapterStage):
         self.val_loss = TokenWeightedLoss()
 
     def setup(self, stage: str) -> None:
-        packing = getattr(self.trainer.datamodule, "packing", False)
-        if packing and self.model.active_peft_config.is_prompt_learning:
-            # peft drops position_ids for these methods, and with them the packed mask
-            raise InputError(
-                "data.packing",
-                f"needs a lora or adaption_prompt adapter, not "
-                f"{self.model.active_peft_config.peft_type.value.lower()}",
-            )
+        if getattr(self.trainer.datamodule, "packing", False):
+            check_packing(self.model, "data.packing", "set it to false")
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed NLL of the completion tokens (labels -100 elsewhere) and their count."""

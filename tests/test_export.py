@@ -1,0 +1,103 @@
+"""`export`: the run's adapters merged into a plain Hugging Face folder give the run's logits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from peft import PeftModel
+from test_cli import assert_one_line_error, run_cli
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+from clinical_peft.cli import run_stage
+from clinical_peft.data.outcomes import OutcomeDataModule
+from clinical_peft.data.synthetic import write_outcome_tasks
+from clinical_peft.stages.downstream import OutcomePrediction
+
+pytestmark = pytest.mark.slow
+QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+@pytest.fixture(scope="module")
+def pretrain_run(notes_dir, tiny_model, tmp_path_factory):
+    run = tmp_path_factory.mktemp("pretrain") / "lora"
+    run_stage("pretrain", [
+        "-c", "experiments/pretrain/lora.yaml", "--trainer", "experiments/trainer/cpu.yaml",
+        "--model.base_model", str(tiny_model), "--data.data_dir", str(notes_dir),
+        "--data.cache_dir", str(run.parent / "cache"), "--data.block_size", "64",
+        "--data.max_notes", "60", "--trainer.max_steps", "3", "--model.optim.lr", "0.05",
+        "--run_dir", str(run), *QUIET,
+    ])  # fmt: skip
+    return run
+
+
+def test_merged_pretraining_run_gives_the_adapter_logits(pretrain_run, tiny_model, tmp_path):
+    out = tmp_path / "merged"
+    result = run_cli("export", "--run", str(pretrain_run), "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    adapter = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model), pretrain_run / "adapter"
+    ).eval()
+    ids = torch.randint(3, 1000, (2, 24))
+    with torch.no_grad():
+        expected = adapter(input_ids=ids).logits
+        merged = AutoModelForCausalLM.from_pretrained(out).eval()(input_ids=ids).logits
+        base = AutoModelForCausalLM.from_pretrained(tiny_model).eval()(input_ids=ids).logits
+    assert (expected - base).abs().max() > 1e-3  # the adapter moved: the test can fail
+    torch.testing.assert_close(merged, expected, atol=1e-4, rtol=1e-4)
+    assert not any(p.name.startswith("adapter_") for p in out.iterdir())  # no peft needed
+    assert (out / "tokenizer.json").is_file()
+    # a second export into the same folder is refused, the first is kept
+    again = run_cli("export", "--run", str(pretrain_run), "--out", str(out))
+    assert_one_line_error(again, str(out), "not empty")
+
+
+def test_merged_stacked_downstream_run_gives_the_run_logits(pretrain_run, tiny_model, tmp_path):
+    data = tmp_path / "outcomes"
+    write_outcome_tasks(data, n_admissions=80, seed=0, n_diag_codes=5, n_proc_codes=5)
+    run, clinical = tmp_path / "mor", pretrain_run / "adapter"
+    run_stage("downstream", [
+        "-c", "experiments/downstream/mor.yaml", "--trainer", "experiments/trainer/cpu.yaml",
+        "--model.base_model", str(tiny_model), "--model.clinical_adapter", str(clinical),
+        "--data.data_dir", str(data), "--data.cache_dir", str(tmp_path / "cache"),
+        "--data.max_length", "64", "--trainer.max_steps", "3", "--run_dir", str(run), *QUIET,
+    ])  # fmt: skip
+    result = run_cli("export", "--run", str(run))
+    assert result.returncode == 0, result.stderr[-2000:]
+    module = OutcomeDataModule(task="mor", data_dir=str(data), tokenizer=str(tiny_model),
+                               cache_dir=str(tmp_path / "cache"), max_length=64)  # fmt: skip
+    module.setup()
+    batch = next(iter(module.val_dataloader()))
+    stage = OutcomePrediction(base_model=str(tiny_model), kind="binary", num_labels=2,
+                              clinical_adapter=str(clinical)).eval()  # fmt: skip
+    stage.load_trainable_from(run / "checkpoints" / "last.ckpt")  # 3 steps: no validation
+    merged = AutoModelForSequenceClassification.from_pretrained(run / "merged").eval()
+    with torch.no_grad():
+        expected = stage(batch)
+        got = merged(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_virtual_token_adapters_are_refused(notes_dir, tiny_model, tmp_path):
+    run = tmp_path / "prompt"
+    run_stage("pretrain", [
+        "-c", "experiments/pretrain/prompt.yaml", "--trainer", "experiments/trainer/cpu.yaml",
+        "--model.base_model", str(tiny_model), "--data.data_dir", str(notes_dir),
+        "--data.cache_dir", str(tmp_path / "cache"), "--data.block_size", "64",
+        "--data.max_notes", "30", "--trainer.max_steps", "1", "--run_dir", str(run), *QUIET,
+    ])  # fmt: skip
+    result = run_cli("export", "--run", str(run))
+    assert_one_line_error(result, "prompt_tuning adapter cannot be merged")
+    assert not (run / "merged").exists()
+
+
+def test_every_adapter_folder_has_a_model_card(pretrain_run):
+    import yaml
+
+    card = (pretrain_run / "adapter" / "README.md").read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["library_name"] == "peft" and front["base_model"]
+    assert "lora" in front["tags"]
+    metrics = __import__("json").loads((pretrain_run / "metrics.json").read_text())
+    assert metrics["base_fingerprint"] in card
+    assert f"{metrics['val/ppl']:.4g}" in card and "perplexity: exp of" in card
+    assert "python -m clinical_peft pretrain -c" in card and "Data Use Agreement" in card
