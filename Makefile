@@ -13,6 +13,7 @@ TRAINER ?= cpu#                        experiments/trainer/$(TRAINER).yaml
 OUT     ?=#                            run directory; empty: runs/<stage>/<METHOD or TASK>
 ARGS    ?=#                            extra options, e.g. ARGS="--trainer.max_epochs 2"
 CKPT    ?=#                            resume from this checkpoint (e.g. $(OUT)/checkpoints/last.ckpt)
+OVERWRITE ?=#                          1: replace the earlier run in OUT (else a non-empty OUT is refused)
 METHOD  := $(strip $(METHOD))
 MODEL   := $(strip $(MODEL))
 TRAINER := $(strip $(TRAINER))
@@ -31,6 +32,7 @@ endif
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 CLI := $(PY) -m clinical_peft
+OVERWRITE_ARG := $(if $(filter 1 true yes,$(strip $(OVERWRITE))),--overwrite)
 # Each target reads DATA, or its own synthetic default when DATA is empty (so a target that
 # builds another as a prerequisite calls it with DATA= cleared). Synthetic files and the tiny
 # model are built when they are the ones asked for; real paths must exist.
@@ -81,7 +83,7 @@ endif
 pretrain: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## domain-adaptive pretraining (METHOD, MODEL, DATA, OUT, TRAINER, CKPT)
 	$(CLI) pretrain -c experiments/pretrain/$(METHOD).yaml --trainer experiments/trainer/$(TRAINER).yaml \
 	  --model.base_model $(MODEL) --data.data_dir $(PRETRAIN_DATA) --data.cache_dir $(CACHE) --run_dir $(PRETRAIN_OUT) \
-	  $(if $(CKPT),--ckpt_path $(CKPT)) $(ARGS)
+	  $(if $(CKPT),--ckpt_path $(CKPT)) $(OVERWRITE_ARG) $(ARGS)
 
 pretrain-all: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## all five methods, then the Table 2 analogue in runs/pretrain/table.{md,csv}
 	for m in $(PRETRAIN_METHODS); do $(MAKE) --no-print-directory pretrain METHOD=$$m OUT=runs/pretrain/$$m DATA=$(DATA) || exit 1; done
@@ -102,7 +104,7 @@ $(error TASK: unknown task '$(INSTRUCT_TASK)' (valid: $(INSTRUCT_TASKS)))
 endif
 endif
 INSTRUCT_RUN = --trainer experiments/trainer/$(TRAINER).yaml --model.base_model $(MODEL) \
-  --data.data_dir $(INSTRUCT_DATA) --data.cache_dir $(CACHE) $(if $(CKPT),--ckpt_path $(CKPT))
+  --data.data_dir $(INSTRUCT_DATA) --data.cache_dir $(CACHE) $(if $(CKPT),--ckpt_path $(CKPT)) $(OVERWRITE_ARG)
 
 data/synthetic/instructions/triage/dpo_test.jsonl: | $(ENV_STAMP)
 	$(CLI) synthetic --out data/synthetic/instructions --what instructions
@@ -151,7 +153,7 @@ data/synthetic/outcomes/pmv_test.csv: | $(ENV_STAMP)
 	$(CLI) synthetic --out data/synthetic/outcomes --what outcomes
 
 runs/pretrain/lora/adapter/adapter_config.json: | $(ENV_STAMP)
-	$(MAKE) --no-print-directory pretrain METHOD=lora OUT=runs/pretrain/lora DATA= ARGS= CKPT= MODEL=$(MODEL)
+	$(MAKE) --no-print-directory pretrain METHOD=lora OUT=runs/pretrain/lora DATA= ARGS= CKPT= OVERWRITE= MODEL=$(MODEL)
 
 downstream: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) ## outcome prediction (TASK, CLINICAL, DOWNSTREAM_LORA, MODEL, DATA, OUT, TRAINER, ARGS)
 	$(CLI) downstream -c experiments/downstream/$(DOWNSTREAM_TASK).yaml --trainer experiments/trainer/$(TRAINER).yaml \
@@ -159,7 +161,7 @@ downstream: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) ## 
 	  $(if $(CLINICAL_ADAPTER),--model.clinical_adapter $(CLINICAL_ADAPTER)) \
 	  $(if $(DOWNSTREAM_LORA),--model.downstream_lora $(if $(filter 0 false,$(DOWNSTREAM_LORA)),false,true)) \
 	  --data.data_dir $(DOWNSTREAM_DATA) --data.cache_dir $(CACHE) --run_dir $(DOWNSTREAM_OUT) \
-	  $(if $(CKPT),--ckpt_path $(CKPT)) $(ARGS)
+	  $(if $(CKPT),--ckpt_path $(CKPT)) $(OVERWRITE_ARG) $(ARGS)
 
 downstream-all: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) ## the five tasks, then runs/downstream/table.{md,csv} (AUROC, paper-style)
 	for t in $(DOWNSTREAM_TASKS); do $(MAKE) --no-print-directory downstream TASK=$$t OUT= DATA=$(DATA) || exit 1; done

@@ -22,9 +22,10 @@ from peft import (
     TaskType,
     get_peft_model,
 )
+from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 
-from clinical_peft.errors import InputError
+from clinical_peft.errors import InputError, path_problem, require_file
 
 log = logging.getLogger(__name__)
 
@@ -66,18 +67,63 @@ def config_record(config: PeftConfig) -> dict:
     )
 
 
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+
+
 def _check_model_dir(path: str | Path) -> Path:
     # A missing local folder would otherwise be taken for a hub id, with a misleading error.
     path = Path(path)
-    if not (path / "config.json").is_file():
+    problem = path_problem(path, "folder")
+    if problem and problem != "not found":
+        raise InputError(path, f"base model folder {problem}")
+    config = path / "config.json"
+    if problem or path_problem(config, "file") == "not found":
         raise InputError(path, "base model folder not found (expected config.json inside)")
+    try:
+        fields = json.loads(require_file(config, "model config").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(config, f"not valid JSON ({err})") from None
+    if not isinstance(fields, dict) or "model_type" not in fields:
+        raise InputError(config, "field 'model_type' missing: not a transformers model config")
     return path
+
+
+def _check_model_files(path: Path) -> None:
+    """Refuse a model folder without a tokenizer, or without whole weights, before loading it
+    (transformers would fail with a traceback, and only after the run had started writing)."""
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise InputError(path, f"no tokenizer found (expected one of {', '.join(TOKENIZER_FILES)})")
+    files = []
+    for name in WEIGHT_FILES:
+        index = path / f"{name}.index.json"
+        if index.is_file():  # sharded: every shard the index names
+            try:
+                shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, AttributeError) as err:
+                raise InputError(index, f"unreadable weight index ({type(err).__name__})") from None
+            files += [path / shard for shard in sorted(shards)]
+        elif path_problem(path / name) != "not found":
+            files.append(path / name)
+    if not files:
+        raise InputError(path, f"no weights found (expected {' or '.join(WEIGHT_FILES)})")
+    for file in files:
+        require_file(file, "weights")
+        if file.suffix == ".safetensors":
+            try:
+                with safe_open(str(file), "pt"):  # reads the header: checks the file's length
+                    pass
+            except SafetensorError as err:
+                raise InputError(file, f"truncated or corrupt weights file ({err})") from None
 
 
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """The tokenizer saved beside a local model; a decoder's gets a pad token distinct from EOS."""
     path = _check_model_dir(path)
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise InputError(path, f"cannot load the tokenizer ({_first_line(err)})") from None
     tokenizer.padding_side = "right"
     if is_encoder(path):  # BERT family: [CLS] ... [SEP] and its own [PAD]; no EOS needed
         if tokenizer.pad_token_id is None:
@@ -108,6 +154,7 @@ def load_causal_lm(
     path = _check_model_dir(path)
     if dtype not in DTYPES:
         raise InputError("model.dtype", f"unknown dtype '{dtype}' (valid: {', '.join(DTYPES)})")
+    _check_model_files(path)
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code
     )
@@ -180,7 +227,8 @@ def load_adapter(model: torch.nn.Module, adapter_dir: str | Path, trainable: boo
 
 def _first_line(err: Exception) -> str:
     lines = [line.strip() for line in str(err).splitlines() if "size mismatch" in line]
-    return lines[0] if lines else str(err).splitlines()[0]
+    lines = lines or str(err).strip().splitlines() or [type(err).__name__]
+    return lines[0][:200]
 
 
 def fingerprint(model: torch.nn.Module) -> str:
@@ -291,6 +339,7 @@ def load_sequence_classifier(
     path = _check_model_dir(path)
     if dtype not in DTYPES:
         raise InputError("model.dtype", f"unknown dtype '{dtype}' (valid: {', '.join(DTYPES)})")
+    _check_model_files(path)
     extra = {} if is_encoder(path) else {"pad_token_id": load_tokenizer(path).pad_token_id}
     model = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=num_labels, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,

@@ -3,10 +3,16 @@
 Every stage runs the same way: build data and model from the config (Lightning's own CLI),
 score the untrained adapter, fit, pick the best checkpoint, score again, and write the run
 directory: config.yaml, metrics.json, checkpoints/, adapter/, tokenizer/ (see README).
+
+A run directory that holds anything is refused unless the run resumes it (`--ckpt_path` inside
+it) or `--overwrite` is given; all that can be checked cheaply (checkpoint, model and data
+folders, options) is checked before the first byte is written. SIGTERM and SIGINT stop a run
+with a resumable `checkpoints/last.ckpt` and exit code 128 + the signal's number.
 """
 
 from __future__ import annotations
 
+import csv
 import importlib
 import json
 import logging
@@ -20,15 +26,25 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 if not os.environ.get("CUDA_VISIBLE_DEVICES", "x"):  # no GPU asked for: keep DeepSpeed quiet
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
+import shutil  # noqa: E402
+
 import torch  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger  # noqa: E402
+from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E402
 from transformers.utils import logging as transformers_logging  # noqa: E402
 
-from clinical_peft.callbacks import AtomicCheckpointIO, RestoreLoaderPosition, Throughput  # noqa: E402
+from clinical_peft.callbacks import (  # noqa: E402
+    AtomicCheckpointIO,
+    Interrupted,
+    RestoreLoaderPosition,
+    RunState,
+    StopOnSignal,
+    Throughput,
+)
 from clinical_peft.data import loader  # noqa: E402
-from clinical_peft.errors import InputError  # noqa: E402
+from clinical_peft.errors import InputError, path_problem  # noqa: E402
 from clinical_peft.model_card import write_model_cards  # noqa: E402
 from clinical_peft.report import plot_run  # noqa: E402
 from clinical_peft.stages.base import write_json  # noqa: E402
@@ -69,6 +85,10 @@ INSTANTIATE_LINKS["downstream"] = [
     ("data.class_weights", "model.class_weights"),
 ]
 
+#: what a run writes into its directory: what `--overwrite` clears (nothing else is touched)
+RUN_OUTPUTS = ("config.yaml", "hparams.yaml", "metrics.csv", "metrics.json", "curves.png",
+               "checkpoints", "adapter", "tokenizer", "predictions")  # fmt: skip
+
 
 def _import(path: str):
     module, name = path.split(":")
@@ -78,13 +98,30 @@ def _import(path: str):
 class StageCLI(LightningCLI):
     """Lightning's CLI plus the run directory, checkpointing and the data <-> model links."""
 
-    def __init__(self, stage: str, *args, **kwargs) -> None:
+    def __init__(self, stage: str, *args, stopper: StopOnSignal | None = None, **kwargs) -> None:
         self.stage = stage
+        self.stopper = stopper or StopOnSignal("checkpoints/last.ckpt")
         super().__init__(*args, **kwargs)
+
+    def before_instantiate_classes(self) -> None:
+        # Before the model loads: these checks read nothing big and write nothing.
+        config = self.config
+        deepspeed = "deepspeed" in str(config.get("trainer", {}).get("strategy")).lower()
+        self.checkpoint = {}
+        if config.ckpt_path:  # what is wrong with it first, then what is in the run directory
+            self.checkpoint = read_checkpoint(config.ckpt_path, self.stage, deepspeed)
+        check_run_dir(config.run_dir, config.ckpt_path, config.overwrite)
+        # config.yaml must not carry it: re-running a saved config would then overwrite unasked
+        self.overwrite, config.overwrite = config.overwrite, False
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--run_dir", type=str, required=True, help="Where this run writes.")
         parser.add_argument("--ckpt_path", type=str | None, default=None, help="Resume from this.")
+        parser.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="Replace the outputs of an earlier run in --run_dir (else refused).",
+        )
         parser.add_argument(
             "--checkpoint_every_n_steps",
             type=int | None,
@@ -130,29 +167,92 @@ class StageCLI(LightningCLI):
             ),
             Throughput(),
             RestoreLoaderPosition(),
+            RunState(self.stage),
+            self.stopper,
         ]
         user_callbacks = trainer_config.get("callbacks") or []
         kwargs["callbacks"] = list(user_callbacks) + callbacks
         return super().instantiate_trainer(**kwargs)
 
 
-def check_checkpoint(path: str, model) -> None:
-    """Refuse a missing, truncated or foreign checkpoint before training starts."""
-    if Path(path).is_dir():  # a DeepSpeed checkpoint: a folder of shards, read by the strategy
+def is_first_process() -> bool:
+    """Rank 0 of the whole job, from the launchers' variables (no Trainer exists yet)."""
+    keys = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+    return all(os.environ.get(key, "0") == "0" for key in keys)
+
+
+def check_run_dir(run_dir: str, ckpt_path: str | None, overwrite: bool) -> None:
+    """Refuse a run directory that is a file, or that holds anything (an earlier run) unless
+    this run resumes from a checkpoint inside it or `overwrite` is asked for."""
+    path = Path(run_dir)
+    problem = path_problem(path, "folder")
+    if problem is None:
+        entries = sorted(p.name for p in path.iterdir())
+    elif problem == "not found" and not path.is_symlink():
         return
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
+    else:
+        raise InputError(path, f"run directory {problem}")
+    resumes = ckpt_path is not None and Path(ckpt_path).resolve().is_relative_to(path.resolve())
+    # Other ranks start later and would find rank 0's first files: only rank 0 judges.
+    if entries and not overwrite and not resumes and is_first_process():
+        shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+        last = path / "checkpoints" / "last.ckpt"
+        resume = f"--ckpt_path {last} to resume it, " if last.exists() else ""
+        raise InputError(
+            path,
+            f"run directory is not empty ({shown}): pass --overwrite to replace its run "
+            f"(make: OVERWRITE=1), {resume}or another run directory",
+        )
+
+
+def check_checkpoint_path(path: str, deepspeed: bool) -> None:
+    """Refuse a checkpoint path that is missing, or of the wrong kind (a DeepSpeed checkpoint is
+    a folder, any other one a file)."""
+    problem = path_problem(path, "folder" if deepspeed else "file")
+    if problem == "not found":
         old = Path(f"{path}.old")  # see strategies.DeepSpeedStrategy
         if old.is_dir():
             raise InputError(
                 path, f"not found, but {old} is: a crash cut its replacement short; resume from it"
-            ) from None
-        raise InputError(path, "checkpoint file not found") from None
+            )
+    if problem == "is a folder, not a file":
+        raise InputError(
+            path,
+            "checkpoint is a folder, not a file (a DeepSpeed checkpoint folder needs the "
+            "DeepSpeed trainer config it was written with)",
+        )
+    if problem == "is a file, not a folder":
+        raise InputError(path, "checkpoint is a file; the DeepSpeed strategy reads folders")
+    if problem:
+        raise InputError(path, f"checkpoint file {problem}")
+
+
+def read_checkpoint(path: str, stage: str | None = None, deepspeed: bool | None = None) -> dict:
+    """A checkpoint file of `stage`, loaded (a DeepSpeed folder: checked, `{}`); else InputError."""
+    if deepspeed is None:
+        deepspeed = Path(path).is_dir()
+    check_checkpoint_path(path, deepspeed)
+    if deepspeed:  # a folder of shards, read by the strategy
+        return {}
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, pickle garbage, ...
         raise InputError(path, f"corrupt or truncated checkpoint ({type(err).__name__})") from None
-    if "state_dict" not in checkpoint or "loops" not in checkpoint:
+    if not isinstance(checkpoint, dict) or not {"state_dict", "loops"} <= checkpoint.keys():
         raise InputError(path, "field 'state_dict': not a Lightning training checkpoint")
+    stored = checkpoint.get("stage")
+    if stage and stored and stored != stage:
+        raise InputError(path, f"field 'stage': a checkpoint of {stored}, not of {stage}")
+    return checkpoint
+
+
+def check_checkpoint(path: str, model, stage: str | None = None, checkpoint=None) -> dict:
+    """Refuse a missing, truncated or foreign checkpoint before training starts; return the
+    metrics it carries from before training (empty for DeepSpeed and older checkpoints)."""
+    if checkpoint is None:
+        checkpoint = read_checkpoint(path, stage)
+    if model is None or not checkpoint:
+        return {}
     stored = checkpoint.get("base_fingerprint")
     if stored is not None and stored != model.base_fingerprint():
         raise InputError(
@@ -160,15 +260,51 @@ def check_checkpoint(path: str, model) -> None:
             f"field 'base_fingerprint': trained on another base model ({stored}, this base is "
             f"{model.base_fingerprint()}); pass --model.base_model of the model it was trained on",
         )
+    # Older checkpoints name no stage: their tensors must still be this model's trainable ones.
+    state, params = checkpoint["state_dict"], dict(model.named_parameters())
+    model.check_holds_trainables(state, path)
+    for key in sorted(model.trainable_keys()):
+        if tuple(state[key].shape) != tuple(params[key].shape):
+            raise InputError(
+                path,
+                f"field 'state_dict': {key} has shape {tuple(state[key].shape)}, this model's "
+                f"{tuple(params[key].shape)}: a checkpoint of another stage or adapter",
+            )
+    return dict(checkpoint.get("metrics_before", {}))
+
+
+def clear_run_outputs(run_dir: Path) -> None:
+    """What `--overwrite` removes: the files and folders a run writes, nothing else."""
+    for name in RUN_OUTPUTS:
+        path = run_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def run_stage(stage: str, args: list[str]) -> dict:
+    stopper = StopOnSignal("checkpoints/last.ckpt")  # the path is set once run_dir is known
+    with stopper.installed():
+        try:
+            return _run_stage(stage, args, stopper)
+        except (SIGTERMException, Interrupted):
+            raise stopper.interruption() from None
+        except Exception:
+            if stopper.signum is None:
+                raise
+            # raised by the signal inside a library that wrapped it (e.g. `datasets`)
+            raise stopper.interruption() from None
+
+
+def _run_stage(stage: str, args: list[str], stopper: StopOnSignal) -> dict:
     model_class, data_class = (_import(p) for p in STAGES[stage])
     cli = StageCLI(
         stage,
         model_class,
         data_class,
         args=args,
+        stopper=stopper,
         run=False,
         seed_everything_default=0,
         auto_configure_optimizers=False,
@@ -182,18 +318,28 @@ def run_stage(stage: str, args: list[str]) -> dict:
         parser_kwargs={"prog": f"python -m clinical_peft {stage}"},
     )
     run_dir = Path(cli.config.run_dir)
+    stopper.last_path = run_dir / "checkpoints" / "last.ckpt"
     model, data, trainer = cli.model, cli.datamodule, cli.trainer
+    run_state = next(cb for cb in trainer.callbacks if isinstance(cb, RunState))
     ckpt_path = cli.config.ckpt_path
     metrics_path = run_dir / "metrics.json"
     if ckpt_path:
-        check_checkpoint(ckpt_path, model)
+        before = check_checkpoint(ckpt_path, model, stage, cli.checkpoint)
+        cli.checkpoint = {}  # its optimizer state is not needed twice in memory
+    resumes_inside = ckpt_path and Path(ckpt_path).resolve().is_relative_to(run_dir.resolve())
+    if cli.overwrite and not resumes_inside and is_first_process():
+        clear_run_outputs(run_dir)  # only now: every check above has passed
+    if ckpt_path:
         # A resumed run keeps what was measured before training in its first part.
-        previous = _read_metrics(metrics_path)
-        metrics = {k: v for k, v in previous.items() if k.endswith("_before")}
+        metrics = before or _before_metrics(metrics_path)
+        keep_logged_rows(trainer, run_dir / "metrics.csv", ckpt_path)
     else:
         metrics = model.evaluate_before_fit(trainer, data)
+    run_state.metrics_before = dict(metrics)
+    stopper.stop_if_signalled()
     started = time.perf_counter()
     trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+    stopper.stop_if_signalled()
     metrics["time/fit_seconds"] = time.perf_counter() - started
     metrics.update(model.evaluate_after_fit(trainer, data, run_dir))
     throughput = next(cb for cb in trainer.callbacks if isinstance(cb, Throughput))
@@ -209,8 +355,25 @@ def run_stage(stage: str, args: list[str]) -> dict:
     return metrics
 
 
-def _read_metrics(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+def _before_metrics(path: Path) -> dict:
+    """The `*_before` metrics of an earlier metrics.json (checkpoints older than `metrics_before`)."""
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    return {k: v for k, v in previous.items() if k.endswith("_before")}
+
+
+def keep_logged_rows(trainer, path: Path, ckpt_path: str) -> None:
+    """Hand the rows that the first part of a resumed run logged before its checkpoint to the
+    CSV logger, which would otherwise start metrics.csv afresh; later rows are logged again."""
+    if not trainer.is_global_zero or not path.is_file() or Path(ckpt_path).is_dir():
+        return
+    step = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("global_step", 0)
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        keys = list(reader.fieldnames or [])
+        rows = [r for r in reader if r.get("step", "").isdigit() and int(r["step"]) < step]
+    writer = trainer.logger.experiment  # made now: it deletes the old file
+    writer.metrics[:0] = [{k: v for k, v in row.items() if v != ""} for row in rows]
+    writer.metrics_keys = keys + [k for k in writer.metrics_keys if k not in keys]
 
 
 def helper_commands() -> list[str]:
@@ -243,4 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except Interrupted as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 128 + err.signum
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import stat
 from pathlib import Path
 
 
@@ -18,19 +20,53 @@ class InputError(Exception):
         super().__init__(f"{where}: {problem}")
 
 
+def path_problem(path: str | Path, kind: str = "file") -> str | None:
+    """Why `path` is not an existing `kind` ("file" or "folder"), or None when it is one."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "is a broken symbolic link" if path.is_symlink() else "not found"
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        return f"cannot be read ({err.strerror})"
+    if kind == "folder":
+        return None if stat.S_ISDIR(mode) else "is a file, not a folder"
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a file"
+    return None if stat.S_ISREG(mode) else "is not a regular file"
+
+
 def require_dir(path: str | Path, what: str) -> Path:
     """Return `path` as a Path, or raise InputError if it is not an existing folder."""
-    path = Path(path)
-    if not path.is_dir():
-        raise InputError(path, f"{what} folder not found")
-    return path
+    problem = path_problem(path, "folder")
+    if problem:
+        raise InputError(path, f"{what} folder {problem}")
+    return Path(path)
 
 
-def require_file(path: str | Path, what: str) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, f"{what} file not found")
-    return path
+def require_file(path: str | Path, what: str = "") -> Path:
+    """Return `path` as a Path, or raise InputError saying why it is not a readable file."""
+    problem = path_problem(path, "file")
+    if problem:
+        raise InputError(path, f"{what} file {problem}".strip())
+    return Path(path)
+
+
+def quote_value(value: object, limit: int = 20) -> str:
+    """A field value fit for an error message: quoted when it is one short word, else only its
+    length, so that a note that landed in the wrong column is never echoed."""
+    text = str(value).strip()
+    if len(text) <= limit and not any(c.isspace() for c in text):
+        return f"'{text}'"
+    return f"a text of {len(text)} characters"
+
+
+def row_name(number: int, row_id: object) -> str:
+    """`row id 1002`, or `row 7` (its position) when the id field holds text instead of an id."""
+    quoted = quote_value(row_id)
+    return f"row id {quoted[1:-1]}" if quoted.startswith("'") else f"row {number}"
 
 
 def require_option(value, key: str, what: str):

@@ -50,7 +50,7 @@ def run_script(stage: str, args: list[str]) -> subprocess.CompletedProcess:
         **os.environ,
         "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",  # two ranks on two cores
-        "PYTHONPATH": str(SCRIPT.parent),
+        "PYTHONPATH": f"{SCRIPT.parent}{os.pathsep}{ROOT}",
     }
     return subprocess.run(
         [sys.executable, str(SCRIPT), stage, *args],

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from clinical_peft.errors import InputError
+from clinical_peft.errors import InputError, quote_value, require_file
+
+OTHER_SEPARATORS = {";": "';'", "\t": "a tab", "|": "'|'"}
 
 
 def read_csv_chunks(
@@ -19,19 +21,15 @@ def read_csv_chunks(
 
     Never loads the whole file: MIMIC-IV radiology alone is 2.3 M notes.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "file not found")
+    path = require_file(path)
     try:
+        check_separator(path)
         with pd.read_csv(
             path, dtype=str, keep_default_na=False, chunksize=chunksize, encoding="utf-8"
         ) as reader:
             for i, chunk in enumerate(reader):
                 if i == 0:
-                    missing = [c for c in columns if c not in chunk.columns]
-                    if missing:
-                        found = ", ".join(chunk.columns[:12])
-                        raise InputError(path, f"missing column '{missing[0]}' (found: {found})")
+                    check_header(path, list(chunk.columns), columns)
                 yield chunk[columns]
     except UnicodeDecodeError as err:
         raise InputError(
@@ -43,3 +41,29 @@ def read_csv_chunks(
         raise InputError(path, "file is empty (no header row)") from None
     except pd.errors.ParserError as err:
         raise InputError(path, f"malformed CSV ({str(err).splitlines()[0]})") from None
+
+
+def check_separator(path: Path) -> None:
+    """Refuse a first line with no comma but another separator (a CSV saved with ';')."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        first = f.readline(1 << 20)
+    counts = {sep: first.count(sep.encode()) for sep in OTHER_SEPARATORS}
+    sep = max(counts, key=counts.get)
+    if counts[sep] and first.count(b",") == 0:
+        raise InputError(path, f"expected ',' between fields, found {OTHER_SEPARATORS[sep]}?")
+
+
+def check_header(path: Path, found: list[str], columns: list[str]) -> None:
+    """Refuse a header that lacks one of `columns`. The names found are echoed only when the
+    header is real (it names some of `columns`); otherwise it may be a row of patient text."""
+    missing = [c for c in columns if c not in found]
+    if not missing:
+        return
+    if len(missing) == len(columns):
+        raise InputError(
+            path,
+            f"no header row naming the columns {', '.join(columns)} (a file without a header?)",
+        )
+    names = ", ".join(quote_value(name).strip("'") for name in found[:12])
+    raise InputError(path, f"missing column '{missing[0]}' (found: {names})")

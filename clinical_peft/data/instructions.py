@@ -21,7 +21,7 @@ from datasets import Dataset, DatasetDict, load_from_disk
 from clinical_peft.data.base import DataModuleBase
 from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
 from clinical_peft.data.loader import pad_rows
-from clinical_peft.errors import InputError, require_dir, require_option
+from clinical_peft.errors import InputError, require_dir, require_file, require_option
 from clinical_peft.instruct_tasks import get_task
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,15 @@ def check_task(task: str) -> None:
 def read_jsonl(path: Path, keys: tuple[str, ...]) -> list[dict]:
     """Rows of a JSONL file with string values for `keys`; errors name the file and line."""
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
+    with require_file(path).open("rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(
+                    f"{path}:{line_no}",
+                    f"bytes that are not UTF-8 (at byte {err.start} of the line)",
+                ) from None
             if not line.strip():
                 continue
             try:
@@ -157,8 +164,7 @@ class _InstructionData(DataModuleBase):
 
     def prepare_data(self) -> None:
         for split in ("train", "val"):
-            if not self.path(split).is_file():
-                raise InputError(self.path(split), "file not found")
+            require_file(self.path(split))
         folder = self.cache_dir / "instructions"
         self.cache_path, hit = cached_build(folder, self._cache_parts(), self._build)
         self.stats = json.loads((self.cache_path / "stats.json").read_text())

@@ -23,7 +23,7 @@ from clinical_peft.data.base import DataModuleBase
 from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
 from clinical_peft.data.files import read_csv_chunks
 from clinical_peft.data.loader import pad_rows
-from clinical_peft.errors import InputError, require_dir, require_option
+from clinical_peft.errors import InputError, require_dir, require_file, require_option
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,15 @@ class NotesDataModule(DataModuleBase):
         super().__init__()
         if mode not in ("pack", "pad_per_note"):
             raise InputError("data.mode", f"unknown '{mode}' (valid: pack, pad_per_note)")
+        if block_size < 8:
+            raise InputError("data.block_size", f"{block_size} is too short (at least 8 tokens)")
+        if not 0 < val_fraction < 1:
+            raise InputError(
+                "data.val_fraction",
+                f"{val_fraction}: a share of patients, between 0 and 1 (not either)",
+            )
+        if max_notes is not None and max_notes < 1:
+            raise InputError("data.max_notes", f"{max_notes}: at least 1 (or null for all notes)")
         self.paths = note_paths(
             require_option(data_dir, "data.data_dir", "the MIMIC-IV-Note folder"), note_types
         )
@@ -191,8 +200,7 @@ class NotesDataModule(DataModuleBase):
 
     def prepare_data(self) -> None:
         for path in self.paths:
-            if not path.is_file():
-                raise InputError(path, "file not found")
+            require_file(path)
         self.cache_path, self.cache_hit = cached_build(
             self.cache_dir / "notes", self._cache_parts(), self._build
         )
@@ -216,6 +224,12 @@ class NotesDataModule(DataModuleBase):
             raise InputError(self.paths[0], "field 'text': no non-empty notes found")
         frac, seed = self.val_fraction, self.split_seed
         held_out = [is_held_out(s, frac, seed) for s in raw["subject_id"]]
+        if all(held_out) or not any(held_out):
+            side = "training" if all(held_out) else "validation"
+            raise InputError(
+                "data.val_fraction",
+                f"{frac} of {len(set(raw['subject_id']))} patients leaves the {side} split empty",
+            )
         splits = DatasetDict(
             train=raw.select([i for i, h in enumerate(held_out) if not h]),
             val=raw.select([i for i, h in enumerate(held_out) if h]),

@@ -23,7 +23,7 @@ from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
 from clinical_peft.data.files import read_csv_chunks
 from clinical_peft.data.loader import ResumableLoader, pad_rows
 from clinical_peft.data.tasks import SPLITS, get_task, label_space, parse_labels
-from clinical_peft.errors import InputError, require_dir, require_option
+from clinical_peft.errors import InputError, require_dir, require_file, require_option, row_name
 from clinical_peft.losses import class_weights
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,8 @@ def read_split(path: Path, label_column: str, max_rows: int | None) -> dict[str,
             if max_rows is not None and len(columns["id"]) >= max_rows:
                 return columns
             if not text.strip():
-                raise InputError(path, f"field 'text': empty note (row id {row_id})")
+                row = len(columns["id"]) + 1
+                raise InputError(path, f"field 'text': empty note ({row_name(row, row_id)})")
             columns["id"].append(row_id)
             columns["text"].append(text)
             columns["label"].append(label)
@@ -172,8 +173,7 @@ class OutcomeDataModule(DataModuleBase):
 
     def prepare_data(self) -> None:
         for path in self.paths.values():
-            if not path.is_file():
-                raise InputError(path, "file not found")
+            require_file(path)
         self.cache_path, hit = cached_build(
             self.cache_dir / "outcomes", self._cache_parts(), self._build
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from clinical_peft.errors import InputError
+from clinical_peft.errors import InputError, quote_value, row_name
 
 SPLITS = ("train", "val", "test")
 
@@ -86,14 +86,14 @@ def parse_labels(
     column = task.label_column
     if task.kind != "multilabel":
         labels = []
-        for row_id, value in zip(ids, values, strict=True):
+        for row, (row_id, value) in enumerate(zip(ids, values, strict=True), start=1):
             text = value.strip()
             number = int(float(text)) if _is_number(text) else None
             if number is None or number != float(text) or not 0 <= number < task.num_classes:
                 raise InputError(
                     path,
-                    f"field '{column}': value '{value}' out of range 0..{task.num_classes - 1} "
-                    f"(row id {row_id})",
+                    f"field '{column}': value {quote_value(value)} out of range "
+                    f"0..{task.num_classes - 1} ({row_name(row, row_id)})",
                 )
             labels.append([number])
         return labels, 0

@@ -41,3 +41,15 @@ class CPUDeepSpeedStrategy(DeepSpeedStrategy):
     @property
     def root_device(self) -> torch.device:
         return torch.device("cpu", 0)  # DeepSpeed wants a device index, even on CPU
+
+
+class SignalAtStep(L.Callback):
+    """Send `signum` to this process right after optimizer step `step` (a scheduler's SIGTERM,
+    a user's Ctrl+C)."""
+
+    def __init__(self, step: int, signum: int) -> None:
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
