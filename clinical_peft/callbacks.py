@@ -3,7 +3,6 @@ needs from its first part, and a clean stop on SIGTERM / SIGINT."""
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -15,6 +14,8 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import RunningStage, TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from clinical_peft.atomic import write_atomic
 
 
 def count_tokens(batch: dict) -> int:
@@ -68,11 +69,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Write to a temporary file, then rename: a crash mid-write keeps the previous checkpoint."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)
+        write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
 class RestoreLoaderPosition(L.Callback):

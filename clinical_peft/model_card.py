@@ -95,8 +95,11 @@ No text of the data is stored in this folder.
 ## Reproduce
 
 ```bash
-python -m clinical_peft {stage} -c {run_dir / "config.yaml"} --run_dir {run_dir}
+python -m clinical_peft {stage} -c {run_dir / "config.yaml"} --run_dir {run_dir}-again
 ```
+
+(`config.yaml` is the resolved config of this run; the base model and data must be at the same
+paths, or pass `--model.base_model` and `--data.data_dir`.)
 
 ## Data use
 

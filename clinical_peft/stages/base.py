@@ -13,6 +13,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from clinical_peft.atomic import write_atomic
 from clinical_peft.backbone import fingerprint, parameter_counts
 from clinical_peft.errors import InputError
 
@@ -198,6 +199,6 @@ def best_checkpoint(trainer: L.Trainer) -> str:
 
 def write_json(path: Path, data: dict) -> None:
     """Write JSON atomically: a crash leaves the previous file, never half of a new one."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_atomic(
+        path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    )

@@ -14,6 +14,7 @@ import torch
 from peft import PeftConfig, PeftModel
 from torchmetrics import SumMetric
 
+from clinical_peft.atomic import write_atomic
 from clinical_peft.backbone import (
     REFERENCE_ADAPTER,
     add_adapter,
@@ -218,10 +219,7 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
                 logps = self.reference_logps(batch).float().cpu()
                 rows.append(torch.stack(logps.chunk(2), dim=1))
             cache[split] = torch.cat(rows)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{self.global_rank}.tmp")
-        torch.save(cache, tmp)
-        tmp.replace(path)
+        write_atomic(path, lambda tmp: torch.save(cache, tmp))
         log.info("reference log-probs cached in %s", path)
         return cache
 

@@ -24,10 +24,10 @@ import gzip
 import io
 import json
 import math
-import os
 import random
 from pathlib import Path
 
+from clinical_peft.atomic import write_atomic
 from clinical_peft.data.notes import NOTE_COLUMNS, NOTE_FILES
 from clinical_peft.data.tasks import TASKS as OUTCOME_TASKS
 from clinical_peft.instruct_tasks import TASKS as INSTRUCTION_TASKS
@@ -42,12 +42,7 @@ def _rng(family: str, seed: int) -> random.Random:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
 def _csv_bytes(header: list[str], rows: list[list], quoting: int = csv.QUOTE_MINIMAL) -> bytes:
