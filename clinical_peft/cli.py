@@ -12,9 +12,7 @@ with a resumable `checkpoints/last.ckpt` and exit code 128 + the signal's number
 
 from __future__ import annotations
 
-import csv
 import importlib
-import json
 import logging
 import os
 import sys
@@ -26,12 +24,10 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 if not os.environ.get("CUDA_VISIBLE_DEVICES", "x"):  # no GPU asked for: keep DeepSpeed quiet
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
-import shutil  # noqa: E402
 
-import torch  # noqa: E402
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
-from lightning.pytorch.loggers import CSVLogger  # noqa: E402
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger  # noqa: E402
 from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E402
 from transformers.utils import logging as transformers_logging  # noqa: E402
 
@@ -44,9 +40,18 @@ from clinical_peft.callbacks import (  # noqa: E402
     Throughput,
 )
 from clinical_peft.data import loader  # noqa: E402
-from clinical_peft.errors import InputError, path_problem  # noqa: E402
+from clinical_peft.errors import InputError  # noqa: E402
 from clinical_peft.model_card import write_model_cards  # noqa: E402
 from clinical_peft.report import plot_run  # noqa: E402
+from clinical_peft.run_dir import (  # noqa: E402
+    before_metrics,
+    check_checkpoint,
+    check_run_dir,
+    clear_run_outputs,
+    is_first_process,
+    keep_logged_rows,
+    read_checkpoint,
+)
 from clinical_peft.stages.base import write_json  # noqa: E402
 
 log = logging.getLogger("clinical_peft")
@@ -84,10 +89,6 @@ INSTANTIATE_LINKS["downstream"] = [
     ("data.num_labels", "model.num_labels"),
     ("data.class_weights", "model.class_weights"),
 ]
-
-#: what a run writes into its directory: what `--overwrite` clears (nothing else is touched)
-RUN_OUTPUTS = ("config.yaml", "hparams.yaml", "metrics.csv", "metrics.json", "curves.png",
-               "checkpoints", "adapter", "tokenizer", "predictions")  # fmt: skip
 
 
 def _import(path: str):
@@ -136,11 +137,11 @@ class StageCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs):
         run_dir = Path(self.config.run_dir)
         model = self.model
+        trainer_config = self._get(self.config_init, "trainer", default={})
         kwargs.update(
-            logger=CSVLogger(save_dir=run_dir, name="", version=""),
+            logger=run_loggers(run_dir, trainer_config.get("logger")),
             use_distributed_sampler=False,  # our loaders shard themselves (data/loader.py)
         )
-        trainer_config = self._get(self.config_init, "trainer", default={})
         strategy = trainer_config.get("strategy")
         if "deepspeed" not in str(type(strategy)).lower() + str(strategy).lower():
             kwargs["plugins"] = [AtomicCheckpointIO()]
@@ -175,112 +176,25 @@ class StageCLI(LightningCLI):
         return super().instantiate_trainer(**kwargs)
 
 
-def is_first_process() -> bool:
-    """Rank 0 of the whole job, from the launchers' variables (no Trainer exists yet)."""
-    keys = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
-    return all(os.environ.get(key, "0") == "0" for key in keys)
+def run_loggers(run_dir: Path, user: object) -> list[Logger]:
+    """The CSV logger first (metrics.csv, curves.png and metrics.json read it), TensorBoard's
+    event files in run_dir/tensorboard, then whatever loggers the user named (MLflow, W&B, ...)."""
+    named = user if isinstance(user, list) else [user]
+    return [
+        CSVLogger(save_dir=run_dir, name="", version=""),
+        TensorBoardLogger(
+            save_dir=run_dir, name="", version="tensorboard", default_hp_metric=False
+        ),
+        *(logger for logger in named if isinstance(logger, Logger)),
+    ]
 
 
-def check_run_dir(run_dir: str, ckpt_path: str | None, overwrite: bool) -> None:
-    """Refuse a run directory that is a file, or that holds anything (an earlier run) unless
-    this run resumes from a checkpoint inside it or `overwrite` is asked for."""
-    path = Path(run_dir)
-    problem = path_problem(path, "folder")
-    if problem is None:
-        entries = sorted(p.name for p in path.iterdir())
-    elif problem == "not found" and not path.is_symlink():
-        return
-    else:
-        raise InputError(path, f"run directory {problem}")
-    resumes = ckpt_path is not None and Path(ckpt_path).resolve().is_relative_to(path.resolve())
-    # Other ranks start later and would find rank 0's first files: only rank 0 judges.
-    if entries and not overwrite and not resumes and is_first_process():
-        shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
-        last = path / "checkpoints" / "last.ckpt"
-        resume = f"--ckpt_path {last} to resume it, " if last.exists() else ""
-        raise InputError(
-            path,
-            f"run directory is not empty ({shown}): pass --overwrite to replace its run "
-            f"(make: OVERWRITE=1), {resume}or another run directory",
-        )
-
-
-def check_checkpoint_path(path: str, deepspeed: bool) -> None:
-    """Refuse a checkpoint path that is missing, or of the wrong kind (a DeepSpeed checkpoint is
-    a folder, any other one a file)."""
-    problem = path_problem(path, "folder" if deepspeed else "file")
-    if problem == "not found":
-        old = Path(f"{path}.old")  # see strategies.DeepSpeedStrategy
-        if old.is_dir():
-            raise InputError(
-                path, f"not found, but {old} is: a crash cut its replacement short; resume from it"
-            )
-    if problem == "is a folder, not a file":
-        raise InputError(
-            path,
-            "checkpoint is a folder, not a file (a DeepSpeed checkpoint folder needs the "
-            "DeepSpeed trainer config it was written with)",
-        )
-    if problem == "is a file, not a folder":
-        raise InputError(path, "checkpoint is a file; the DeepSpeed strategy reads folders")
-    if problem:
-        raise InputError(path, f"checkpoint file {problem}")
-
-
-def read_checkpoint(path: str, stage: str | None = None, deepspeed: bool | None = None) -> dict:
-    """A checkpoint file of `stage`, loaded (a DeepSpeed folder: checked, `{}`); else InputError."""
-    if deepspeed is None:
-        deepspeed = Path(path).is_dir()
-    check_checkpoint_path(path, deepspeed)
-    if deepspeed:  # a folder of shards, read by the strategy
-        return {}
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, pickle garbage, ...
-        raise InputError(path, f"corrupt or truncated checkpoint ({type(err).__name__})") from None
-    if not isinstance(checkpoint, dict) or not {"state_dict", "loops"} <= checkpoint.keys():
-        raise InputError(path, "field 'state_dict': not a Lightning training checkpoint")
-    stored = checkpoint.get("stage")
-    if stage and stored and stored != stage:
-        raise InputError(path, f"field 'stage': a checkpoint of {stored}, not of {stage}")
-    return checkpoint
-
-
-def check_checkpoint(path: str, model, stage: str | None = None, checkpoint=None) -> dict:
-    """Refuse a missing, truncated or foreign checkpoint before training starts; return the
-    metrics it carries from before training (empty for DeepSpeed and older checkpoints)."""
-    if checkpoint is None:
-        checkpoint = read_checkpoint(path, stage)
-    if model is None or not checkpoint:
-        return {}
-    stored = checkpoint.get("base_fingerprint")
-    if stored is not None and stored != model.base_fingerprint():
-        raise InputError(
-            path,
-            f"field 'base_fingerprint': trained on another base model ({stored}, this base is "
-            f"{model.base_fingerprint()}); pass --model.base_model of the model it was trained on",
-        )
-    # Older checkpoints name no stage: their tensors must still be this model's trainable ones.
-    state, params = checkpoint["state_dict"], dict(model.named_parameters())
-    model.check_holds_trainables(state, path)
-    for key in sorted(model.trainable_keys()):
-        if tuple(state[key].shape) != tuple(params[key].shape):
-            raise InputError(
-                path,
-                f"field 'state_dict': {key} has shape {tuple(state[key].shape)}, this model's "
-                f"{tuple(params[key].shape)}: a checkpoint of another stage or adapter",
-            )
-    return dict(checkpoint.get("metrics_before", {}))
-
-
-def clear_run_outputs(run_dir: Path) -> None:
-    """What `--overwrite` removes: the files and folders a run writes, nothing else."""
-    for name in RUN_OUTPUTS:
-        path = run_dir / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
+def log_final_metrics(trainer, metrics: dict) -> None:
+    """The run's final metrics (metrics.json) into every logger but the CSV one, and close them."""
+    numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+    for logger in trainer.loggers[1:]:
+        logger.log_metrics({f"final/{k}": v for k, v in numbers.items()}, step=trainer.global_step)
+        logger.finalize("success")
 
 
 def run_stage(stage: str, args: list[str]) -> dict:
@@ -331,7 +245,7 @@ def _run_stage(stage: str, args: list[str], stopper: StopOnSignal) -> dict:
         clear_run_outputs(run_dir)  # only now: every check above has passed
     if ckpt_path:
         # A resumed run keeps what was measured before training in its first part.
-        metrics = before or _before_metrics(metrics_path)
+        metrics = before or before_metrics(metrics_path)
         keep_logged_rows(trainer, run_dir / "metrics.csv", ckpt_path)
     else:
         metrics = model.evaluate_before_fit(trainer, data)
@@ -352,28 +266,8 @@ def _run_stage(stage: str, args: list[str], stopper: StopOnSignal) -> dict:
         write_json(metrics_path, metrics)
         plot_run(run_dir)
         write_model_cards(run_dir, stage, metrics)
+        log_final_metrics(trainer, metrics)
     return metrics
-
-
-def _before_metrics(path: Path) -> dict:
-    """The `*_before` metrics of an earlier metrics.json (checkpoints older than `metrics_before`)."""
-    previous = json.loads(path.read_text()) if path.is_file() else {}
-    return {k: v for k, v in previous.items() if k.endswith("_before")}
-
-
-def keep_logged_rows(trainer, path: Path, ckpt_path: str) -> None:
-    """Hand the rows that the first part of a resumed run logged before its checkpoint to the
-    CSV logger, which would otherwise start metrics.csv afresh; later rows are logged again."""
-    if not trainer.is_global_zero or not path.is_file() or Path(ckpt_path).is_dir():
-        return
-    step = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("global_step", 0)
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        keys = list(reader.fieldnames or [])
-        rows = [r for r in reader if r.get("step", "").isdigit() and int(r["step"]) < step]
-    writer = trainer.logger.experiment  # made now: it deletes the old file
-    writer.metrics[:0] = [{k: v for k, v in row.items() if v != ""} for row in rows]
-    writer.metrics_keys = keys + [k for k in writer.metrics_keys if k not in keys]
 
 
 def helper_commands() -> list[str]:

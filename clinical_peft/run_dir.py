@@ -1,0 +1,147 @@
+"""The run directory's life: refuse to overwrite a finished run, check a checkpoint before a byte
+is written, clear what `--overwrite` replaces, and carry a resumed run's history over."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from clinical_peft.errors import InputError, path_problem
+
+#: what a run writes into its directory: what `--overwrite` clears (nothing else is touched)
+RUN_OUTPUTS = ("config.yaml", "hparams.yaml", "metrics.csv", "metrics.json", "curves.png",
+               "checkpoints", "adapter", "tokenizer", "predictions", "tensorboard")  # fmt: skip
+
+
+def is_first_process() -> bool:
+    """Rank 0 of the whole job, from the launchers' variables (no Trainer exists yet)."""
+    keys = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+    return all(os.environ.get(key, "0") == "0" for key in keys)
+
+
+def check_run_dir(run_dir: str, ckpt_path: str | None, overwrite: bool) -> None:
+    """Refuse a run directory that is a file, or that holds anything (an earlier run) unless
+    this run resumes from a checkpoint inside it or `overwrite` is asked for."""
+    path = Path(run_dir)
+    problem = path_problem(path, "folder")
+    if problem is None:
+        entries = sorted(p.name for p in path.iterdir())
+    elif problem == "not found" and not path.is_symlink():
+        return
+    else:
+        raise InputError(path, f"run directory {problem}")
+    resumes = ckpt_path is not None and Path(ckpt_path).resolve().is_relative_to(path.resolve())
+    # Other ranks start later and would find rank 0's first files: only rank 0 judges.
+    if entries and not overwrite and not resumes and is_first_process():
+        shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+        last = path / "checkpoints" / "last.ckpt"
+        resume = f"--ckpt_path {last} to resume it, " if last.exists() else ""
+        raise InputError(
+            path,
+            f"run directory is not empty ({shown}): pass --overwrite to replace its run "
+            f"(make: OVERWRITE=1), {resume}or another run directory",
+        )
+
+
+def check_checkpoint_path(path: str, deepspeed: bool) -> None:
+    """Refuse a checkpoint path that is missing, or of the wrong kind (a DeepSpeed checkpoint is
+    a folder, any other one a file)."""
+    problem = path_problem(path, "folder" if deepspeed else "file")
+    if problem == "not found":
+        old = Path(f"{path}.old")  # see strategies.DeepSpeedStrategy
+        if old.is_dir():
+            raise InputError(
+                path, f"not found, but {old} is: a crash cut its replacement short; resume from it"
+            )
+    if problem == "is a folder, not a file":
+        raise InputError(
+            path,
+            "checkpoint is a folder, not a file (a DeepSpeed checkpoint folder needs the "
+            "DeepSpeed trainer config it was written with)",
+        )
+    if problem == "is a file, not a folder":
+        raise InputError(path, "checkpoint is a file; the DeepSpeed strategy reads folders")
+    if problem:
+        raise InputError(path, f"checkpoint file {problem}")
+
+
+def read_checkpoint(path: str, stage: str | None = None, deepspeed: bool | None = None) -> dict:
+    """A checkpoint file of `stage`, loaded (a DeepSpeed folder: checked, `{}`); else InputError."""
+    if deepspeed is None:
+        deepspeed = Path(path).is_dir()
+    check_checkpoint_path(path, deepspeed)
+    if deepspeed:  # a folder of shards, read by the strategy
+        return {}
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, pickle garbage, ...
+        raise InputError(path, f"corrupt or truncated checkpoint ({type(err).__name__})") from None
+    if not isinstance(checkpoint, dict) or not {"state_dict", "loops"} <= checkpoint.keys():
+        raise InputError(path, "field 'state_dict': not a Lightning training checkpoint")
+    stored = checkpoint.get("stage")
+    if stage and stored and stored != stage:
+        raise InputError(path, f"field 'stage': a checkpoint of {stored}, not of {stage}")
+    return checkpoint
+
+
+def check_checkpoint(path: str, model, stage: str | None = None, checkpoint=None) -> dict:
+    """Refuse a missing, truncated or foreign checkpoint before training starts; return the
+    metrics it carries from before training (empty for DeepSpeed and older checkpoints)."""
+    if checkpoint is None:
+        checkpoint = read_checkpoint(path, stage)
+    if model is None or not checkpoint:
+        return {}
+    stored = checkpoint.get("base_fingerprint")
+    if stored is not None and stored != model.base_fingerprint():
+        raise InputError(
+            path,
+            f"field 'base_fingerprint': trained on another base model ({stored}, this base is "
+            f"{model.base_fingerprint()}); pass --model.base_model of the model it was trained on",
+        )
+    # Older checkpoints name no stage: their tensors must still be this model's trainable ones.
+    state, params = checkpoint["state_dict"], dict(model.named_parameters())
+    model.check_holds_trainables(state, path)
+    for key in sorted(model.trainable_keys()):
+        if tuple(state[key].shape) != tuple(params[key].shape):
+            raise InputError(
+                path,
+                f"field 'state_dict': {key} has shape {tuple(state[key].shape)}, this model's "
+                f"{tuple(params[key].shape)}: a checkpoint of another stage or adapter",
+            )
+    return dict(checkpoint.get("metrics_before", {}))
+
+
+def clear_run_outputs(run_dir: Path) -> None:
+    """What `--overwrite` removes: the files and folders a run writes, nothing else."""
+    for name in RUN_OUTPUTS:
+        path = run_dir / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def before_metrics(path: Path) -> dict:
+    """The `*_before` metrics of an earlier metrics.json (checkpoints older than `metrics_before`)."""
+    previous = json.loads(path.read_text()) if path.is_file() else {}
+    return {k: v for k, v in previous.items() if k.endswith("_before")}
+
+
+def keep_logged_rows(trainer, path: Path, ckpt_path: str) -> None:
+    """Hand the rows that the first part of a resumed run logged before its checkpoint to the
+    CSV logger, which would otherwise start metrics.csv afresh; later rows are logged again."""
+    if not trainer.is_global_zero or not path.is_file() or Path(ckpt_path).is_dir():
+        return
+    step = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("global_step", 0)
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        keys = list(reader.fieldnames or [])
+        rows = [r for r in reader if r.get("step", "").isdigit() and int(r["step"]) < step]
+    writer = trainer.logger.experiment  # made now: it deletes the old file
+    writer.metrics[:0] = [{k: v for k, v in row.items() if v != ""} for row in rows]
+    writer.metrics_keys = keys + [k for k in writer.metrics_keys if k not in keys]
