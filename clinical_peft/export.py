@@ -17,7 +17,8 @@ import torch
 import yaml
 from peft import PeftConfig, PeftModel
 
-from clinical_peft.backbone import load_causal_lm, load_sequence_classifier
+from clinical_peft.backbone import load_causal_lm
+from clinical_peft.classifier import load_sequence_classifier
 from clinical_peft.errors import InputError
 
 MERGEABLE = ("LORA", "IA3", "LOHA", "LOKR")  # adapters that are weight updates

@@ -18,11 +18,9 @@ import torch.nn.functional as F
 from peft import LoraConfig
 from torchmetrics import SumMetric
 
-from clinical_peft.backbone import (
-    config_record,
-    default_lora,
+from clinical_peft.backbone import config_record, default_lora, is_encoder
+from clinical_peft.classifier import (
     head_names,
-    is_encoder,
     load_sequence_classifier,
     needs_left_padding,
     stack_adapters,
