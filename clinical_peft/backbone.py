@@ -248,6 +248,33 @@ def fingerprint(model: torch.nn.Module) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
+def weights_fingerprint(model_dir: str | Path, values: int = 4) -> str:
+    """The base model's weights, hashed cheaply from its files: every tensor's name, shape and
+    first and last `values` numbers (safetensors reads those slices without loading the rest);
+    other weight formats by size and their first and last MiB. The same weights copied
+    elsewhere give the same hash; a base with the same shapes but other weights does not."""
+    from safetensors import safe_open
+
+    from clinical_peft.data.cache import content_stamp
+
+    digest = hashlib.sha256()
+    for file in sorted(Path(model_dir).glob("*.safetensors")):
+        with safe_open(str(file), "pt") as f:
+            for name in sorted(f.keys()):
+                part = f.get_slice(name)
+                shape = part.get_shape()
+                digest.update(f"{name}:{shape}".encode())
+                if shape:  # the first and last rows hold the sampled numbers
+                    first, last = part[:1], part[shape[0] - 1 :]
+                    for row in (first, last):
+                        flat = row.reshape(-1).float()
+                        sample = torch.cat([flat[:values], flat[-values:]])
+                        digest.update(sample.numpy().tobytes())
+    for file in sorted(Path(model_dir).glob("*.bin")):
+        digest.update(f"{file.name}:{content_stamp(file)}".encode())
+    return digest.hexdigest()[:16]
+
+
 def parameter_counts(model: torch.nn.Module) -> dict[str, float]:
     """Trainable and total parameter counts, as the paper's Table 2 reports them."""
 

@@ -123,6 +123,12 @@ class StageCLI(LightningCLI):
             action="store_true",
             help="Replace the outputs of an earlier run in --run_dir (else refused).",
         )
+        for what in ("base", "data"):
+            parser.add_argument(
+                f"--allow_other_{what}",
+                action="store_true",
+                help=f"Resume a checkpoint made on other {what} than this run's (else refused).",
+            )
         parser.add_argument(
             "--checkpoint_every_n_steps",
             type=int | None,
@@ -238,7 +244,10 @@ def _run_stage(stage: str, args: list[str], stopper: StopOnSignal) -> dict:
     ckpt_path = cli.config.ckpt_path
     metrics_path = run_dir / "metrics.json"
     if ckpt_path:
-        before = check_checkpoint(ckpt_path, model, stage, cli.checkpoint)
+        before = check_checkpoint(
+            ckpt_path, model, stage, cli.checkpoint, data,
+            cli.config.allow_other_base, cli.config.allow_other_data,
+        )  # fmt: skip
         cli.checkpoint = {}  # its optimizer state is not needed twice in memory
     resumes_inside = ckpt_path and Path(ckpt_path).resolve().is_relative_to(run_dir.resolve())
     if cli.overwrite and not resumes_inside and is_first_process():

@@ -89,7 +89,15 @@ def read_checkpoint(path: str, stage: str | None = None, deepspeed: bool | None 
     return checkpoint
 
 
-def check_checkpoint(path: str, model, stage: str | None = None, checkpoint=None) -> dict:
+def check_checkpoint(
+    path: str,
+    model,
+    stage: str | None = None,
+    checkpoint=None,
+    data=None,
+    allow_other_base: bool = False,
+    allow_other_data: bool = False,
+) -> dict:
     """Refuse a missing, truncated or foreign checkpoint before training starts; return the
     metrics it carries from before training (empty for DeepSpeed and older checkpoints)."""
     if checkpoint is None:
@@ -103,6 +111,23 @@ def check_checkpoint(path: str, model, stage: str | None = None, checkpoint=None
             f"field 'base_fingerprint': trained on another base model ({stored}, this base is "
             f"{model.base_fingerprint()}); pass --model.base_model of the model it was trained on",
         )
+    stored = checkpoint.get("base_weights")
+    if stored is not None and stored != model.base_weights() and not allow_other_base:
+        raise InputError(
+            path,
+            f"field 'base_weights': trained on a base with the same shapes but other weights "
+            f"({stored}, this base's are {model.base_weights()}); pass --model.base_model of the "
+            "model it was trained on, or --allow_other_base to resume on this one anyway",
+        )
+    stored = checkpoint.get("data_fingerprint")
+    if stored is not None and data is not None and not allow_other_data:
+        if stored != data.data_fingerprint():
+            raise InputError(
+                path,
+                f"field 'data_fingerprint': started on other data ({stored}, this data is "
+                f"{data.data_fingerprint()}); pass --data.data_dir of the data it was started "
+                "on, or --allow_other_data to go on with this data anyway",
+            )
     # Older checkpoints name no stage: their tensors must still be this model's trainable ones.
     state, params = checkpoint["state_dict"], dict(model.named_parameters())
     model.check_holds_trainables(state, path)

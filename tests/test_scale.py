@@ -221,6 +221,45 @@ def test_resuming_on_another_base_model_is_refused(notes_dir, tiny_model, tmp_pa
     assert (run / "metrics.json").read_bytes() == before
 
 
+@pytest.mark.slow
+def test_resuming_on_other_weights_or_other_data_is_refused_unless_allowed(
+    notes_dir, tiny_model, tmp_path
+):
+    from safetensors.torch import load_file, save_file
+
+    from clinical_peft.synthetic import write_notes
+
+    run = tmp_path / "run"
+    run_stage("pretrain", pretrain_args(notes_dir, tiny_model, run, "--trainer.max_steps", "2"))
+    resume = ["--ckpt_path", str(run / "checkpoints/last.ckpt")]
+    # same architecture and shapes, other weights: the shape fingerprint alone would accept it
+    other = shutil.copytree(tiny_model, tmp_path / "other")
+    weights = load_file(other / "model.safetensors")
+    weights = {k: v + 0.01 for k, v in weights.items()}
+    save_file(weights, other / "model.safetensors", metadata={"format": "pt"})
+    before = (run / "metrics.json").read_bytes()
+    with pytest.raises(InputError, match="base_weights.*--allow_other_base"):
+        run_stage(
+            "pretrain", pretrain_args(notes_dir, other, run, "--trainer.max_steps", "3", *resume)
+        )
+    assert (run / "metrics.json").read_bytes() == before
+    # other notes than the run started on
+    other_notes = tmp_path / "other_notes"
+    write_notes(other_notes, n_discharge=40, n_radiology=280, seed=1)
+    with pytest.raises(InputError, match="data_fingerprint.*--allow_other_data"):
+        run_stage(
+            "pretrain",
+            pretrain_args(other_notes, tiny_model, run, "--trainer.max_steps", "3", *resume),
+        )
+    # both are allowed when asked for explicitly
+    allow = ["--allow_other_base", "--allow_other_data"]
+    run_stage(
+        "pretrain",
+        pretrain_args(other_notes, other, run, "--trainer.max_steps", "3", *resume, *allow),
+    )
+    assert (run / "metrics.json").read_bytes() != before  # the resumed run went to its end
+
+
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     io = AtomicCheckpointIO()
     path = tmp_path / "last.ckpt"

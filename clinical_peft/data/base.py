@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 from transformers import PreTrainedTokenizerBase
 
 from clinical_peft.backbone import load_tokenizer
+from clinical_peft.data.cache import cache_key, content_stamp
 from clinical_peft.data.loader import ResumableLoader
 from clinical_peft.errors import InputError
 
@@ -24,6 +27,16 @@ class DataModuleBase(L.LightningDataModule):
                 raise InputError("data.tokenizer", "no tokenizer folder given")
             self._tokenizer = load_tokenizer(self.tokenizer_path)
         return self._tokenizer
+
+    def input_files(self) -> list[Path]:
+        """The data files this module reads (what a resumed run must find unchanged)."""
+        return []
+
+    def data_fingerprint(self) -> str:
+        """A hash of the input files' contents (not their paths): stored in checkpoints, so that
+        resuming onto other data is refused."""
+        stamps = [(p.name, content_stamp(p)) for p in self.input_files() if p.is_file()]
+        return cache_key({"files": stamps})
 
     def _loader(self, split: str, train: bool) -> ResumableLoader:
         return ResumableLoader(

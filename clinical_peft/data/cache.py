@@ -20,6 +20,19 @@ def file_stamp(path: str | Path) -> dict:
     return {"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+def content_stamp(path: str | Path, sample: int = 1 << 20) -> str:
+    """What identifies a file's content wherever it lies, cheaply: its size and a hash of its first,
+    middle and last MiB (a copy elsewhere gives the same stamp, other data another)."""
+    path = Path(path)
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as f:
+        for start in sorted({0, max(0, size // 2 - sample // 2), max(0, size - sample)}):
+            f.seek(start)
+            digest.update(f.read(sample))
+    return digest.hexdigest()[:16]
+
+
 def tokenizer_stamp(tokenizer: PreTrainedTokenizerBase) -> str:
     """A hash of the tokenizer's vocabulary, merges and special tokens."""
     backend = getattr(tokenizer, "backend_tokenizer", None)

@@ -150,6 +150,9 @@ class _InstructionData(DataModuleBase):
         raise NotImplementedError
 
     # --- cache --------------------------------------------------------------------------
+    def input_files(self) -> list[Path]:
+        return [self.path(split) for split in SPLITS]
+
     def _cache_parts(self) -> dict:
         return {
             "kind": self.kind,

@@ -184,6 +184,9 @@ class NotesDataModule(DataModuleBase):
         self.cache_hit: bool | None = None
         self.stats: dict = {}
 
+    def input_files(self) -> list[Path]:
+        return list(self.paths)
+
     def _cache_parts(self) -> dict:
         return {
             "kind": "notes",

@@ -159,6 +159,9 @@ class OutcomeDataModule(DataModuleBase):
                 ) from None
             self.class_weights = [round(float(w), 6) for w in weights]
 
+    def input_files(self) -> list[Path]:
+        return [*self.paths.values(), self.data_dir / (self.task.codes_file or "-")]
+
     def _cache_parts(self) -> dict:
         codes = self.data_dir / (self.task.codes_file or "-")
         return {

@@ -14,7 +14,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from clinical_peft.atomic import write_atomic
-from clinical_peft.backbone import fingerprint, parameter_counts
+from clinical_peft.backbone import fingerprint, parameter_counts, weights_fingerprint
 from clinical_peft.errors import InputError
 
 
@@ -91,6 +91,12 @@ class AdapterStage(L.LightningModule):
             self._fingerprint = fingerprint(self.model)
         return self._fingerprint
 
+    def base_weights(self) -> str:
+        """A hash of the base model's weights from its files (see `weights_fingerprint`)."""
+        if not hasattr(self, "_weights"):
+            self._weights = weights_fingerprint(self.hparams.base_model)
+        return self._weights
+
     def trainable_keys(self) -> set[str]:
         return {name for name, p in self.named_parameters() if p.requires_grad}
 
@@ -98,6 +104,10 @@ class AdapterStage(L.LightningModule):
         keep = self.trainable_keys()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
         checkpoint["base_fingerprint"] = self.base_fingerprint()
+        checkpoint["base_weights"] = self.base_weights()
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        if datamodule is not None and hasattr(datamodule, "data_fingerprint"):
+            checkpoint["data_fingerprint"] = datamodule.data_fingerprint()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         stored = checkpoint.get("base_fingerprint")
