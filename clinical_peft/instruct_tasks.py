@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from clinical_peft.errors import InputError
 from clinical_peft.generation_metrics import accuracy, mean_rouge_l, reference_f1
-from clinical_peft.synthetic import text as T
+from clinical_peft.synthetic import items as T
 
 #: (metrics without the split prefix, number of unparsable predictions)
 Scored = tuple[dict[str, float], int]

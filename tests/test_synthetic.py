@@ -25,7 +25,7 @@ from clinical_peft.synthetic import (
     write_outcome_tasks,
 )
 from clinical_peft.synthetic import vocab as V
-from clinical_peft.synthetic.text import hyponatremia_cause
+from clinical_peft.synthetic.items import hyponatremia_cause
 
 #: words that would give an admission note's outcome away
 LEAKAGE_WORDS = ["expired", "died", "death", "deceased", "passed away", "discharged", "hospice"]
