@@ -19,11 +19,29 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+
 #: ``fn(chosen, rejected, beta, label_smoothing, chosen_lengths, rejected_lengths)`` -> per-example
 #: losses. ``chosen`` / ``rejected`` are the log-ratios ``policy - reference`` of the summed
 #: completion log-probs, shape (batch,); for a loss that needs no reference they are the policy's
 #: log-probs. The lengths (completion token counts) are ``None`` when the caller has none.
-DPOLossFn = Callable[[Tensor, Tensor, float, float, "Tensor | None", "Tensor | None"], Tensor]
+@dataclass(frozen=True)
+class LogRatios:
+    """What every DPO-family loss reads: per-example log-ratios policy - reference (batch,)."""
+
+    chosen: Tensor
+    rejected: Tensor
+    beta: float
+    ls: float  # label smoothing
+    chosen_lengths: Tensor | None = None  # completion token counts (ipo)
+    rejected_lengths: Tensor | None = None
+
+    @property
+    def h(self) -> Tensor:
+        """chosen - rejected log-ratio."""
+        return self.chosen - self.rejected
+
+
+DPOLossFn = Callable[[LogRatios], Tensor]
 
 
 @dataclass(frozen=True)
@@ -106,12 +124,14 @@ def dpo_loss(
     chosen_logratios = policy_chosen_logps - reference_chosen_logps
     rejected_logratios = policy_rejected_logps - reference_rejected_logps
     losses = spec.fn(
-        chosen_logratios,
-        rejected_logratios,
-        beta,
-        label_smoothing,
-        chosen_lengths,
-        rejected_lengths,
+        LogRatios(
+            chosen_logratios,
+            rejected_logratios,
+            beta,
+            label_smoothing,
+            chosen_lengths,
+            rejected_lengths,
+        )  # fmt: skip
     )
     chosen_rewards = beta * chosen_logratios.detach()
     rejected_rewards = beta * rejected_logratios.detach()
@@ -122,98 +142,57 @@ def dpo_loss(
 
 
 @register_dpo_loss("sigmoid", label_smoothing=True)
-def sigmoid_loss(
-    chosen: Tensor,
-    rejected: Tensor,
-    beta: float,
-    ls: float,
-    chosen_lengths: Tensor | None,
-    rejected_lengths: Tensor | None,
-) -> Tensor:
+def sigmoid_loss(x: LogRatios) -> Tensor:
     """DPO, ``-(1 - ls) * logsigmoid(beta * h) - ls * logsigmoid(-beta * h)`` (conservative DPO
     for ls > 0). TRL 1.16 ignores ``label_smoothing`` for this loss type (it computes only
     ``-logsigmoid(beta * h)``); the two agree at ``label_smoothing=0``, the default."""
-    h = chosen - rejected
+    h, beta, ls = x.h, x.beta, x.ls
     return -(1 - ls) * F.logsigmoid(beta * h) - ls * F.logsigmoid(-beta * h)
 
 
 @register_dpo_loss("ipo")
-def ipo_loss(
-    chosen: Tensor,
-    rejected: Tensor,
-    beta: float,
-    ls: float,
-    chosen_lengths: Tensor | None,
-    rejected_lengths: Tensor | None,
-) -> Tensor:
+def ipo_loss(x: LogRatios) -> Tensor:
     """IPO, ``(h - 1 / (2 * beta)) ** 2``. TRL 1.16 divides each log-ratio by its number of
     completion tokens (clamped to >= 1) before taking ``h``: given the lengths, so does this;
     without them the log-ratios are used unnormalised, as IPO's Eq. 17 is written."""
-    if chosen_lengths is not None and rejected_lengths is not None:
+    chosen, rejected = x.chosen, x.rejected
+    if x.chosen_lengths is not None and x.rejected_lengths is not None:
         # TRL's per-token normalisation keeps the squared loss comparable across lengths.
-        chosen = chosen / chosen_lengths.to(chosen.dtype).clamp(min=1.0)
-        rejected = rejected / rejected_lengths.to(rejected.dtype).clamp(min=1.0)
-    return (chosen - rejected - 1 / (2 * beta)) ** 2
+        chosen = chosen / x.chosen_lengths.to(chosen.dtype).clamp(min=1.0)
+        rejected = rejected / x.rejected_lengths.to(rejected.dtype).clamp(min=1.0)
+    return (chosen - rejected - 1 / (2 * x.beta)) ** 2
 
 
 @register_dpo_loss("hinge")
-def hinge_loss(
-    chosen: Tensor,
-    rejected: Tensor,
-    beta: float,
-    ls: float,
-    chosen_lengths: Tensor | None,
-    rejected_lengths: Tensor | None,
-) -> Tensor:
+def hinge_loss(x: LogRatios) -> Tensor:
     """SLiC's hinge, ``relu(1 - beta * h)``."""
-    return torch.relu(1 - beta * (chosen - rejected))
+    return torch.relu(1 - x.beta * x.h)
 
 
 @register_dpo_loss("robust", label_smoothing=True)
-def robust_loss(
-    chosen: Tensor,
-    rejected: Tensor,
-    beta: float,
-    ls: float,
-    chosen_lengths: Tensor | None,
-    rejected_lengths: Tensor | None,
-) -> Tensor:
+def robust_loss(x: LogRatios) -> Tensor:
     """Robust DPO, ``(-(1 - ls) * logsigmoid(beta * h) + ls * logsigmoid(-beta * h)) / (1 - 2 ls)``,
     ``ls`` in [0, 0.5) (TRL only warns outside that range; here it is an error)."""
-    h = chosen - rejected
+    h, beta, ls = x.h, x.beta, x.ls
     clean = -(1 - ls) * F.logsigmoid(beta * h)
     flipped = -ls * F.logsigmoid(-beta * h)
     return (clean - flipped) / (1 - 2 * ls)
 
 
 @register_dpo_loss("nca_pair")
-def nca_pair_loss(
-    chosen: Tensor,
-    rejected: Tensor,
-    beta: float,
-    ls: float,
-    chosen_lengths: Tensor | None,
-    rejected_lengths: Tensor | None,
-) -> Tensor:
+def nca_pair_loss(x: LogRatios) -> Tensor:
     """NCA (Chen et al. 2024, arXiv 2402.05369), pairwise form: with rewards ``r = beta * log-ratio``,
     ``-logsigmoid(r_c) - logsigmoid(-r_c) / 2 - logsigmoid(-r_r) / 2``: it raises the chosen
     answer's likelihood in absolute terms, not only relative to the rejected one."""
-    r_c, r_r = beta * chosen, beta * rejected
+    r_c, r_r = x.beta * x.chosen, x.beta * x.rejected
     return -F.logsigmoid(r_c) - 0.5 * F.logsigmoid(-r_c) - 0.5 * F.logsigmoid(-r_r)
 
 
 @register_dpo_loss("sppo_hard")
-def sppo_hard_loss(
-    chosen: Tensor,
-    rejected: Tensor,
-    beta: float,
-    ls: float,
-    chosen_lengths: Tensor | None,
-    rejected_lengths: Tensor | None,
-) -> Tensor:
+def sppo_hard_loss(x: LogRatios) -> Tensor:
     """SPPO (Wu et al. 2024, arXiv 2405.00675) with hard win probabilities (1 for the chosen
     answer, 0 for the rejected), ``(log-ratio_c - 1 / (2 beta)) ** 2 + (log-ratio_r + 1 / (2 beta)) ** 2``."""
-    return (chosen - 0.5 / beta) ** 2 + (rejected + 0.5 / beta) ** 2
+    return (x.chosen - 0.5 / x.beta) ** 2 + (x.rejected + 0.5 / x.beta) ** 2
 
 
 def _shifted(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:

@@ -166,8 +166,8 @@ def test_a_registered_loss_needs_no_other_edit(monkeypatch, instructions_dir, ti
     """One registry entry makes a loss usable from the stage's config (`--model.loss_type`), its
     hyperparameters checked and, being reference-free, no reference pass run."""
 
-    def toy(chosen, rejected, beta, ls, chosen_lengths, rejected_lengths):
-        return beta * (rejected - chosen) / chosen_lengths + ls
+    def toy(x):
+        return x.beta * (x.rejected - x.chosen) / x.chosen_lengths + x.ls
 
     monkeypatch.setitem(DPO_LOSSES, "toy", DPOLoss(toy, label_smoothing=True, reference=False))
     args = dpo_args(tiny_model, instructions_dir, tmp_path / "run", "--model.loss_type", "toy",

@@ -5,78 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-import torch
-from peft import PeftConfig
 
-from clinical_peft.backbone import (
-    add_adapter,
-    check_packing,
-    config_record,
-    default_lora,
-    load_causal_lm,
-    token_logits,
-)
-from clinical_peft.data.loader import is_filler
-from clinical_peft.losses import causal_lm_loss_sums
-from clinical_peft.metrics import TokenWeightedLoss
-from clinical_peft.stages.base import AdapterStage, OptimSpec
+from clinical_peft.backbone import check_packing
+from clinical_peft.stages.causal_lm import CausalLMStage
 
 
-class DomainAdaptation(AdapterStage):
-    def __init__(
-        self,
-        base_model: str,
-        adapter: PeftConfig | None = None,
-        optim: OptimSpec | None = None,
-        dtype: str = "float32",
-        gradient_checkpointing: bool = False,
-    ) -> None:
-        """
-        Args:
-            base_model: folder of a local Hugging Face causal LM (a LLaMA checkpoint, or the
-                built-in tiny LLaMA that `make tiny-model` writes).
-            adapter: the PEFT method and its hyperparameters.
-            optim: optimizer and learning-rate schedule.
-            dtype: weights of the frozen base: float32, bfloat16 or float16.
-            gradient_checkpointing: recompute activations in backward to save memory.
-        """
-        super().__init__(optim)
-        adapter = adapter or default_lora()
-        self.save_hyperparameters(
-            {"base_model": base_model, "adapter": config_record(adapter), "dtype": dtype}
-        )
-        self.base_model_path = base_model
-        base = load_causal_lm(base_model, dtype, gradient_checkpointing=gradient_checkpointing)
-        self.model = add_adapter(base, adapter)
-        self.train_loss, self.val_loss = TokenWeightedLoss(), TokenWeightedLoss()
+class DomainAdaptation(CausalLMStage):
+    """Held-out perplexity before and after, train perplexity per epoch (see CausalLMStage)."""
 
     def setup(self, stage: str) -> None:
         if getattr(self.trainer.datamodule, "mode", None) == "pack":
             check_packing(self.model, "data.mode", "use pad_per_note")
 
-    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed NLL of the labelled tokens and their count."""
-        return causal_lm_loss_sums(token_logits(self.model, batch), batch["labels"])
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        nll, tokens = self(batch)
-        self.train_loss.update(nll, tokens)
-        loss = nll / tokens.clamp(min=1)
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
-
     def on_train_epoch_end(self) -> None:
         loss, ppl = self.train_loss.compute_and_reset()
         self.log_dict({"train/epoch_loss": loss, "train/ppl": ppl}, sync_dist=True)
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        nll, tokens = self(batch)
-        if not is_filler(batch):
-            self.val_loss.update(nll, tokens)
-
-    def on_validation_epoch_end(self) -> None:
-        loss, ppl = self.val_loss.compute_and_reset()
-        self.log_dict({"val/loss": loss, "val/ppl": ppl}, prog_bar=True, sync_dist=True)
 
     def evaluate_before_fit(self, trainer: L.Trainer, datamodule) -> dict[str, float]:
         (result,) = trainer.validate(self, datamodule=datamodule, verbose=False)

@@ -3,25 +3,17 @@
 
 from __future__ import annotations
 
-import torch
 from peft import PeftConfig
 
 from clinical_peft.backbone import (
-    add_adapter,
     check_packing,
-    config_record,
-    default_lora,
-    load_causal_lm,
-    token_logits,
 )
-from clinical_peft.data.loader import is_filler
 from clinical_peft.generation import GenerationEvaluation
-from clinical_peft.losses import causal_lm_loss_sums
-from clinical_peft.metrics import TokenWeightedLoss
-from clinical_peft.stages.base import AdapterStage, OptimSpec
+from clinical_peft.stages.base import OptimSpec
+from clinical_peft.stages.causal_lm import CausalLMStage
 
 
-class SupervisedFineTuning(GenerationEvaluation, AdapterStage):
+class SupervisedFineTuning(GenerationEvaluation, CausalLMStage):
     def __init__(
         self,
         base_model: str,
@@ -43,35 +35,9 @@ class SupervisedFineTuning(GenerationEvaluation, AdapterStage):
             max_new_tokens: cap on generated tokens at evaluation (default: per task).
             evaluate_base: also score the untrained model by generation (the table's "base").
         """
-        super().__init__(optim)
-        adapter = adapter or default_lora()
-        self.save_hyperparameters(
-            {"base_model": base_model, "adapter": config_record(adapter), "dtype": dtype}
-        )
+        super().__init__(base_model, adapter, optim, dtype, gradient_checkpointing)
         self.max_new_tokens, self.evaluate_base = max_new_tokens, evaluate_base
-        base = load_causal_lm(base_model, dtype, gradient_checkpointing=gradient_checkpointing)
-        self.model = add_adapter(base, adapter)
-        self.val_loss = TokenWeightedLoss()
 
     def setup(self, stage: str) -> None:
         if getattr(self.trainer.datamodule, "packing", False):
             check_packing(self.model, "data.packing", "set it to false")
-
-    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """Summed NLL of the completion tokens (labels -100 elsewhere) and their count."""
-        return causal_lm_loss_sums(token_logits(self.model, batch), batch["labels"])
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        nll, tokens = self(batch)
-        loss = nll / tokens.clamp(min=1)
-        self.log("train/loss", loss, prog_bar=True)
-        return loss
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        nll, tokens = self(batch)
-        if not is_filler(batch):
-            self.val_loss.update(nll, tokens)
-
-    def on_validation_epoch_end(self) -> None:
-        loss, _ = self.val_loss.compute_and_reset()  # token-weighted over the split and ranks
-        self.log("val/loss", loss, prog_bar=True)

@@ -1,0 +1,68 @@
+"""What pretraining and SFT share: one causal LM from the backbone factory under one adapter,
+trained on the summed NLL of the labelled tokens and scored token-weighted over whole splits."""
+
+from __future__ import annotations
+
+import torch
+from peft import PeftConfig
+
+from clinical_peft.backbone import (
+    add_adapter,
+    config_record,
+    default_lora,
+    load_causal_lm,
+    token_logits,
+)
+from clinical_peft.data.loader import is_filler
+from clinical_peft.losses import causal_lm_loss_sums
+from clinical_peft.metrics import TokenWeightedLoss
+from clinical_peft.stages.base import AdapterStage, OptimSpec
+
+
+class CausalLMStage(AdapterStage):
+    def __init__(
+        self,
+        base_model: str,
+        adapter: PeftConfig | None = None,
+        optim: OptimSpec | None = None,
+        dtype: str = "float32",
+        gradient_checkpointing: bool = False,
+    ) -> None:
+        """
+        Args:
+            base_model: folder of a local Hugging Face causal LM (a LLaMA checkpoint, or the
+                built-in tiny LLaMA that `make tiny-model` writes).
+            adapter: a peft config (YAML: `class_path: peft.LoraConfig` + `init_args`; any peft
+                config class); default: the paper's LoRA (r 16, alpha 32, q_proj and v_proj).
+            optim: optimizer and learning-rate schedule.
+            dtype: weights of the frozen base: float32, bfloat16 or float16.
+            gradient_checkpointing: recompute activations in backward to save memory.
+        """
+        super().__init__(optim)
+        adapter = adapter or default_lora()
+        self.save_hyperparameters(
+            {"base_model": base_model, "adapter": config_record(adapter), "dtype": dtype}
+        )
+        base = load_causal_lm(base_model, dtype, gradient_checkpointing=gradient_checkpointing)
+        self.model = add_adapter(base, adapter)
+        self.train_loss, self.val_loss = TokenWeightedLoss(), TokenWeightedLoss()
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed NLL of the labelled tokens (labels -100 elsewhere) and their count."""
+        return causal_lm_loss_sums(token_logits(self.model, batch), batch["labels"])
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        nll, tokens = self(batch)
+        self.train_loss.update(nll, tokens)
+        loss = nll / tokens.clamp(min=1)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        nll, tokens = self(batch)
+        if not is_filler(batch):
+            self.val_loss.update(nll, tokens)
+
+    def on_validation_epoch_end(self) -> None:
+        loss, ppl = self.val_loss.compute_and_reset()  # token-weighted over the split and ranks
+        self.log_dict({"val/loss": loss, "val/ppl": ppl}, prog_bar=True)
