@@ -12,7 +12,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from clinical_peft.synthetic import write_notes  # noqa: E402
+from clinical_peft.synthetic import write_instruction_tasks, write_notes  # noqa: E402
 from clinical_peft.tiny_model import build_tiny_llama  # noqa: E402
 
 
@@ -29,3 +29,11 @@ def tiny_model(notes_dir, tmp_path_factory) -> Path:
     """A tiny LLaMA (hidden 64, 2 layers, 1k vocab) with a tokenizer trained on `notes_dir`."""
     out = tmp_path_factory.mktemp("models") / "tiny-llama"
     return build_tiny_llama(notes_dir, out, vocab_size=1024, hidden_size=64, intermediate_size=128)
+
+
+@pytest.fixture(scope="session")
+def instructions_dir(tmp_path_factory) -> Path:
+    """SFT and DPO files of the five instruction tasks, 200 items each."""
+    folder = tmp_path_factory.mktemp("instructions")
+    write_instruction_tasks(folder, n_per_task=200, seed=0)
+    return folder

@@ -20,16 +20,8 @@ from clinical_peft.data.instructions import PreferenceDataModule
 from clinical_peft.errors import InputError
 from clinical_peft.losses import DPO_LOSSES, DPOLoss, sequence_logps
 from clinical_peft.stages.dpo import STAT_KEYS, PreferenceOptimization
-from clinical_peft.synthetic import write_instruction_tasks
 
 ROOT = Path(__file__).parent.parent
-
-
-@pytest.fixture(scope="module")
-def instructions_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("instructions")
-    write_instruction_tasks(folder, n_per_task=200, seed=0)
-    return folder
 
 
 def data_module(instructions_dir, tiny_model, tmp_path, task="triage") -> PreferenceDataModule:

@@ -16,16 +16,8 @@ from clinical_peft.data.instructions import (
 )
 from clinical_peft.errors import InputError
 from clinical_peft.instruct_tasks import parse_triage, score
-from clinical_peft.synthetic import write_instruction_tasks
 
 ROOT = Path(__file__).parent.parent
-
-
-@pytest.fixture(scope="module")
-def instructions_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("instructions")
-    write_instruction_tasks(folder, n_per_task=40, seed=0)
-    return folder
 
 
 def write_jsonl(folder: Path, name: str, rows: list) -> None:
