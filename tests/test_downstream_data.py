@@ -160,3 +160,49 @@ def test_auroc_semantics_match_sklearn_on_fixed_arrays():
     assert got["auroc"] == pytest.approx(expected) and got["n_labels_scored"] == 2
     assert got["auroc_micro"] == pytest.approx(roc_auc_score(ym.ravel(), pm.ravel()))
     assert math.isnan(outcome_metrics(s, np.zeros(60), "binary", 2)["auroc"])
+
+
+def test_suspicious_outcome_files_are_refused_or_reported(tiny_model, tmp_path):
+    """Leakage and malformed code lists stop the run in one line; duplicates are counted."""
+    import csv
+
+    from clinical_peft.data.outcomes import OutcomeDataModule
+    from clinical_peft.errors import InputError
+    from clinical_peft.synthetic import write_outcome_tasks
+
+    def make(folder, **kwargs):
+        return OutcomeDataModule(task="proc", data_dir=str(folder), tokenizer=str(tiny_model),
+                                 cache_dir=str(tmp_path / "cache"), max_length=32, **kwargs)  # fmt: skip
+
+    def rows(path):
+        with path.open(newline="") as f:
+            return list(csv.reader(f))
+
+    def write(path, table):
+        with path.open("w", newline="") as f:
+            csv.writer(f, quoting=csv.QUOTE_ALL).writerows(table)
+
+    folder = tmp_path / "leak"
+    write_outcome_tasks(folder, n_admissions=60, seed=0, n_diag_codes=5, n_proc_codes=5)
+    train, test = (
+        folder / "PRO_GROUPS_3_DIGITS_adm_train.csv",
+        folder / "PRO_GROUPS_3_DIGITS_adm_test.csv",
+    )
+    write(test, rows(test) + rows(train)[1:3])  # two training admissions copied into test
+    with pytest.raises(InputError, match="field 'id': 2 admissions .*--data.allow_overlap") as err:
+        make(folder).prepare_data()
+    assert "\n" not in str(err.value)
+    allowed = make(folder, allow_overlap=True)
+    allowed.prepare_data()
+    assert allowed.stats["data/test_ids_in_train"] == 2.0
+
+    table = rows(train)
+    write(train, table + [table[1]])  # a duplicate admission in train: counted, not refused
+    allowed = make(folder, allow_overlap=True)
+    allowed.prepare_data()
+    assert allowed.stats["data/train_duplicate_ids"] == 1.0
+
+    table[1][2] = "38;39"  # another separator would make "38;39" one unknown code
+    write(train, table)
+    with pytest.raises(InputError, match="codes separated by ';', expected ','"):
+        make(folder, allow_overlap=True)

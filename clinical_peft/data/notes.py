@@ -209,6 +209,8 @@ class NotesDataModule(DataModuleBase):
         )
         self.stats = json.loads((self.cache_path / "stats.json").read_text())
         log.info("notes: %s (cache %s)", self.stats, "hit" if self.cache_hit else "built")
+        if self.stats.get("skipped_empty"):  # also in metrics.json as data/skipped_empty
+            log.warning("notes: %d empty notes skipped", self.stats["skipped_empty"])
 
     def _build(self, out: Path) -> None:
         counts = {"notes": 0, "skipped_empty": 0}

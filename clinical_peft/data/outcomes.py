@@ -106,6 +106,7 @@ class OutcomeDataModule(DataModuleBase):
         cache_dir: str = "cache",
         num_workers: int = 0,
         seed: int = 0,
+        allow_overlap: bool = False,
     ) -> None:
         """
         Args:
@@ -121,8 +122,11 @@ class OutcomeDataModule(DataModuleBase):
             max_examples: read only the first N rows of every split (quick experiments).
             cache_dir: where tokenized datasets are kept (patient text stays here).
             seed: seed of the batch composition and order.
+            allow_overlap: accept admission ids found in train and in val or test (leakage:
+                refused unless asked for).
         """
         super().__init__()
+        self.allow_overlap = allow_overlap
         if long_mode not in ("truncate", "chunks"):
             raise InputError("data.long_mode", f"unknown '{long_mode}' (valid: truncate, chunks)")
         if max_length < 8:
@@ -171,7 +175,8 @@ class OutcomeDataModule(DataModuleBase):
             "files": [file_stamp(p) for p in self.paths.values() if p.exists()],
             "codes": file_stamp(codes) if codes.is_file() else None,
             "tokenizer": tokenizer_stamp(self.tokenizer),
-            **{k: getattr(self, k) for k in ("max_length", "long_mode", "max_chunks", "max_examples")},
+            **{k: getattr(self, k) for k in ("max_length", "long_mode", "max_chunks", "max_examples",
+                                             "allow_overlap")},
         }  # fmt: skip
 
     def prepare_data(self) -> None:
@@ -202,12 +207,18 @@ class OutcomeDataModule(DataModuleBase):
         size = self.max_length - n_special
         max_windows = 1 if self.long_mode == "truncate" else self.max_chunks
         stats: dict[str, float] = {}
-        parts = {}
+        parts, train_ids = {}, set()
         for split, path in self.paths.items():
             rows = read_split(path, self.task.label_column, self.max_examples)
             labels, unknown = parse_labels(
                 self.task, rows["label"], rows["id"], path, self.label_names
             )
+            stats.update(self._check_ids(split, path, rows["id"], train_ids))
+            if split == "train":
+                train_ids = set(rows["id"])
+                if self.kind == "multilabel" and not any(labels):
+                    raise InputError(path, f"field '{self.task.label_column}': every code list "
+                                           "is empty (or no code is in the label space)")  # fmt: skip
             ids = self.tokenizer(rows["text"], add_special_tokens=False)["input_ids"]
             chunks = [[self._special(w) for w in windows(t, size, max_windows)] for t in ids]
             kept = sum(min(len(t), size * max_windows) for t in ids)
@@ -225,6 +236,24 @@ class OutcomeDataModule(DataModuleBase):
             )
         DatasetDict(parts).save_to_disk(str(out / "tokenized"))
         (out / "stats.json").write_text(json.dumps(stats, indent=1))
+
+    def _check_ids(self, split: str, path: Path, ids: list[str], train: set[str]) -> dict:
+        """Duplicate ids in a split are counted; ids of train met again in val or test are
+        leakage, refused unless `allow_overlap`."""
+        stats = {f"data/{split}_duplicate_ids": float(len(ids) - len(set(ids)))}
+        if stats[f"data/{split}_duplicate_ids"]:
+            log.warning("%s: %d duplicate ids", path, len(ids) - len(set(ids)))
+        overlap = len(set(ids) & train)
+        if overlap and not self.allow_overlap:
+            raise InputError(
+                path,
+                f"field 'id': {overlap} admissions of {self.paths['train'].name} are here too "
+                "(train/test leakage); --data.allow_overlap true to accept",
+            )
+        if overlap:
+            stats[f"data/{split}_ids_in_train"] = float(overlap)
+            log.warning("%s: %d admissions also in train (allowed)", path, overlap)
+        return stats
 
     def setup(self, stage: str | None = None) -> None:
         if not self.stats:

@@ -99,7 +99,13 @@ def parse_labels(
         return labels, 0
     index = {code: i for i, code in enumerate(space)}
     labels, unknown = [], 0
-    for value in values:
+    for row, (row_id, value) in enumerate(zip(ids, values, strict=True), start=1):
+        if ";" in value or "|" in value:  # one bogus "code" otherwise
+            raise InputError(
+                path,
+                f"field '{column}': codes separated by '{';' if ';' in value else '|'}', "
+                f"expected ',' ({row_name(row, row_id)})",
+            )
         codes = split_codes(value)
         unknown += sum(code not in index for code in codes)
         labels.append(sorted({index[code] for code in codes if code in index}))

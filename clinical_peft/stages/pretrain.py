@@ -29,4 +29,5 @@ class DomainAdaptation(CausalLMStage):
         logged = trainer.callback_metrics  # read before validating replaces them
         train = {k: float(logged[k]) for k in ("train/ppl", "train/epoch_loss") if k in logged}
         result = self.validate_best(trainer, datamodule)  # and export the best weights
-        return {"val/ppl": result["val/ppl"], "val/loss": result["val/loss"], **train}
+        data = {f"data/{k}": float(v) for k, v in getattr(datamodule, "stats", {}).items()}
+        return {"val/ppl": result["val/ppl"], "val/loss": result["val/loss"], **train, **data}
