@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from clinical_peft.data.synthetic import write_instruction_tasks, write_outcome_tasks
 
 from clinical_peft.cli import main
+from clinical_peft.synthetic import write_instruction_tasks, write_outcome_tasks
 
 ROOT = Path(__file__).parent.parent
 SCRIPTS = ROOT / "tests" / "scripts"
