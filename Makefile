@@ -32,6 +32,8 @@ endif
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 CLI := $(PY) -m clinical_peft
+# In the *-all loops: a finished run (its metrics.json exists) is kept, not run again (OVERWRITE=1 reruns it).
+unless_done = $(if $(OVERWRITE_ARG),,test -f $(1)/metrics.json && echo "$(1): finished, kept (OVERWRITE=1 reruns it)" ||)
 OVERWRITE_ARG := $(if $(filter 1 true yes,$(strip $(OVERWRITE))),--overwrite)
 # Each target reads DATA, or its own synthetic default when DATA is empty (so a target that
 # builds another as a prerequisite calls it with DATA= cleared). Synthetic files and the tiny
@@ -86,7 +88,7 @@ pretrain: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## domain-adaptive pretraining 
 	  $(if $(CKPT),--ckpt_path $(CKPT)) $(OVERWRITE_ARG) $(ARGS)
 
 pretrain-all: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## all five methods, then the Table 2 analogue in runs/pretrain/table.{md,csv}
-	for m in $(PRETRAIN_METHODS); do $(MAKE) --no-print-directory pretrain METHOD=$$m OUT=runs/pretrain/$$m DATA=$(DATA) || exit 1; done
+	for m in $(PRETRAIN_METHODS); do $(call unless_done,runs/pretrain/$$m) $(MAKE) --no-print-directory pretrain METHOD=$$m OUT=runs/pretrain/$$m DATA=$(DATA) || exit 1; done
 	$(CLI) report pretrain --runs $(foreach m,$(PRETRAIN_METHODS),runs/pretrain/$(m)) --out runs/pretrain/table
 
 # --- instruction tuning (study B): SFT, then DPO from the SFT adapter ---
@@ -118,8 +120,8 @@ dpo: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## DPO, from runs/sft/$(TASK)/ada
 
 instruct-all: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## base -> SFT -> DPO for every instruction task, then runs/instruct/table.{md,csv}
 	for t in $(INSTRUCT_TASKS); do \
-	  $(MAKE) --no-print-directory sft TASK=$$t OUT= DATA=$(DATA) && \
-	  $(MAKE) --no-print-directory dpo TASK=$$t OUT= DATA=$(DATA) || exit 1; done
+	  { $(call unless_done,runs/sft/$$t) $(MAKE) --no-print-directory sft TASK=$$t OUT= DATA=$(DATA); } && \
+	  { $(call unless_done,runs/dpo/$$t) $(MAKE) --no-print-directory dpo TASK=$$t OUT= DATA=$(DATA); } || exit 1; done
 	$(PY) -m clinical_peft.report_instruct --tasks $(INSTRUCT_TASKS) --sft runs/sft --dpo runs/dpo --out runs/instruct/table
 
 # --- outcome prediction (study A, stage 2): clinical adapter + downstream LoRA + head ---
@@ -164,7 +166,7 @@ downstream: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) ## 
 	  $(if $(CKPT),--ckpt_path $(CKPT)) $(OVERWRITE_ARG) $(ARGS)
 
 downstream-all: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) ## the five tasks, then runs/downstream/table.{md,csv} (AUROC, paper-style)
-	for t in $(DOWNSTREAM_TASKS); do $(MAKE) --no-print-directory downstream TASK=$$t OUT= DATA=$(DATA) || exit 1; done
+	for t in $(DOWNSTREAM_TASKS); do $(call unless_done,runs/downstream/$$t) $(MAKE) --no-print-directory downstream TASK=$$t OUT= DATA=$(DATA) || exit 1; done
 	$(CLI) report downstream --runs $(foreach t,$(DOWNSTREAM_TASKS),runs/downstream/$(t)) $(BASELINE_RUNS) --out runs/downstream/table
 
 # --- classical floor: TF-IDF (word 1-2 grams) + logistic regression on the same files ---
