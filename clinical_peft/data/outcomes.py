@@ -31,13 +31,14 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1  # bump when tokenization changes, so cached datasets are rebuilt
 
 
-def read_split(path: Path, label_column: str, max_rows: int | None) -> dict[str, list[str]]:
-    """Columns id, text and the label of one split file, as strings; empty text is an error."""
+def read_split(path: Path, label_column: str | None, max_rows: int | None) -> dict[str, list[str]]:
+    """Columns id, text and the label of one split file, as strings; empty text is an error.
+    Without a label column (notes to score) only id and text are read; `label` stays empty."""
     columns = {"id": [], "text": [], "label": []}
-    for chunk in read_csv_chunks(path, ["id", "text", label_column]):
-        for row_id, text, label in zip(
-            chunk["id"], chunk["text"], chunk[label_column], strict=True
-        ):
+    names = ["id", "text", *([label_column] if label_column else [])]
+    for chunk in read_csv_chunks(path, names):
+        labels = chunk[label_column] if label_column else [""] * len(chunk)
+        for row_id, text, label in zip(chunk["id"], chunk["text"], labels, strict=True):
             if max_rows is not None and len(columns["id"]) >= max_rows:
                 return columns
             if not text.strip():
@@ -45,7 +46,8 @@ def read_split(path: Path, label_column: str, max_rows: int | None) -> dict[str,
                 raise InputError(path, f"field 'text': empty note ({row_name(row, row_id)})")
             columns["id"].append(row_id)
             columns["text"].append(text)
-            columns["label"].append(label)
+            if label_column:
+                columns["label"].append(label)
     if not columns["id"]:
         raise InputError(path, "no rows")
     return columns
@@ -55,6 +57,47 @@ def windows(tokens: list[int], size: int, max_windows: int | None) -> list[list[
     """Consecutive windows of `size` tokens (the first `max_windows` of them)."""
     cut = [tokens[i : i + size] for i in range(0, max(len(tokens), 1), size)]
     return cut[:max_windows] if max_windows else cut
+
+
+def with_special(tokenizer, window: list[int]) -> list[int]:
+    """A window with the model's special tokens around it."""
+    if tokenizer.cls_token_id is not None:  # BERT family: [CLS] window [SEP]
+        return [tokenizer.cls_token_id, *window, tokenizer.sep_token_id]
+    # Decoders: BOS (if any) + window + EOS, so the pooled last token is always EOS.
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    return bos + window + [tokenizer.eos_token_id]
+
+
+def encode_notes(
+    tokenizer, texts: list[str], max_length: int, long_mode: str, max_chunks: int
+) -> tuple[list[list[list[int]]], int, int]:
+    """Each note's windows (one when truncating), and the tokens kept and in all: training,
+    evaluation and `predict` tokenize notes here, so they see the same windows."""
+    size = max_length - len(with_special(tokenizer, []))
+    max_windows = 1 if long_mode == "truncate" else max_chunks
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    chunks = [[with_special(tokenizer, w) for w in windows(t, size, max_windows)] for t in ids]
+    kept = sum(min(len(t), size * max_windows) for t in ids)
+    return chunks, kept, sum(map(len, ids))
+
+
+def collate_notes(examples: list[dict], pad_id: int, kind: str, num_labels: int) -> dict:
+    """A batch of notes: their windows padded, which note each window is of, labels and ids."""
+    chunks = [chunk for ex in examples for chunk in ex["chunks"]]
+    doc_index = [i for i, ex in enumerate(examples) for _ in ex["chunks"]]
+    if kind == "multilabel":
+        labels = torch.zeros((len(examples), num_labels))
+        for i, ex in enumerate(examples):
+            labels[i, ex["labels"]] = 1.0
+    else:
+        labels = torch.tensor([ex["labels"][0] for ex in examples])
+    return {
+        "input_ids": pad_rows(chunks, pad_id),
+        "attention_mask": pad_rows([[1] * len(c) for c in chunks], 0),
+        "doc_index": torch.tensor(doc_index),
+        "labels": labels,
+        "ids": [ex["id"] for ex in examples],
+    }
 
 
 def length_batches(lengths: list[int], batch_size: int, seed: int | None) -> list[list[int]]:
@@ -195,17 +238,9 @@ class OutcomeDataModule(DataModuleBase):
                 )  # fmt: skip
 
     def _special(self, window: list[int]) -> list[int]:
-        tokenizer = self.tokenizer
-        if tokenizer.cls_token_id is not None:  # BERT family: [CLS] window [SEP]
-            return [tokenizer.cls_token_id, *window, tokenizer.sep_token_id]
-        # Decoders: BOS (if any) + window + EOS, so the pooled last token is always EOS.
-        bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-        return bos + window + [tokenizer.eos_token_id]
+        return with_special(self.tokenizer, window)
 
     def _build(self, out: Path) -> None:
-        n_special = len(self._special([]))
-        size = self.max_length - n_special
-        max_windows = 1 if self.long_mode == "truncate" else self.max_chunks
         stats: dict[str, float] = {}
         parts, train_ids = {}, set()
         for split, path in self.paths.items():
@@ -219,11 +254,11 @@ class OutcomeDataModule(DataModuleBase):
                 if self.kind == "multilabel" and not any(labels):
                     raise InputError(path, f"field '{self.task.label_column}': every code list "
                                            "is empty (or no code is in the label space)")  # fmt: skip
-            ids = self.tokenizer(rows["text"], add_special_tokens=False)["input_ids"]
-            chunks = [[self._special(w) for w in windows(t, size, max_windows)] for t in ids]
-            kept = sum(min(len(t), size * max_windows) for t in ids)
-            stats[f"data/{split}_notes"] = len(ids)
-            stats[f"data/{split}_tokens_dropped_share"] = 1 - kept / max(1, sum(map(len, ids)))
+            chunks, kept, total = encode_notes(
+                self.tokenizer, rows["text"], self.max_length, self.long_mode, self.max_chunks
+            )
+            stats[f"data/{split}_notes"] = len(chunks)
+            stats[f"data/{split}_tokens_dropped_share"] = 1 - kept / max(1, total)
             if self.kind == "multilabel":
                 stats[f"data/unknown_codes_{split}"] = unknown
             parts[split] = Dataset.from_dict(
@@ -262,23 +297,7 @@ class OutcomeDataModule(DataModuleBase):
 
     def collate(self, items: list[list[dict]]) -> dict:
         (examples,) = items  # one pre-built batch
-        chunks = [chunk for ex in examples for chunk in ex["chunks"]]
-        doc_index = [i for i, ex in enumerate(examples) for _ in ex["chunks"]]
-        input_ids = pad_rows(chunks, self.tokenizer.pad_token_id)
-        attention_mask = pad_rows([[1] * len(c) for c in chunks], 0)
-        if self.kind == "multilabel":
-            labels = torch.zeros((len(examples), self.num_labels))
-            for i, ex in enumerate(examples):
-                labels[i, ex["labels"]] = 1.0
-        else:
-            labels = torch.tensor([ex["labels"][0] for ex in examples])
-        return {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "doc_index": torch.tensor(doc_index),
-            "labels": labels,
-            "ids": [ex["id"] for ex in examples],
-        }
+        return collate_notes(examples, self.tokenizer.pad_token_id, self.kind, self.num_labels)
 
     def _loader(self, split: str, train: bool) -> ResumableLoader:
         lengths = self.datasets[split]["length"]

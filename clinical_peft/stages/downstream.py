@@ -28,7 +28,7 @@ from clinical_peft.classifier import (
 from clinical_peft.data.loader import is_filler
 from clinical_peft.errors import InputError
 from clinical_peft.metrics import OutcomeScores
-from clinical_peft.stages.base import AdapterStage, OptimSpec
+from clinical_peft.stages.base import AdapterStage, OptimSpec, write_json
 
 
 def pool_chunks(logits: torch.Tensor, doc_index: torch.Tensor, n_docs: int) -> torch.Tensor:
@@ -240,6 +240,8 @@ class OutcomePrediction(AdapterStage):
             self._write_predictions(trainer, run_dir / "predictions", split)
             self._collect = None
         metrics.update({k: float(v) for k, v in datamodule.stats.items()})
+        if trainer.is_global_zero:  # what `predict` / `evaluate` need to score notes as here
+            write_json(run_dir / "labels.json", run_labels(datamodule))
         return metrics
 
     def _write_predictions(self, trainer: L.Trainer, folder: Path, split: str) -> None:
@@ -282,6 +284,15 @@ class OutcomePrediction(AdapterStage):
             }
             folder.mkdir(parents=True, exist_ok=True)
             save_file(head, folder / "head.safetensors")
+
+
+def run_labels(datamodule) -> dict:
+    """The task, its label names (the columns of the scores) and how notes were tokenized."""
+    keys = ("max_length", "long_mode", "max_chunks", "eval_batch_size")
+    return {
+        "task": datamodule.task.key, "kind": datamodule.kind,
+        "label_names": list(datamodule.label_names), **{k: getattr(datamodule, k) for k in keys},
+    }  # fmt: skip
 
 
 def plot_roc(scores: np.ndarray, labels: np.ndarray, kind: str, path: Path, title: str) -> None:
