@@ -39,7 +39,6 @@ from clinical_peft.callbacks import (  # noqa: E402
     StopOnSignal,
     Throughput,
 )
-from clinical_peft.data import loader  # noqa: E402
 from clinical_peft.errors import InputError  # noqa: E402
 from clinical_peft.model_card import write_model_cards  # noqa: E402
 from clinical_peft.report import plot_run  # noqa: E402
@@ -152,7 +151,7 @@ class StageCLI(LightningCLI):
         if "deepspeed" not in str(type(strategy)).lower() + str(strategy).lower():
             kwargs["plugins"] = [AtomicCheckpointIO()]
         if getattr(strategy, "zero_stage_3", False):
-            loader.EVEN_EVALUATION_SHARDS = True
+            self.datamodule.even_evaluation_shards = True
             log.info(
                 "ZeRO-3: ranks a batch short run a filler batch at evaluation (data/loader.py)"
             )

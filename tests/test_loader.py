@@ -13,11 +13,13 @@ def collate(items: list[int]) -> dict:
     return {"index": torch.tensor(items)}
 
 
-def batches_per_rank(size: int, world: int, batch_size: int, monkeypatch) -> list[list[dict]]:
+def batches_per_rank(
+    size: int, world: int, batch_size: int, monkeypatch, even: bool = False
+) -> list[list[dict]]:
     out = []
     for rank in range(world):
         monkeypatch.setattr(loader, "rank_and_world", lambda r=rank: (r, world))
-        data = ResumableLoader(list(range(size)), batch_size, collate)
+        data = ResumableLoader(list(range(size)), batch_size, collate, even_evaluation=even)
         batches = list(data)
         assert len(batches) == len(data)  # Lightning plans the loop with len()
         out.append(batches)
@@ -27,8 +29,7 @@ def batches_per_rank(size: int, world: int, batch_size: int, monkeypatch) -> lis
 @pytest.mark.parametrize("size,world,batch_size", [(17, 2, 8), (9, 2, 4), (10, 3, 2), (2, 3, 4)])
 @pytest.mark.parametrize("even", [False, True])
 def test_evaluation_shards_cover_each_example_once(size, world, batch_size, even, monkeypatch):
-    monkeypatch.setattr(loader, "EVEN_EVALUATION_SHARDS", even)
-    ranks = batches_per_rank(size, world, batch_size, monkeypatch)
+    ranks = batches_per_rank(size, world, batch_size, monkeypatch, even)
     counted = [i for batches in ranks for b in batches if not is_filler(b) for i in b["index"]]
     assert sorted(int(i) for i in counted) == list(range(size))
     if even:  # ZeRO-3: every rank runs as many forward passes as the busiest one
@@ -41,8 +42,7 @@ def test_evaluation_shards_cover_each_example_once(size, world, batch_size, even
 
 def test_uneven_shards_do_get_a_filler(monkeypatch):
     # 17 examples on 2 ranks in batches of 8: shards of 9 and 8 need 2 and 1 batches
-    monkeypatch.setattr(loader, "EVEN_EVALUATION_SHARDS", True)
-    ranks = batches_per_rank(17, 2, 8, monkeypatch)
+    ranks = batches_per_rank(17, 2, 8, monkeypatch, True)
     assert [sum(is_filler(b) for b in batches) for batches in ranks] == [0, 1]
 
 

@@ -18,6 +18,8 @@ class DataModuleBase(L.LightningDataModule):
     `collate`, `batch_size`, `eval_batch_size`, `seed` and `num_workers`."""
 
     tokenizer_path: str | None = None
+    #: set by the CLI under ZeRO-3: evaluation shards get filler batches (see ResumableLoader)
+    even_evaluation_shards: bool = False
     _tokenizer: PreTrainedTokenizerBase | None = None
 
     @property
@@ -46,6 +48,7 @@ class DataModuleBase(L.LightningDataModule):
             shuffle=train,
             seed=self.seed,
             num_workers=self.num_workers,
+            even_evaluation=self.even_evaluation_shards,
         )
 
     def train_dataloader(self) -> ResumableLoader:

@@ -19,7 +19,7 @@ import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 
 from clinical_peft.data.base import DataModuleBase
-from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
+from clinical_peft.data.cache import cache_key, cached_build, file_stamp, tokenizer_stamp
 from clinical_peft.data.loader import pad_rows
 from clinical_peft.errors import InputError, require_dir, require_file, require_option
 from clinical_peft.instruct_tasks import get_task
@@ -223,6 +223,17 @@ class _InstructionData(DataModuleBase):
             {"id": ex["line"], "prompt_ids": ex["prompt_ids"], "reference": ex["reference"]}
             for ex in data
         ]
+
+    def unsharded_batches(self, split: str):
+        """Every example of `split` in evaluation batches, in file order, on every rank."""
+        return torch.utils.data.DataLoader(
+            self.datasets[split], batch_size=self.eval_batch_size, collate_fn=self.collate
+        )
+
+    def cache_file(self, name: str, parts: dict) -> Path:
+        """A file under the data cache for results derived from this tokenized data, keyed by
+        `parts` and the data (e.g. precomputed reference log-probs)."""
+        return self.cache_dir / name / f"{cache_key({**parts, 'data': self.cache_path.name})}.pt"
 
     def count_metrics(self) -> dict[str, float]:
         """Examples read, kept and dropped per split, for metrics.json (counts only, no text)."""

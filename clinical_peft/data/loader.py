@@ -19,7 +19,6 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 #: of evaluation batches too. Then a rank whose shard is a batch short ends with a filler batch
 #: (one example, marked with FILLER) whose outputs the stages discard: no example is counted
 #: twice. Set by the CLI for DeepSpeed stage 3 only.
-EVEN_EVALUATION_SHARDS = False
 FILLER = "filler_batch"
 
 
@@ -83,8 +82,12 @@ class ResumableLoader(DataLoader):
         shuffle: bool = False,
         seed: int = 0,
         num_workers: int = 0,
+        even_evaluation: bool = False,
     ) -> None:
+        """`even_evaluation`: an evaluation shard a batch short of the busiest rank's gets a
+        filler batch, so that every rank runs as many forward passes (ZeRO-3 needs it)."""
         sampler = EpochSampler(len(dataset), shuffle, seed, even_shards=shuffle)
+        self.even_evaluation = even_evaluation
         super().__init__(
             dataset,
             batch_size=batch_size,
@@ -97,7 +100,7 @@ class ResumableLoader(DataLoader):
 
     def _fillers(self) -> int:
         """Filler batches this rank appends so that every rank runs as many as the largest."""
-        if not EVEN_EVALUATION_SHARDS or self.sampler.even_shards:
+        if not self.even_evaluation or self.sampler.even_shards:
             return 0
         return busiest_rank_batches(self.sampler.size, self.batch_size) - super().__len__()
 

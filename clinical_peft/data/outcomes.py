@@ -310,4 +310,5 @@ class OutcomeDataModule(DataModuleBase):
             shuffle=train,
             seed=self.seed,
             num_workers=self.num_workers,
+            even_evaluation=self.even_evaluation_shards,
         )

@@ -25,7 +25,7 @@ from clinical_peft.backbone import (
     token_logits,
     use_adapter,
 )
-from clinical_peft.data.cache import cache_key, file_stamp
+from clinical_peft.data.cache import file_stamp
 from clinical_peft.data.loader import is_filler
 from clinical_peft.errors import InputError
 from clinical_peft.generation import GenerationEvaluation
@@ -201,20 +201,15 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
             reference += [
                 file_stamp(p) for p in sorted(Path(self.sft_adapter).glob("adapter_model*"))
             ]
-        key = cache_key(
-            {"reference": reference, "data": datamodule.cache_path.name, "dtype": self.dtype_name}
+        path = datamodule.cache_file(
+            "reference_logps", {"reference": reference, "dtype": self.dtype_name}
         )
-        path = Path(datamodule.cache_dir) / "reference_logps" / f"{key}.pt"
         if path.is_file():
             return torch.load(path, weights_only=True)
         cache = {}
         for split in ("train", "val"):  # every rank computes all rows: simple, done once
-            loader = torch.utils.data.DataLoader(
-                datamodule.datasets[split], batch_size=datamodule.eval_batch_size,
-                collate_fn=datamodule.collate,
-            )  # fmt: skip
             rows = []
-            for batch in loader:
+            for batch in datamodule.unsharded_batches(split):
                 batch = {k: v.to(self.device) for k, v in batch.items()}
                 logps = self.reference_logps(batch).float().cpu()
                 rows.append(torch.stack(logps.chunk(2), dim=1))
