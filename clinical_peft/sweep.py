@@ -129,7 +129,7 @@ class Sweep:
             name, _, pid = worker.partition(":")
             if name == host and pid.isdigit() and not _alive(int(pid)):
                 self.study.tell(t.number, state=TrialState.FAIL)
-                self.study.enqueue_trial(t.params, skip_if_exists=True)
+                self.study.enqueue_trial(t.params)  # not skip_if_exists: the orphan has them
 
     def objective(self, trial: optuna.Trial) -> float:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")

@@ -45,7 +45,7 @@ def test_killed_sweep_resumes_with_two_workers_and_writes_best(tiny_model, tmp_p
     ]  # fmt: skip
     # Tiny trials: the spec's args are CLI overrides, so a test spec adds its own.
     spec = yaml.safe_load(open("experiments/sweeps/downstream.yaml"))
-    spec["args"].update({"data.max_length": 64, "trainer.max_steps": 4, "trainer.max_epochs": 2,
+    spec["args"].update({"data.max_length": 64, "trainer.limit_train_batches": 2, "trainer.max_epochs": 2,
                          "trainer.enable_progress_bar": False})  # fmt: skip
     path = tmp_path / "downstream.yaml"
     path.write_text(yaml.safe_dump(spec))
