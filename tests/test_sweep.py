@@ -1,0 +1,89 @@
+"""Sweeps: a 3-trial Optuna sweep on the tiny model is killed, resumes (by two workers sharing its
+storage at once), ends with 3 finished trials and a best.yaml overlay the downstream CLI takes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+import yaml
+from clinical_peft.data.synthetic import write_outcome_tasks
+
+from clinical_peft.errors import InputError
+from clinical_peft.sweep import Sweep, nested
+
+pytestmark = pytest.mark.slow
+
+
+def test_nested_overlay():
+    assert nested({"model.optim.lr": 0.1, "model.beta": 0.3}) == {
+        "model": {"optim": {"lr": 0.1}, "beta": 0.3}
+    }
+
+
+def test_objective_must_be_a_validation_metric(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("objective: {metric: test/auroc}\nparams: {model.beta: {type: float, low: 0, high: 1}}\n")  # fmt: skip
+    with pytest.raises(InputError, match="objective.metric"):
+        Sweep(spec, None, tmp_path / "sweeps")
+
+
+def test_killed_sweep_resumes_with_two_workers_and_writes_best(tiny_model, tmp_path):
+    data = tmp_path / "outcomes"
+    write_outcome_tasks(data, n_admissions=300, seed=0, n_diag_codes=20, n_proc_codes=12)
+    out = tmp_path / "sweeps"
+    args = [
+        sys.executable, "-m", "clinical_peft", "sweep", "downstream", "--task", "mor",
+        "--trials", "3", "--out", str(out), "--var", f"model={tiny_model}",
+        "--var", f"outcomes={data}", "--var", f"cache={tmp_path / 'cache'}",
+        "--var", "clinical=none",
+    ]  # fmt: skip
+    # Tiny trials: the spec's args are CLI overrides, so a test spec adds its own.
+    spec = yaml.safe_load(open("experiments/sweeps/downstream.yaml"))
+    spec["args"].update({"data.max_length": 64, "trainer.limit_train_batches": 2, "trainer.max_epochs": 2,
+                         "trainer.enable_progress_bar": False})  # fmt: skip
+    path = tmp_path / "downstream.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    args[4] = str(path)
+    sweep_dir = out / "downstream-mor"
+    proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (sweep_dir / "trial1").is_dir() and time.time() < deadline:  # trial 0 finished
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    workers = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]  # fmt: skip
+    for worker in workers:
+        stdout, stderr = worker.communicate(timeout=600)
+        assert worker.returncode == 0, stdout + stderr
+    study = optuna.load_study(
+        study_name="downstream-mor", storage=f"sqlite:///{sweep_dir / 'study.db'}"
+    )
+    states = [t.state for t in study.trials]
+    finished = [t for t in study.trials if t.state.is_finished() and t.state.name != "FAIL"]
+    assert 3 <= len(finished) <= 4, states  # the two workers may both start the last one
+    orphan = study.trials[1]  # killed while running: failed, its params tried again
+    assert orphan.state.name == "FAIL"
+    assert any(t.params == orphan.params for t in study.trials[2:])
+    for t in finished:  # pruning saw the epoch-end validation metric of each fit
+        assert t.intermediate_values, t.number
+    best = yaml.safe_load((sweep_dir / "best.yaml").read_text())
+    assert best["model"]["optim"]["lr"] == pytest.approx(study.best_trial.params["model.optim.lr"])
+    assert (sweep_dir / "report.md").is_file() and (sweep_dir / "history.png").is_file()
+    # The overlay is a config the downstream stage accepts (parsed and printed, not run).
+    printed = subprocess.run(
+        [sys.executable, "-m", "clinical_peft", "downstream", "-c", "experiments/downstream/mor.yaml",
+         "-c", str(sweep_dir / "best.yaml"), "--run_dir", str(tmp_path / "x"), "--print_config"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    config = yaml.safe_load(printed.stdout)
+    assert config["model"]["downstream"]["class_path"] == "peft.LoraConfig"
+    r = study.best_trial.params["model.downstream.init_args.r"]
+    assert config["model"]["downstream"]["init_args"]["r"] == r
