@@ -20,7 +20,8 @@ ROOT = Path(__file__).parent.parent
 
 def _colour_item(rng: random.Random) -> tuple[str, str, str]:
     colour, other = rng.sample(["Red", "Green", "Blue"], 2)
-    return f"Name the colour {colour.lower()} with a capital.\nAnswer:", colour, other
+    case = rng.randint(0, 10**6)  # prompts must be distinct across splits
+    return f"Case {case}: name the colour {colour.lower()} with a capital.\nAnswer:", colour, other
 
 
 def _score_colour(predictions: list[str], references: list[str]):

@@ -16,6 +16,7 @@ from clinical_peft.data.instructions import (
 )
 from clinical_peft.errors import InputError
 from clinical_peft.instruct_tasks import parse_triage, score
+from clinical_peft.synthetic import write_instruction_tasks
 
 ROOT = Path(__file__).parent.parent
 
@@ -106,13 +107,14 @@ def test_identical_pairs_and_long_prompts_are_counted(tiny_model, tmp_path):
         {"prompt": "Q:", "chosen": " A", "rejected": " A"},
         {"prompt": long_prompt, "chosen": " A", "rejected": " B"},
     ])  # fmt: skip
-    write_jsonl(folder, "dpo_val.jsonl", [{"prompt": "Q:", "chosen": " A", "rejected": " B"}])
+    write_jsonl(folder, "dpo_val.jsonl", [{"prompt": "R:", "chosen": " A", "rejected": " B"}])
     data = PreferenceDataModule(
         str(tmp_path / "data"), "triage", str(tiny_model), max_length=64, cache_dir=str(tmp_path)
     )
     data.setup()
     assert data.stats["train"] == {
-        "read": 3, "dropped_long_prompt": 1, "skipped_identical": 1, "examples": 1
+        "read": 3, "dropped_long_prompt": 1, "skipped_identical": 1, "skipped_empty_chosen": 0,
+        "examples": 1,
     }  # fmt: skip
     assert len(data.datasets["train"]) == 1 and "test" not in data.datasets
     assert data.count_metrics()["data/train/skipped_identical"] == 1.0
@@ -200,3 +202,29 @@ def test_study_table_from_run_directories(tmp_path):
         "reasoning,accuracy,,,",
     ]
     assert "| triage | F1 provider | 0.100 | 0.500 | 0.600 |" in (tmp_path / "table.md").read_text()
+
+
+def test_leaked_test_prompts_are_refused_and_empty_answers_counted(tiny_model, tmp_path):
+    from clinical_peft.errors import InputError
+
+    folder = tmp_path / "data"
+    write_instruction_tasks(folder, n_per_task=40, seed=0)
+    task = folder / "triage"
+    train = (task / "sft_train.jsonl").read_text().splitlines()
+    test = (task / "sft_test.jsonl").read_text().splitlines()
+    (task / "sft_test.jsonl").write_text("\n".join(test + train[:3]) + "\n")  # 3 copied lines
+    empty = json.loads(train[3]) | {"completion": "  "}
+    (task / "sft_train.jsonl").write_text("\n".join([*train, json.dumps(empty)]) + "\n")
+
+    def prepare(**kwargs):
+        data = InstructionDataModule(str(folder), "triage", str(tiny_model),
+                                     cache_dir=str(tmp_path / "cache"), **kwargs)  # fmt: skip
+        data.prepare_data()
+        return data
+
+    with pytest.raises(InputError, match="field 'prompt': 3 lines repeat .*allow_overlap"):
+        prepare()
+    data = prepare(allow_overlap=True)
+    metrics = data.count_metrics()
+    assert metrics["data/test/prompts_in_train"] == 3.0
+    assert metrics["data/train/skipped_empty_completion"] == 1.0

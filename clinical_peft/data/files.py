@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,3 +68,32 @@ def check_header(path: Path, found: list[str], columns: list[str]) -> None:
         )
     names = ", ".join(quote_value(name).strip("'") for name in found[:12])
     raise InputError(path, f"missing column '{missing[0]}' (found: {names})")
+
+
+def read_jsonl(path: Path, keys: tuple[str, ...]) -> list[dict]:
+    """Rows of a JSONL file with string values for `keys`; errors name the file and line."""
+    rows = []
+    with require_file(path).open("rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise InputError(
+                    f"{path}:{line_no}",
+                    f"bytes that are not UTF-8 (at byte {err.start} of the line)",
+                ) from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise InputError(f"{path}:{line_no}", f"invalid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{path}:{line_no}", "expected a JSON object")
+            for key in keys:
+                if key not in row:
+                    raise InputError(f"{path}:{line_no}", f"missing key '{key}'")
+                if not isinstance(row[key], str):
+                    raise InputError(f"{path}:{line_no}", f"field '{key}' is not a string")
+            rows.append({"line": line_no, **{k: row[k] for k in keys}})
+    return rows

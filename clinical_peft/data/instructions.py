@@ -20,6 +20,7 @@ from datasets import Dataset, DatasetDict, load_from_disk
 
 from clinical_peft.data.base import DataModuleBase
 from clinical_peft.data.cache import cache_key, cached_build, file_stamp, tokenizer_stamp
+from clinical_peft.data.files import read_jsonl
 from clinical_peft.data.loader import pad_rows
 from clinical_peft.errors import InputError, require_dir, require_file, require_option
 from clinical_peft.instruct_tasks import get_task
@@ -32,35 +33,6 @@ FORMAT_VERSION = 2  # bump when tokenization changes, so cached datasets are reb
 
 def check_task(task: str) -> None:
     get_task(task)  # InputError listing the registered tasks
-
-
-def read_jsonl(path: Path, keys: tuple[str, ...]) -> list[dict]:
-    """Rows of a JSONL file with string values for `keys`; errors name the file and line."""
-    rows = []
-    with require_file(path).open("rb") as f:
-        for line_no, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise InputError(
-                    f"{path}:{line_no}",
-                    f"bytes that are not UTF-8 (at byte {err.start} of the line)",
-                ) from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise InputError(f"{path}:{line_no}", f"invalid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{line_no}", "expected a JSON object")
-            for key in keys:
-                if key not in row:
-                    raise InputError(f"{path}:{line_no}", f"missing key '{key}'")
-                if not isinstance(row[key], str):
-                    raise InputError(f"{path}:{line_no}", f"field '{key}' is not a string")
-            rows.append({"line": line_no, **{k: row[k] for k in keys}})
-    return rows
 
 
 def pack_examples(examples: list[dict], block_size: int) -> list[dict]:
@@ -101,6 +73,7 @@ class _InstructionData(DataModuleBase):
         cache_dir: str = "cache",
         num_workers: int = 0,
         seed: int = 0,
+        allow_overlap: bool = False,
     ) -> None:
         """
         Args:
@@ -114,9 +87,12 @@ class _InstructionData(DataModuleBase):
             max_eval_examples: generate for at most this many test examples.
             cache_dir: where tokenized datasets are kept.
             seed: seed of the training order.
+            allow_overlap: accept val/test prompts that repeat a train prompt (leakage: refused
+                unless asked for; counted as `prompts_in_train`).
         """
         super().__init__()
         check_task(task)
+        self.allow_overlap = allow_overlap
         data_dir = require_option(data_dir, "data.data_dir", "the folder of the instruction tasks")
         self.task_dir = require_dir(Path(data_dir) / task, f"{task} task data")
         self.task, self.tokenizer_path, self.max_length = task, tokenizer, max_length
@@ -163,7 +139,7 @@ class _InstructionData(DataModuleBase):
         }
 
     def _setting_names(self) -> list[str]:
-        return ["max_length", "use_chat_template"]
+        return ["max_length", "use_chat_template", "allow_overlap"]
 
     def prepare_data(self) -> None:
         for split in ("train", "val"):
@@ -176,13 +152,20 @@ class _InstructionData(DataModuleBase):
         )
 
     def _build(self, out: Path) -> None:
-        splits, stats = {}, {}
+        splits, stats, train_prompts = {}, {}, set()
+        answer = self.keys[1]  # completion (SFT) or chosen (DPO): empty, there is nothing to learn
         for split in SPLITS:
             if not self.path(split).is_file():
                 continue  # a missing test split only skips the generation evaluation
             counts = {"read": 0, "dropped_long_prompt": 0, "skipped_identical": 0}
             rows = read_jsonl(self.path(split), self.keys)
             counts["read"] = len(rows)
+            kept = [row for row in rows if row[answer].strip()]
+            counts[f"skipped_empty_{answer}"], rows = len(rows) - len(kept), kept
+            if split == "train":
+                train_prompts = {row["prompt"] for row in rows}
+            else:
+                counts["prompts_in_train"] = self._check_overlap(split, rows, train_prompts)
             examples = self.tokenize_split(rows, counts)
             dropped = {k: v for k, v in counts.items() if k != "read" and v}
             if dropped:
@@ -200,6 +183,17 @@ class _InstructionData(DataModuleBase):
             str(out / "tokenized")
         )
         (out / "stats.json").write_text(json.dumps(stats, indent=1))
+
+    def _check_overlap(self, split: str, rows: list[dict], train_prompts: set[str]) -> int:
+        """Val/test prompts that repeat a train prompt: leakage, refused unless allowed."""
+        repeated = sum(row["prompt"] in train_prompts for row in rows)
+        if repeated and not self.allow_overlap:
+            raise InputError(
+                self.path(split),
+                f"field 'prompt': {repeated} lines repeat a prompt of {self.path('train').name} "
+                "(train/test leakage); --data.allow_overlap true to accept",
+            )
+        return repeated
 
     def setup(self, stage: str | None = None) -> None:
         if not self.stats:
@@ -265,6 +259,7 @@ class InstructionDataModule(_InstructionData):
         cache_dir: str = "cache",
         num_workers: int = 0,
         seed: int = 0,
+        allow_overlap: bool = False,
         packing: bool = False,
     ) -> None:
         """
@@ -278,11 +273,12 @@ class InstructionDataModule(_InstructionData):
             use_chat_template: wrap prompts in the tokenizer's chat template when it has one.
             max_eval_examples: generate for at most this many test examples.
             cache_dir: where tokenized datasets are kept.
+            allow_overlap: accept val/test prompts that repeat a train prompt (counted).
             packing: pack whole training examples into blocks of `max_length` tokens.
         """
         super().__init__(
             data_dir, task, tokenizer, max_length, use_chat_template, batch_size,
-            eval_batch_size, max_eval_examples, cache_dir, num_workers, seed,
+            eval_batch_size, max_eval_examples, cache_dir, num_workers, seed, allow_overlap,
         )  # fmt: skip
         self.packing = packing
 

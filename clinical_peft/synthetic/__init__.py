@@ -164,14 +164,22 @@ def write_instruction_tasks(
     out_dir: str | Path, n_per_task: int = 400, seed: int = 0
 ) -> dict[str, int]:
     """Write `<task>/sft_{split}.jsonl` and `<task>/dpo_{split}.jsonl` (80/10/10) per task of
-    the `instruct_tasks.TASKS` registry, from each spec's item maker.
+    the `instruct_tasks.TASKS` registry, from each spec's item maker; every prompt is distinct,
+    so no val or test prompt repeats a train one.
 
     Completions start with a space (" Yes"), so prompt + completion reads as one text.
     """
     counts: dict[str, int] = {}
     for task, spec in INSTRUCTION_TASKS.items():
         rng = rng_for(f"instructions/{task}", seed)
-        items = [spec.make_item(rng) for _ in range(n_per_task)]
+        items, prompts = [], set()  # distinct prompts: a repeated one would leak across splits
+        for _ in range(50 * n_per_task):
+            if len(items) == n_per_task:
+                break
+            item = spec.make_item(rng)
+            if item[0] not in prompts:
+                prompts.add(item[0])
+                items.append(item)
         n_train, n_val = round(0.8 * n_per_task), round(0.1 * n_per_task)
         parts = {
             "train": items[:n_train],
