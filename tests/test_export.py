@@ -31,8 +31,13 @@ def pretrain_run(notes_dir, tiny_model, tmp_path_factory):
 
 
 def test_merged_pretraining_run_gives_the_adapter_logits(pretrain_run, tiny_model, tmp_path):
+    import subprocess
+
     out = tmp_path / "merged"
-    result = run_cli("export", "--run", str(pretrain_run), "--out", str(out))
+    result = subprocess.run(  # the README's command
+        ["make", "--no-print-directory", "export", f"RUN={pretrain_run}", f"OUT={out}"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     adapter = PeftModel.from_pretrained(
         AutoModelForCausalLM.from_pretrained(tiny_model), pretrain_run / "adapter"

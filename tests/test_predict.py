@@ -4,6 +4,7 @@ test scores and metrics when pointed at its own test file."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -15,6 +16,12 @@ from clinical_peft.synthetic import write_outcome_tasks
 
 pytestmark = pytest.mark.slow
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+
+
+def run_make(target: str, **variables) -> subprocess.CompletedProcess:
+    args = [f"{k}={v}" for k, v in variables.items()]
+    return subprocess.run(["make", "--no-print-directory", target, *args], capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +42,7 @@ def run_and_data(tiny_model, tmp_path_factory):
 def test_evaluate_on_the_runs_own_test_file_gives_its_metrics(run_and_data, tmp_path):
     run, data = run_and_data
     out = tmp_path / "external"
-    result = run_cli("evaluate", "--run", str(run), "--data", str(data), "--out", str(out),
-                     "--n-boot", "50")  # fmt: skip
+    result = run_make("evaluate", RUN=run, DATA=data, OUT=out, ARGS="--n-boot 50")
     assert result.returncode == 0, result.stderr[-2000:]
     expected = json.loads((run / "metrics.json").read_text())
     got = json.loads((out / "metrics.json").read_text())
@@ -53,7 +59,7 @@ def test_predict_writes_the_runs_test_scores_by_id_and_label(run_and_data, tmp_p
     test_csv = data / "DIA_GROUPS_3_DIGITS_adm_test.csv"  # id, text and a label column (ignored)
     shuffled = tmp_path / "notes.csv"
     pd.read_csv(test_csv, dtype=str).sample(frac=1, random_state=0).to_csv(shuffled, index=False)
-    result = run_cli("predict", "--run", str(run), "--data", str(shuffled), "--out", str(tmp_path))
+    result = run_make("predict", RUN=run, DATA=shuffled, OUT=tmp_path)  # the README's command
     assert result.returncode == 0, result.stderr[-2000:]
     got = pd.read_csv(tmp_path / "predictions.csv", dtype={"id": str}).set_index("id")
     labels = json.loads((run / "labels.json").read_text())["label_names"]
