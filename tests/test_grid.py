@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from clinical_peft.data.synthetic import write_outcome_tasks
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
@@ -25,6 +24,7 @@ from clinical_peft.delong import delong_test
 from clinical_peft.errors import InputError
 from clinical_peft.grid import load_spec
 from clinical_peft.grid_report import t_interval
+from clinical_peft.synthetic import write_outcome_tasks
 
 N_BOOT = 200  # the report's default is 1,000; fewer keeps the tests quick
 

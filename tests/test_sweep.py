@@ -12,10 +12,10 @@ import time
 import optuna
 import pytest
 import yaml
-from clinical_peft.data.synthetic import write_outcome_tasks
 
 from clinical_peft.errors import InputError
 from clinical_peft.sweep import Sweep, nested
+from clinical_peft.synthetic import write_outcome_tasks
 
 pytestmark = pytest.mark.slow
 
