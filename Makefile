@@ -87,7 +87,7 @@ pretrain: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## domain-adaptive pretraining 
 	  --model.base_model $(MODEL) --data.data_dir $(PRETRAIN_DATA) --data.cache_dir $(CACHE) --run_dir $(PRETRAIN_OUT) \
 	  $(if $(CKPT),--ckpt_path $(CKPT)) $(OVERWRITE_ARG) $(ARGS)
 
-pretrain-all: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## all five methods, then the Table 2 analogue in runs/pretrain/table.{md,csv}
+pretrain-all: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## every method (experiments/pretrain/*.yaml; finished runs kept), then the Table 2 analogue in runs/pretrain/table.{md,csv}
 	for m in $(PRETRAIN_METHODS); do $(call unless_done,runs/pretrain/$$m) $(MAKE) --no-print-directory pretrain METHOD=$$m OUT=runs/pretrain/$$m DATA=$(DATA) || exit 1; done
 	$(CLI) report pretrain --runs $(foreach m,$(PRETRAIN_METHODS),runs/pretrain/$(m)) --out runs/pretrain/table
 
