@@ -226,4 +226,4 @@ def test_encoder_baselines_run_end_to_end_on_minilm(outcomes_dir, tmp_path, conf
     full = config == "bert_full"
     assert (saved["params/share"] == 1.0) == full  # full fine-tuning trains every weight
     adapter = run / "adapter"
-    assert (adapter / ("model.safetensors" if full else "adapter_config.json")).is_file()
+    assert (adapter / ("model.safetensors" if full else "downstream/adapter_config.json")).is_file()

@@ -263,7 +263,7 @@ def dpo_args(tiny_model, data_dir, run_dir, *extra: str) -> list[str]:
 def test_short_run_prefers_chosen_answers(instructions_dir, tiny_model, tmp_path):
     run = tmp_path / "run"
     args = dpo_args(tiny_model, instructions_dir, run, "--trainer.max_steps", "30",
-                    "--model.optim.lr", "3e-3", "--model.precompute_reference", "true")  # fmt: skip
+                    "--model.optim.lr", "1e-2", "--model.precompute_reference", "true")  # fmt: skip
     metrics = run_stage("dpo", args)
     assert metrics["val/loss_before"] == pytest.approx(math.log(2), abs=1e-5)
     assert metrics["val/rewards/margins_before"] == 0.0
