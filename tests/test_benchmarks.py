@@ -78,3 +78,36 @@ def test_dpo_vs_trl_benchmark_runs_both_sides(tmp_path):
         assert all(n > 0 for n in results[side]["padded_tokens"])
     ratio = results["ours"]["s_per_step"] / results["trl"]["s_per_step"]
     assert results["time_ratio"] == pytest.approx(ratio)
+
+
+def test_make_bench_toy_writes_every_row_finite(notes_dir, tiny_model, tmp_path):
+    """`make bench BENCH_SIZE=toy`: every claim has its row in report.md and report.csv, with a
+    finite ratio and a verdict, or says why it was not measured (values are not checked)."""
+    import csv
+    import math
+
+    out = tmp_path / "bench"
+    result = subprocess.run(
+        ["make", "--no-print-directory", "bench", "BENCH_SIZE=toy", f"BENCH_OUT={out}",
+         f"NOTES={notes_dir}", f"MODEL={tiny_model}", f"PY={sys.executable}", "ENV_STAMP="],
+        capture_output=True, text=True, cwd=ROOT, timeout=1200,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(out / "report.csv") as f:
+        rows = list(csv.DictReader(f))
+    claims = " ".join(r["claim"] for r in rows)
+    for topic in ("DAPT", "Downstream", "DPO", "Checkpoint", "LLaMA-7B", "Data pipeline",
+                  "anonymous", "Metrics", "GPU"):  # fmt: skip
+        assert topic in claims, topic
+    markdown = (out / "report.md").read_text()
+    for r in rows:
+        assert r["claim"] in markdown and r["command"].startswith("python experiments/benchmarks/")
+        if r["met"] == "not measured":
+            assert r["figure"].startswith("not measured: "), r
+        else:
+            assert r["met"] in ("yes", "no") and math.isfinite(float(r["ratio"])), r
+    gpu = next(r for r in rows if r["claim"].startswith("GPU"))
+    import torch
+
+    assert (gpu["met"] == "not measured") == (not torch.cuda.is_available())

@@ -261,3 +261,37 @@ def test_interrupted_build_leaves_no_cache_entry(notes_dir, tiny_model, tmp_path
         prepare(tmp_path, tiny_model, tmp_path)
     entries = [p for p in (tmp_path / "cache" / "notes").iterdir() if not p.name.startswith(".")]
     assert entries == []
+
+
+def test_streamed_split_gives_the_blocks_of_a_direct_reference(notes_dir, tiny_model, tmp_path):
+    """The build keeps no per-note lists, yet gives what splitting, tokenizing and packing the
+    notes by hand gives, across several arrange batches (1000 notes each) and both splits."""
+    counts = {"notes": 0, "skipped_empty": 0}
+    texts = [n["text"] for n in iter_clean_notes(note_paths(notes_dir, "both"), counts)]
+    rows = [note_row(str(1000 + i % 397), texts[i % len(texts)][: 40 + 7 * (i % 50)])
+            for i in range(2300)]  # fmt: skip
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    write_notes_csv(folder / "discharge.csv.gz", rows)
+    module = make_module(folder, tiny_model, tmp_path, note_types="discharge", block_size=64)
+    module.setup()
+    tok = module.tokenizer
+    sides: dict[bool, list] = {False: [], True: []}
+    for _, subject, *_, text in rows:
+        ids = tok(clean_note(text), add_special_tokens=False)["input_ids"]
+        sides[is_held_out(subject, 0.1, 0)].append([tok.bos_token_id, *ids, tok.eos_token_id])
+    for split, held in (("train", False), ("val", True)):
+        expected = {"input_ids": [], "labels": [], "position_ids": []}
+        for start in range(0, len(sides[held]), 1000):  # blocks close at each arrange batch
+            packed = pack_blocks(sides[held][start : start + 1000], 64, tok.pad_token_id)
+            for key, blocks in packed.items():
+                expected[key] += blocks
+        got = module.datasets[split].with_format(None)[:]  # columns as plain lists
+        assert len(got["input_ids"]) == len(expected["input_ids"])
+        for key, blocks in expected.items():
+            assert got[key] == blocks, (split, key)
+    subjects = {held: {r[1] for r in rows if is_held_out(r[1], 0.1, 0) == held} for held in sides}
+    assert module.stats["train_patients"] == len(subjects[False]) > 0
+    assert module.stats["val_patients"] == len(subjects[True]) > 0
+    assert module.stats["train_notes"] == len(sides[False]) > 1000
+    assert module.stats["val_notes"] == len(sides[True])

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from collections.abc import Sequence
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -108,7 +110,7 @@ def zero2(model, lr: float, batch_size: int):
     return engine, step
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seq-len", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=4)
@@ -117,7 +119,7 @@ def main() -> None:
     parser.add_argument("--deepspeed", action="store_true", help="also run under ZeRO-2")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="bf16 dense peak")
     parser.add_argument("--tiny", action="store_true", help="small shape on CPU (smoke test)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     shape, device = (TINY, "cpu") if args.tiny else (LLAMA_7B, "cuda")
     if args.tiny:
         args.seq_len, args.batch_size = min(args.seq_len, 128), min(args.batch_size, 2)
@@ -136,13 +138,16 @@ def main() -> None:
     shape_name = "tiny" if args.tiny else "LLaMA-7B"
     print(f"{device_name}, {shape_name}, seq {args.seq_len}, batch {args.batch_size}")
     baseline = results["plain bf16 + LoRA"][0]
+    figures = {"device": device_name, "seq_len": args.seq_len, "batch_size": args.batch_size}
     for name, (tokens_per_s, peak) in results.items():
         mfu = tokens_per_s * per_token / (args.peak_tflops * 1e12)
         print(
             f"{name:30s} {tokens_per_s:10.0f} tokens/s  MFU {100 * mfu:5.1f} %  "
             f"peak {peak:5.1f} GiB  x{tokens_per_s / baseline:.2f} vs plain"
         )
+        figures[name] = {"tokens_per_s": tokens_per_s, "mfu": mfu, "peak_gib": peak}
+    return figures
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
