@@ -23,7 +23,6 @@ import gzip
 from pathlib import Path
 
 from clinical_peft.data.notes import NOTE_COLUMNS, NOTE_FILES
-from clinical_peft.instruct_tasks import TASKS as INSTRUCTION_TASKS
 from clinical_peft.synthetic import text as T
 from clinical_peft.synthetic import vocab as V
 from clinical_peft.synthetic.files import csv_bytes, jsonl_bytes, rng_for, write_file
@@ -169,8 +168,10 @@ def write_instruction_tasks(
 
     Completions start with a space (" Yes"), so prompt + completion reads as one text.
     """
+    from clinical_peft.instruct_tasks import TASKS  # the registry imports this package's items
+
     counts: dict[str, int] = {}
-    for task, spec in INSTRUCTION_TASKS.items():
+    for task, spec in TASKS.items():
         rng = rng_for(f"instructions/{task}", seed)
         items, prompts = [], set()  # distinct prompts: a repeated one would leak across splits
         for _ in range(50 * n_per_task):
@@ -195,6 +196,16 @@ def write_instruction_tasks(
                 write_file(folder / name, jsonl_bytes(data))
                 counts[f"{task}/{name}"] = len(data)
     return counts
+
+
+def __getattr__(name: str):
+    """`INSTRUCTION_TASKS`: the instruction-task registry, imported when first asked for (the
+    registry itself imports this package's item makers)."""
+    if name == "INSTRUCTION_TASKS":
+        from clinical_peft.instruct_tasks import TASKS
+
+        return TASKS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------------------------- CLI
