@@ -39,7 +39,7 @@ DISCHARGE_SHARE = 1 / 8  # 7 of every 8 MIMIC-IV notes are radiology reports
 
 
 def base_corpus(folder: Path, n_notes: int) -> None:
-    from clinical_peft.data.synthetic import write_notes
+    from clinical_peft.synthetic import write_notes
 
     n_discharge = max(1, round(n_notes * DISCHARGE_SHARE))
     write_notes(folder, n_discharge=n_discharge, n_radiology=n_notes - n_discharge, seed=0)
