@@ -111,6 +111,17 @@ def check_checkpoint(
             f"field 'base_fingerprint': trained on another base model ({stored}, this base is "
             f"{model.base_fingerprint()}); pass --model.base_model of the model it was trained on",
         )
+    # Older checkpoints name no stage: their tensors must still be this model's trainable ones.
+    state, params = checkpoint["state_dict"], dict(model.named_parameters())
+    model.check_holds_trainables(state, path)
+    for key in sorted(model.trainable_keys()):
+        if tuple(state[key].shape) != tuple(params[key].shape):
+            raise InputError(
+                path,
+                f"field 'state_dict': {key} has shape {tuple(state[key].shape)}, this model's "
+                f"{tuple(params[key].shape)}: a checkpoint of another stage or adapter",
+            )
+    # weights and data last: a checkpoint of another stage or adapter is named as such first
     stored = checkpoint.get("base_weights")
     if stored is not None and stored != model.base_weights() and not allow_other_base:
         raise InputError(
@@ -127,16 +138,6 @@ def check_checkpoint(
                 f"field 'data_fingerprint': started on other data ({stored}, this data is "
                 f"{data.data_fingerprint()}); pass --data.data_dir of the data it was started "
                 "on, or --allow_other_data to go on with this data anyway",
-            )
-    # Older checkpoints name no stage: their tensors must still be this model's trainable ones.
-    state, params = checkpoint["state_dict"], dict(model.named_parameters())
-    model.check_holds_trainables(state, path)
-    for key in sorted(model.trainable_keys()):
-        if tuple(state[key].shape) != tuple(params[key].shape):
-            raise InputError(
-                path,
-                f"field 'state_dict': {key} has shape {tuple(state[key].shape)}, this model's "
-                f"{tuple(params[key].shape)}: a checkpoint of another stage or adapter",
             )
     return dict(checkpoint.get("metrics_before", {}))
 
