@@ -13,6 +13,7 @@ TRAINER ?= cpu#                        experiments/trainer/$(TRAINER).yaml
 OUT     ?=#                            run directory; empty: runs/<stage>/<METHOD or TASK>
 ARGS    ?=#                            extra options, e.g. ARGS="--trainer.max_epochs 2"
 CKPT    ?=#                            resume from this checkpoint (e.g. $(OUT)/checkpoints/last.ckpt)
+TEST_WORKERS ?= auto#                  make test: pytest-xdist workers (auto: one per core, at most 4; 1: no workers)
 OVERWRITE ?=#                          1: replace the earlier run in OUT (else a non-empty OUT is refused)
 METHOD  := $(strip $(METHOD))
 MODEL   := $(strip $(MODEL))
@@ -34,6 +35,8 @@ export TOKENIZERS_PARALLELISM ?= false
 CLI := $(PY) -m clinical_peft
 # In the *-all loops: a finished run (its metrics.json exists) is kept, not run again (OVERWRITE=1 reruns it).
 unless_done = $(if $(OVERWRITE_ARG),,test -f $(1)/metrics.json && echo "$(1): finished, kept (OVERWRITE=1 reruns it)" ||)
+TEST_WORKERS := $(strip $(TEST_WORKERS))
+TEST_PARALLEL := $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --maxprocesses 4 --dist loadgroup)
 OVERWRITE_ARG := $(if $(filter 1 true yes,$(strip $(OVERWRITE))),--overwrite)
 # Each target reads DATA, or its own synthetic default when DATA is empty (so a target that
 # builds another as a prerequisite calls it with DATA= cleared). Synthetic files and the tiny
@@ -221,11 +224,11 @@ bench: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## every performance claim measure
 	$(PY) experiments/benchmarks/report.py --size $(strip $(BENCH_SIZE)) --out $(strip $(BENCH_OUT)) \
 	  --notes $(strip $(NOTES)) --model $(MODEL)
 
-test: $(ENV_STAMP) ## the whole test suite
-	$(PY) -m pytest -q
+test: $(ENV_STAMP) ## the whole test suite, one worker per core (TEST_WORKERS=1: in one process)
+	$(PY) -m pytest -q $(TEST_PARALLEL)
 
 test-fast: $(ENV_STAMP) ## tests without the slow end-to-end runs
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" $(TEST_PARALLEL)
 
 lint: $(ENV_STAMP) ## ruff lint and format check
 	$(PY) -m ruff check clinical_peft tests experiments

@@ -17,6 +17,7 @@ holds a lock, so several runners can share one grid. Strings in the spec may use
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import json
 import os
@@ -286,3 +287,45 @@ def run_grid(spec: Spec, out: Path, index: int | None = None) -> dict[str, int]:
         counts[state] = counts.get(state, 0) + 1
         print(f"{cell.name}/seed{seed}: {state}", flush=True)
     return counts
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a grid spec's (cell, seed) runs, idempotently, then write its report."""
+    from clinical_peft.grid_report import write_report  # its plotting stack loads only here
+
+    parser = argparse.ArgumentParser(
+        prog="python -m clinical_peft grid",
+        description="Run every cell x seed of a grid (experiments/grids/<GRID>.yaml) and report.",
+    )
+    parser.add_argument("grid", help="grid name (experiments/grids/<name>.yaml) or spec path")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per cell (spec default)")
+    parser.add_argument("--out", default="runs/grids", help="grids root (runs/grids)")
+    parser.add_argument("--var", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a spec variable, e.g. --var model=/models/llama-7b")  # fmt: skip
+    parser.add_argument("--index", type=int, default=None,
+                        help="run only the INDEX-th (cell, seed) job (no report)")  # fmt: skip
+    parser.add_argument("--array", action="store_true",
+                        help="--index from $SLURM_ARRAY_TASK_ID")  # fmt: skip
+    parser.add_argument("--count", action="store_true", help="print the number of jobs, run none")
+    parser.add_argument("--report-only", action="store_true", help="write the report, run none")
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (1000)")
+    args = parser.parse_args(argv)
+    path = Path(args.grid)
+    if not path.suffix:
+        path = Path("experiments/grids") / f"{args.grid}.yaml"
+    variables = dict(v.split("=", 1) for v in args.var if "=" in v)
+    spec = load_spec(path, args.out, args.seeds, variables)
+    out = Path(args.out) / spec.name
+    if args.count:
+        print(len(spec.jobs()))
+        return
+    index = int(os.environ["SLURM_ARRAY_TASK_ID"]) if args.array else args.index
+    if not args.report_only:
+        counts = run_grid(spec, out, index)
+        print(f"grid {spec.name}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+        if index is not None:
+            raise SystemExit(1 if counts.get("failed") else 0)
+    write_report(spec, out, args.n_boot)
+    print(f"report: {out / 'report.md'}")
+    if not args.report_only and counts.get("failed"):
+        raise SystemExit(1)

@@ -15,6 +15,7 @@ trial's overlay (`make downstream ARGS="-c best.yaml"`); report.md, history.png,
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
@@ -229,3 +230,31 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Optuna search over a sweep spec's space; resumable, shareable by many workers."""
+    parser = argparse.ArgumentParser(
+        prog="python -m clinical_peft sweep",
+        description="Optuna TPE search (experiments/sweeps/<SWEEP>.yaml); writes best.yaml.",
+    )
+    parser.add_argument("sweep", help="sweep name (experiments/sweeps/<name>.yaml) or spec path")
+    parser.add_argument("--task", default=None, help="fills {task} in the spec (e.g. mor)")
+    parser.add_argument("--trials", type=int, default=20, help="finished trials in all (20)")
+    parser.add_argument("--out", default="runs/sweeps", help="sweeps root (runs/sweeps)")
+    parser.add_argument("--storage", default=None,
+                        help="shared storage: RDB URL or journal *.log path "
+                        "(default: SQLite in the sweep directory)")  # fmt: skip
+    parser.add_argument("--var", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--report-only", action="store_true", help="run no trial")
+    args = parser.parse_args(argv)
+    path = Path(args.sweep)
+    if not path.suffix:
+        path = Path("experiments/sweeps") / f"{args.sweep}.yaml"
+    variables = dict(v.split("=", 1) for v in args.var if "=" in v)
+    search = Sweep(path, args.task, args.out, args.storage, variables)
+    if not args.report_only:
+        search.optimize(args.trials)
+    best = search.write_best()
+    search.write_report()
+    print(f"sweep {search.name}: {search.finished()} finished trials; best: {best}")

@@ -7,6 +7,8 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one thread each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path  # noqa: E402
 
@@ -14,6 +16,14 @@ import pytest  # noqa: E402
 
 from clinical_peft.synthetic import write_instruction_tasks, write_notes  # noqa: E402
 from clinical_peft.tiny_model import build_tiny_llama  # noqa: E402
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Multi-process runs each spawn a rank per core: under pytest-xdist they take turns on one
+    # worker (`--dist loadgroup`) rather than crowd the other worker's core.
+    for item in items:
+        if item.get_closest_marker("distributed"):
+            item.add_marker(pytest.mark.xdist_group("distributed"))
 
 
 @pytest.fixture(scope="session")
