@@ -70,17 +70,52 @@ def check_checkpoint_path(path: str, deepspeed: bool) -> None:
         raise InputError(path, f"checkpoint file {problem}")
 
 
+def deepspeed_client_state(path: str | Path) -> dict:
+    """What Lightning's DeepSpeed strategy wrote beside the shards of a checkpoint folder (the
+    stage, fingerprints, loops, callbacks, `metrics_before`), from rank 0's model-states file,
+    with a `state_dict` of the trainable tensors' shapes (meta tensors: no weights are read)."""
+    path = Path(path)
+    tag = path / "latest"
+    tag = tag.read_text().strip() if tag.is_file() else "checkpoint"  # Lightning's tag
+    names = ("mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_model_states.pt")  # ZeRO-3
+    found = [path / tag / name for name in names if (path / tag / name).is_file()]
+    if not found:
+        raise InputError(path, f"not a DeepSpeed checkpoint folder (no {tag}/{names[0]})")
+    try:  # memory-mapped: the weights a ZeRO-2 file may hold are not read
+        state = torch.load(found[0], map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # truncated zip, pickle garbage, ...
+        raise InputError(
+            found[0], f"corrupt or truncated checkpoint ({type(err).__name__})"
+        ) from None
+    if not isinstance(state, dict) or "loops" not in state:
+        raise InputError(found[0], "field 'loops': not a Lightning DeepSpeed checkpoint")
+    # the optimizer's (trainable) tensors, whole shapes even where ZeRO-3 shards them
+    groups = state.get("param_shapes") or []
+    shapes = {name: shape for group in groups for name, shape in group.items()}
+    if not shapes:  # no ZeRO optimizer: the module's own tensors
+        shapes = {name: t.shape for name, t in (state.get("module") or {}).items()}
+    client = {k: v for k, v in state.items() if k not in ("module", "optimizer")}
+    client["state_dict"] = {
+        name: torch.empty(shape, device="meta") for name, shape in shapes.items()
+    }
+    return client
+
+
 def read_checkpoint(path: str, stage: str | None = None, deepspeed: bool | None = None) -> dict:
-    """A checkpoint file of `stage`, loaded (a DeepSpeed folder: checked, `{}`); else InputError."""
+    """A checkpoint of `stage`, loaded (a DeepSpeed folder: what its strategy stored beside the
+    shards, see `deepspeed_client_state`); else InputError."""
     if deepspeed is None:
         deepspeed = Path(path).is_dir()
     check_checkpoint_path(path, deepspeed)
-    if deepspeed:  # a folder of shards, read by the strategy
-        return {}
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, pickle garbage, ...
-        raise InputError(path, f"corrupt or truncated checkpoint ({type(err).__name__})") from None
+    if deepspeed:
+        checkpoint = deepspeed_client_state(path)
+    else:
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # truncated zip, pickle garbage, ...
+            raise InputError(
+                path, f"corrupt or truncated checkpoint ({type(err).__name__})"
+            ) from None
     if not isinstance(checkpoint, dict) or not {"state_dict", "loops"} <= checkpoint.keys():
         raise InputError(path, "field 'state_dict': not a Lightning training checkpoint")
     stored = checkpoint.get("stage")
@@ -99,7 +134,7 @@ def check_checkpoint(
     allow_other_data: bool = False,
 ) -> dict:
     """Refuse a missing, truncated or foreign checkpoint before training starts; return the
-    metrics it carries from before training (empty for DeepSpeed and older checkpoints)."""
+    metrics it carries from before training (empty for older checkpoints)."""
     if checkpoint is None:
         checkpoint = read_checkpoint(path, stage)
     if model is None or not checkpoint:
@@ -161,9 +196,13 @@ def before_metrics(path: Path) -> dict:
 def keep_logged_rows(trainer, path: Path, ckpt_path: str) -> None:
     """Hand the rows that the first part of a resumed run logged before its checkpoint to the
     CSV logger, which would otherwise start metrics.csv afresh; later rows are logged again."""
-    if not trainer.is_global_zero or not path.is_file() or Path(ckpt_path).is_dir():
+    if not trainer.is_global_zero or not path.is_file():
         return
-    step = torch.load(ckpt_path, map_location="cpu", weights_only=True).get("global_step", 0)
+    if Path(ckpt_path).is_dir():  # DeepSpeed: the step is in the state beside the shards
+        step = deepspeed_client_state(ckpt_path).get("global_step", 0)
+    else:
+        step = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
+        step = step.get("global_step", 0)
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         keys = list(reader.fieldnames or [])

@@ -63,6 +63,27 @@ def open_storage(storage: str):
     return storage
 
 
+def shared_storage(storage: str) -> str:
+    """`--storage` checked: an RDB URL as is; a journal *.log path with its folder made, and
+    absolute (the trials' pruning callback and report.md name the one file)."""
+    if storage.endswith(".log"):
+        path = Path(storage).expanduser().absolute()
+        if path.is_dir():
+            raise InputError(path, "journal storage is a folder, not a file")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(path, f"journal storage folder not made ({err.strerror})") from None
+        return str(path)
+    if "://" not in storage:
+        raise InputError(
+            "--storage",
+            f"{storage!r} is neither an RDB URL (sqlite:///..., postgresql://...) nor a journal "
+            "file path ending in .log",
+        )
+    return storage
+
+
 def nested(flat: dict) -> dict:
     """{"model.optim.lr": 1e-3} -> {"model": {"optim": {"lr": 1e-3}}} (a config overlay)."""
     out: dict = {}
@@ -113,8 +134,10 @@ class Sweep:
             raise InputError(where, "field 'objective.metric': a validation metric (val/...)")
         self.direction = objective.get("direction", "maximize")
         self.pruner = optuna.pruners.MedianPruner(**(raw.get("pruner") or {}))
+        self.storage = (
+            shared_storage(storage) if storage else f"sqlite:///{(self.dir / 'study.db').resolve()}"
+        )
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.storage = storage or f"sqlite:///{(self.dir / 'study.db').resolve()}"
         with locked(self.dir / ".create.lock"):  # workers starting together create it once
             self.study = optuna.create_study(
                 study_name=self.name, storage=open_storage(self.storage), load_if_exists=True,

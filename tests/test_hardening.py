@@ -139,6 +139,22 @@ def test_a_run_directory_that_is_a_file_is_refused(notes_dir, tiny_model, tmp_pa
     assert out.read_text() == "not a folder"
 
 
+def test_duplicate_note_ids_are_counted_on_the_console_and_in_metrics(
+    notes_dir, tiny_model, tmp_path, capfd
+):
+    data = tmp_path / "notes"
+    data.mkdir()
+    shutil.copy(notes_dir / "radiology.csv.gz", data / "radiology.csv.gz")
+    table = pd.read_csv(notes_dir / "discharge.csv.gz", dtype=str, keep_default_na=False)
+    table = pd.concat([table.iloc[:3], table])  # the first three notes twice, first of all
+    table.to_csv(data / "discharge.csv.gz", index=False)
+    run = tmp_path / "run"
+    code, output = cli(capfd, pretrain(data, tiny_model, run))
+    assert code == 0, output[-3000:]
+    assert "'data/duplicate_note_ids': 3.0" in output  # the summary line
+    assert json.loads((run / "metrics.json").read_text())["data/duplicate_note_ids"] == 3
+
+
 # --- 2. signals -----------------------------------------------------------------------------
 def signal_at(step: int, signum: int) -> list[str]:
     callback = {

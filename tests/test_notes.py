@@ -231,6 +231,39 @@ def test_empty_and_null_texts_are_skipped_and_counted(tiny_model, tmp_path):
     assert module.stats["notes"] == 30
 
 
+def test_duplicate_note_ids_are_counted_and_kept(tiny_model, tmp_path, caplog):
+    rows = [note_row(str(100 + i), f"Chief Complaint: cough number {i}. " * 5) for i in range(30)]
+    again = [
+        note_row("100", "Chief Complaint: a second note under id 100-DS-1."),
+        note_row("100", "Chief Complaint: a third one."),
+        note_row("101", "Chief Complaint: 101-DS-1 once more."),
+        note_row("102", ""),  # empty: skipped, so its id is not counted twice
+    ]
+    write_notes_csv(tmp_path / "discharge.csv.gz", rows + again)
+    write_notes_csv(tmp_path / "radiology.csv.gz", [note_row("103", "Chest film: clear. " * 3)])
+    module = make_module(tmp_path, tiny_model, tmp_path)
+    with caplog.at_level("WARNING"):
+        module.setup()
+    assert module.stats["duplicate_note_ids"] == 4  # 100 twice, 101 and 103 once more each
+    assert module.stats["notes"] == 34  # counted, not dropped
+    assert "4 duplicate note_ids" in caplog.text
+    # the blocks hold every note read, duplicates included, in file order
+    counts = {"notes": 0, "skipped_empty": 0}
+    texts = [n["text"] for n in iter_clean_notes(module.paths, counts)]
+    tok = module.tokenizer
+    expected = sum(len(tok(t, add_special_tokens=False)["input_ids"]) + 2 for t in texts)
+    got = sum(
+        int((ex["input_ids"] != tok.pad_token_id).sum())
+        for s in ("train", "val")
+        for ex in module.datasets[s]
+    )
+    assert got == expected
+    # only the notes read count: the first 31 hold one duplicate
+    first = make_module(tmp_path, tiny_model, tmp_path, max_notes=31)
+    first.prepare_data()
+    assert first.stats["duplicate_note_ids"] == 1
+
+
 def test_only_empty_texts_is_an_error(tiny_model, tmp_path):
     write_notes_csv(tmp_path / "discharge.csv.gz", [note_row("1", ""), note_row("2", " ")])
     with pytest.raises(InputError, match="no non-empty notes"):

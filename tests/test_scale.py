@@ -6,6 +6,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -526,3 +527,78 @@ def test_deepspeed_zero3_resume_matches_an_uninterrupted_run(notes_dir, tiny_mod
     b = load_file(split / "adapter" / "adapter_model.safetensors")
     assert max_difference(a, b) <= 1e-6
     assert max(v.abs().max().item() for k, v in a.items() if "lora_B" in k) > 0
+
+
+def doctored(checkpoint: Path, name: str, **fields) -> Path:
+    """A copy of a DeepSpeed checkpoint folder, beside it, with other values in its client state."""
+    copy = shutil.copytree(checkpoint, checkpoint.with_name(name))
+    states = copy / "checkpoint" / "mp_rank_00_model_states.pt"
+    state = torch.load(states, map_location="cpu", weights_only=True)
+    state.update(fields)
+    torch.save(state, states)
+    return copy
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_deepspeed_resume_keeps_the_history_and_checks_the_checkpoint(
+    notes_dir, tiny_model, tmp_path, capfd, monkeypatch
+):
+    from test_hardening import assert_one_line_error, metric_rows, snapshot
+
+    from clinical_peft.cli import main
+
+    small = ["--data.block_size", "32", "--data.max_notes", "30", "--trainer.max_steps", "4",
+             *CONSTANT_LR]  # fmt: skip
+    straight = tmp_path / "straight"  # one process, no DeepSpeed: the history a resume keeps
+    run_stage("pretrain", pretrain_args(notes_dir, tiny_model, straight, *small))
+
+    run = tmp_path / "zero2"
+    zero2 = [*deepspeed_on_cpu(stage=2, ranks=1), *small]
+    term = {"class_path": "test_only.SignalAtStep",
+            "init_args": {"step": 3, "signum": int(signal.SIGTERM)}}  # fmt: skip
+    args = pretrain_args(notes_dir, tiny_model, run, *zero2)
+    result = run_script("pretrain", [*args, "--trainer.callbacks", json.dumps([term])])
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
+    last = run / "checkpoints" / "last.ckpt"
+    assert last.is_dir() and not (run / "metrics.json").exists()
+
+    # a checkpoint folder of another stage, shape, base or data: one line, nothing written
+    shapes = torch.load(last / "checkpoint" / "mp_rank_00_model_states.pt", weights_only=True)
+    shapes = shapes["param_shapes"]
+    key = next(iter(shapes[0]))
+    shapes[0][key] = torch.Size([3, 3])
+    cases = [
+        (doctored(last, "sft.ckpt", stage="sft"), ["sft.ckpt", "'stage'", "sft"]),
+        (doctored(last, "shape.ckpt", param_shapes=shapes), ["shape.ckpt", key, "(3, 3)"]),
+        (doctored(last, "base.ckpt", base_weights="0" * 16), ["base_weights", "--allow_other_base"]),
+        (doctored(last, "data.ckpt", data_fingerprint="0" * 16),
+         ["data_fingerprint", "--allow_other_data"]),
+    ]  # fmt: skip
+    empty = shutil.copytree(last, last.with_name("empty.ckpt"))
+    (empty / "checkpoint" / "mp_rank_00_model_states.pt").unlink()
+    cases.append((empty, ["empty.ckpt", "mp_rank_00_model_states.pt"]))
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    before = snapshot(run)
+    for ckpt, words in cases:
+        args = pretrain_args(notes_dir, tiny_model, run, *zero2, "--ckpt_path", str(ckpt))
+        code = main(["pretrain", *args])
+        out, err = capfd.readouterr()
+        assert_one_line_error(code, out + err, *words)
+        assert snapshot(run) == before, ckpt
+    # the escapes let a checkpoint of other base weights or other data through
+    stage = DomainAdaptation(base_model=str(tiny_model))
+    data = NotesDataModule(str(notes_dir), str(tiny_model), cache_dir=str(tmp_path / "cache"))
+    for ckpt, allow in [(cases[2][0], "allow_other_base"), (cases[3][0], "allow_other_data")]:
+        kept = check_checkpoint(str(ckpt), stage, "pretrain", data=data, **{allow: True})
+        assert "val/ppl_before" in kept
+
+    # resumed: the rows, `*_before` metrics and token totals of the first part are kept
+    resume = [*pretrain_args(notes_dir, tiny_model, run, *zero2), "--ckpt_path", str(last)]
+    result = run_script("pretrain", resume)
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = json.loads((straight / "metrics.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    for key in ("val/ppl_before", "val/loss_before", "train/tokens"):
+        assert metrics.get(key) == pytest.approx(expected[key], rel=1e-5), key
+    assert metric_rows(run) == metric_rows(straight)

@@ -12,6 +12,7 @@ import time
 import optuna
 import pytest
 import yaml
+from optuna.storages.journal import JournalFileBackend
 
 from clinical_peft.errors import InputError
 from clinical_peft.sweep import Sweep, nested
@@ -33,23 +34,47 @@ def test_objective_must_be_a_validation_metric(tmp_path):
         Sweep(spec, None, tmp_path / "sweeps")
 
 
-def test_killed_sweep_resumes_with_two_workers_and_writes_best(tiny_model, tmp_path):
+def test_storage_is_a_url_or_a_journal_file(tmp_path):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("params: {model.beta: {type: float, low: 0, high: 1}}\n")
+    with pytest.raises(InputError, match="--storage.*journal file path ending in .log"):
+        Sweep(spec, None, tmp_path / "sweeps", storage="study.db")
+    (tmp_path / "taken.log").mkdir()
+    with pytest.raises(InputError, match="taken.log: journal storage is a folder"):
+        Sweep(spec, None, tmp_path / "sweeps", storage=str(tmp_path / "taken.log"))
+    assert not (tmp_path / "sweeps").exists()  # refused before anything was written
+
+
+def sweep_command(tiny_model, tmp_path, *extra: str) -> list[str]:
+    """`python -m clinical_peft sweep` of 3 tiny downstream trials on synthetic outcomes."""
     data = tmp_path / "outcomes"
     write_outcome_tasks(data, n_admissions=300, seed=0, n_diag_codes=20, n_proc_codes=12)
-    out = tmp_path / "sweeps"
-    args = [
-        sys.executable, "-m", "clinical_peft", "sweep", "downstream", "--task", "mor",
-        "--trials", "3", "--out", str(out), "--var", f"model={tiny_model}",
-        "--var", f"outcomes={data}", "--var", f"cache={tmp_path / 'cache'}",
-        "--var", "clinical=none",
-    ]  # fmt: skip
     # Tiny trials: the spec's args are CLI overrides, so a test spec adds its own.
     spec = yaml.safe_load(open("experiments/sweeps/downstream.yaml"))
     spec["args"].update({"data.max_length": 64, "trainer.limit_train_batches": 2, "trainer.max_epochs": 2,
                          "trainer.enable_progress_bar": False})  # fmt: skip
     path = tmp_path / "downstream.yaml"
     path.write_text(yaml.safe_dump(spec))
-    args[4] = str(path)
+    return [
+        sys.executable, "-m", "clinical_peft", "sweep", str(path), "--task", "mor",
+        "--trials", "3", "--out", str(tmp_path / "sweeps"), "--var", f"model={tiny_model}",
+        "--var", f"outcomes={data}", "--var", f"cache={tmp_path / 'cache'}",
+        "--var", "clinical=none", *extra,
+    ]  # fmt: skip
+
+
+def run_workers(args: list[str], n: int = 2) -> None:
+    """`n` workers of one sweep at once, each to its end."""
+    workers = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(n)]  # fmt: skip
+    for worker in workers:
+        stdout, stderr = worker.communicate(timeout=600)
+        assert worker.returncode == 0, stdout + stderr
+
+
+def test_killed_sweep_resumes_with_two_workers_and_writes_best(tiny_model, tmp_path):
+    args = sweep_command(tiny_model, tmp_path)
+    out = tmp_path / "sweeps"
     sweep_dir = out / "downstream-mor"
     proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -57,11 +82,7 @@ def test_killed_sweep_resumes_with_two_workers_and_writes_best(tiny_model, tmp_p
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    workers = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for _ in range(2)]  # fmt: skip
-    for worker in workers:
-        stdout, stderr = worker.communicate(timeout=600)
-        assert worker.returncode == 0, stdout + stderr
+    run_workers(args)
     study = optuna.load_study(
         study_name="downstream-mor", storage=f"sqlite:///{sweep_dir / 'study.db'}"
     )
@@ -87,3 +108,23 @@ def test_killed_sweep_resumes_with_two_workers_and_writes_best(tiny_model, tmp_p
     assert config["model"]["downstream"]["class_path"] == "peft.LoraConfig"
     r = study.best_trial.params["model.downstream.init_args.r"]
     assert config["model"]["downstream"]["init_args"]["r"] == r
+
+
+def test_two_workers_share_a_journal_file_storage(tiny_model, tmp_path):
+    """`make sweep STORAGE=<file>.log`: Optuna's journal file, in a folder not made yet, named
+    relative to the working directory (as in the Makefile), shared by two workers at once."""
+    journal = tmp_path / "shared" / "study.log"
+    relative = os.path.relpath(journal)
+    run_workers(sweep_command(tiny_model, tmp_path, "--storage", relative))
+    sweep_dir = tmp_path / "sweeps" / "downstream-mor"
+    assert not (sweep_dir / "study.db").exists()  # the journal, not the default SQLite
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    study = optuna.load_study(study_name="downstream-mor", storage=storage)
+    finished = [t for t in study.trials if t.state.is_finished() and t.state.name != "FAIL"]
+    assert 3 <= len(finished) <= 4, [t.state for t in study.trials]
+    assert len({t.number for t in study.trials}) == len(study.trials)
+    for t in finished:  # each trial's own process reported to the journal too
+        assert t.intermediate_values, t.number
+        assert (sweep_dir / f"trial{t.number}" / "metrics.json").is_file()
+    best = yaml.safe_load((sweep_dir / "best.yaml").read_text())
+    assert best["model"]["optim"]["lr"] == pytest.approx(study.best_trial.params["model.optim.lr"])

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
+import pyarrow.compute as pc
 import torch
 from datasets import Dataset, DatasetDict, Features, List, Value, load_from_disk
 from datasets.exceptions import DatasetGenerationError
@@ -32,6 +33,7 @@ NOTE_COLUMNS = ["note_id", "subject_id", "hadm_id", "note_type", "note_seq", "ch
                 "storetime", "text"]  # fmt: skip
 CLEANING_VERSION = 1  # bump when clean_note changes, so cached datasets are rebuilt
 PACKING_VERSION = 2  # bump when pack_blocks changes (2: document-masked)
+STATS_VERSION = 2  # bump when stats.json gains a count (2: duplicate_note_ids)
 _DEID = re.compile(r"\[\*\*|\*\*\]")
 _SPACES = re.compile(r"\s+")
 
@@ -64,7 +66,9 @@ def iter_clean_notes(
     """Cleaned notes one at a time; empty or null texts are skipped and counted in `counts`."""
     for path in paths:
         for chunk in read_csv_chunks(path, NOTE_COLUMNS):
-            for subject_id, text in zip(chunk["subject_id"], chunk["text"]):
+            for note_id, subject_id, text in zip(
+                chunk["note_id"], chunk["subject_id"], chunk["text"]
+            ):
                 if max_notes is not None and counts["notes"] >= max_notes:
                     return
                 text = clean_note(text)
@@ -75,7 +79,7 @@ def iter_clean_notes(
                     row = counts["notes"] + counts["skipped_empty"] + 1
                     raise InputError(path, f"field 'subject_id' is empty (note {row})")
                 counts["notes"] += 1
-                yield {"subject_id": subject_id, "text": text}
+                yield {"note_id": note_id, "subject_id": subject_id, "text": text}
 
 
 def iter_split_notes(
@@ -87,11 +91,12 @@ def iter_split_notes(
     seed: int,
 ) -> Iterator[dict]:
     """Cleaned notes with their side of the patient split (`held_out`). Each side's patients
-    are gathered in `patients` as the notes stream by: memory grows with patients, not notes."""
+    are gathered in `patients` as the notes stream by: memory grows with patients, not notes.
+    The note ids go into the dataset, where duplicates are counted after the fact."""
     for note in iter_clean_notes(paths, counts, max_notes):
         held_out = is_held_out(note["subject_id"], fraction, seed)
         patients[held_out].add(note["subject_id"])
-        yield {"text": note["text"], "held_out": held_out}
+        yield {"note_id": note["note_id"], "text": note["text"], "held_out": held_out}
 
 
 def unwrap_input_error(err: BaseException) -> BaseException:
@@ -210,6 +215,7 @@ class NotesDataModule(DataModuleBase):
             "missing": [str(p) for p in self.paths if not p.exists()],
             "cleaning": CLEANING_VERSION,
             "packing": PACKING_VERSION,
+            "stats": STATS_VERSION,
             "tokenizer": tokenizer_stamp(self.tokenizer),
             **{
                 k: getattr(self, k)
@@ -227,6 +233,11 @@ class NotesDataModule(DataModuleBase):
         log.info("notes: %s (cache %s)", self.stats, "hit" if self.cache_hit else "built")
         if self.stats.get("skipped_empty"):  # also in metrics.json as data/skipped_empty
             log.warning("notes: %d empty notes skipped", self.stats["skipped_empty"])
+        if self.stats.get("duplicate_note_ids"):  # also data/duplicate_note_ids
+            log.warning(
+                "notes: %d duplicate note_ids (counted; their notes are kept)",
+                self.stats["duplicate_note_ids"],
+            )
 
     def _build(self, out: Path) -> None:
         # Streams: no per-note Python list is kept, so memory stays flat as the corpus grows
@@ -242,7 +253,9 @@ class NotesDataModule(DataModuleBase):
                     "seed": self.split_seed,
                 },
                 cache_dir=str(out / "raw"),
-                features=Features({"text": Value("string"), "held_out": Value("bool")}),
+                features=Features(
+                    {"note_id": Value("string"), "text": Value("string"), "held_out": Value("bool")}
+                ),
             )  # fmt: skip
         except DatasetGenerationError as err:
             raise unwrap_input_error(err) from None
@@ -250,6 +263,11 @@ class NotesDataModule(DataModuleBase):
             raw = None
         if raw is None or len(raw) == 0:
             raise InputError(self.paths[0], "field 'text': no non-empty notes found")
+        # Counted by Arrow over the cached column, not in a Python set of 2.6 M ids; the
+        # notes are all kept (in file order), as duplicate admission ids are in outcome files.
+        counts["duplicate_note_ids"] = (
+            len(raw) - pc.count_distinct(raw.data.column("note_id"), mode="all").as_py()
+        )
         if not patients[False] or not patients[True]:
             side = "training" if not patients[False] else "validation"
             n = len(patients[False]) + len(patients[True])
@@ -282,7 +300,7 @@ class NotesDataModule(DataModuleBase):
                     fn_kwargs={"held_out": held_out},
                     batched=True,
                     batch_size=100,  # long notes: a batch's token lists are the peak memory
-                    remove_columns=["text", "held_out"],
+                    remove_columns=["note_id", "text", "held_out"],
                     features=Features({"ids": List(Value("int64"))}),
                     num_proc=self.tokenize_num_proc if self.tokenize_num_proc > 1 else None,
                     desc=f"tokenizing {split} notes",
