@@ -7,10 +7,10 @@ from pathlib import Path
 import lightning as L
 from transformers import PreTrainedTokenizerBase
 
-from clinical_peft.backbone import load_tokenizer
 from clinical_peft.data.cache import cache_key, content_stamp
 from clinical_peft.data.loader import ResumableLoader
 from clinical_peft.errors import InputError
+from clinical_peft.model_files import load_tokenizer
 
 
 class DataModuleBase(L.LightningDataModule):
