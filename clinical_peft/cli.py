@@ -76,10 +76,10 @@ quiet_known_noise()
 #: import paths. The YAML's `data: class_path:` picks any subclass of DataModuleBase instead
 #: (README, Extending), so a new data source needs no edit here.
 STAGES = {
-    "pretrain": ("clinical_peft.stages.pretrain:DomainAdaptation", "clinical_peft.data.notes.NotesDataModule"),
-    "sft": ("clinical_peft.stages.sft:SupervisedFineTuning", "clinical_peft.data.instructions.InstructionDataModule"),
-    "dpo": ("clinical_peft.stages.dpo:PreferenceOptimization", "clinical_peft.data.instructions.PreferenceDataModule"),
-    "downstream": ("clinical_peft.stages.downstream:OutcomePrediction", "clinical_peft.data.outcomes.OutcomeDataModule"),
+    "pretrain": ("clinical_peft.stages.pretrain:DomainAdaptation", "clinical_peft.data.notes:NotesDataModule"),
+    "sft": ("clinical_peft.stages.sft:SupervisedFineTuning", "clinical_peft.data.instructions:InstructionDataModule"),
+    "dpo": ("clinical_peft.stages.dpo:PreferenceOptimization", "clinical_peft.data.instructions:PreferenceDataModule"),
+    "downstream": ("clinical_peft.stages.downstream:OutcomePrediction", "clinical_peft.data.outcomes:OutcomeDataModule"),
 }  # fmt: skip
 
 #: stage name -> links from a data module attribute to a model argument, made once the data
@@ -99,12 +99,25 @@ def _import(path: str):
 
 
 class StageCLI(LightningCLI):
-    """Lightning's CLI plus the run directory, checkpointing and the data <-> model links."""
+    """Lightning's CLI plus the run directory, checkpointing and the data <-> model links.
 
-    def __init__(self, stage: str, *args, stopper: StopOnSignal | None = None, **kwargs) -> None:
+    The data module is any DataModuleBase subclass the config names (`data: class_path:`);
+    `default_data` (else the stage's own, STAGES) where it names none."""
+
+    def __init__(
+        self,
+        stage: str,
+        model_class: type,
+        default_data: type | None = None,
+        *args,
+        stopper: StopOnSignal | None = None,
+        **kwargs,
+    ) -> None:
         self.stage = stage
         self.stopper = stopper or StopOnSignal("checkpoints/last.ckpt")
-        super().__init__(*args, **kwargs)
+        default = default_data or _import(STAGES[stage][1])
+        self.default_data = f"{default.__module__}.{default.__qualname__}"
+        super().__init__(model_class, DataModuleBase, *args, subclass_mode_data=True, **kwargs)
 
     def before_instantiate_classes(self) -> None:
         # Before the model loads: these checks read nothing big and write nothing.
@@ -150,8 +163,8 @@ class StageCLI(LightningCLI):
             default=None,
             help="Also write checkpoints/last.ckpt every N optimizer steps (besides each epoch).",
         )
-        # A config without `data: class_path` (an older run's config.yaml) reads the stage's own.
-        parser.set_defaults({"data": {"class_path": STAGES[self.stage][1]}})
+        # A config without `data: class_path` (an older run's config.yaml) reads the default.
+        parser.set_defaults({"data": {"class_path": self.default_data}})
         # Data modules know nothing of models: the CLI hands them the model's tokenizer folder.
         parser.link_arguments("model.base_model", "data.init_args.tokenizer")
         for source, target in INSTANTIATE_LINKS.get(self.stage, []):
@@ -238,8 +251,6 @@ def _run_stage(stage: str, args: list[str], stopper: StopOnSignal) -> dict:
     cli = StageCLI(
         stage,
         _import(STAGES[stage][0]),
-        DataModuleBase,  # the YAML's `data: class_path` names the subclass
-        subclass_mode_data=True,
         args=args,
         stopper=stopper,
         run=False,
