@@ -95,8 +95,9 @@ pretrain-all: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## every method (experiment
 	$(CLI) report pretrain --runs $(foreach m,$(PRETRAIN_METHODS),runs/pretrain/$(m)) --out runs/pretrain/table
 
 # --- instruction tuning (study B): SFT, then DPO from the SFT adapter ---
-# one task per experiments/sft/<task>.yaml (each with its spec in clinical_peft/instruct_tasks.py)
-INSTRUCT_TASKS := $(sort $(basename $(notdir $(wildcard experiments/sft/*.yaml))))
+# the tasks of the registry (clinical_peft/instruct_tasks.py), read without starting Python;
+# one base YAML per stage, plus experiments/{sft,dpo}/$(TASK).yaml where a task differs
+INSTRUCT_TASKS := $(sort $(shell sed -n 's/^    "\([a-z0-9_]*\)": InstructTask.*/\1/p' clinical_peft/instruct_tasks.py))
 INSTRUCT_TASK := $(strip $(or $(TASK),triage))
 INSTRUCT_DATA := $(strip $(or $(DATA),data/synthetic/instructions))
 INSTRUCT_DEP := $(if $(DATA),,data/synthetic/instructions/triage/dpo_test.jsonl)
@@ -108,6 +109,7 @@ ifeq ($(filter $(INSTRUCT_TASK),$(INSTRUCT_TASKS)),)
 $(error TASK: unknown task '$(INSTRUCT_TASK)' (valid: $(INSTRUCT_TASKS)))
 endif
 endif
+instruct_configs = -c experiments/$(1)/base.yaml $(if $(wildcard experiments/$(1)/$(INSTRUCT_TASK).yaml),-c experiments/$(1)/$(INSTRUCT_TASK).yaml) --data.task $(INSTRUCT_TASK)
 INSTRUCT_RUN = --trainer experiments/trainer/$(TRAINER).yaml --model.base_model $(MODEL) \
   --data.data_dir $(INSTRUCT_DATA) --data.cache_dir $(CACHE) $(if $(CKPT),--ckpt_path $(CKPT)) $(OVERWRITE_ARG)
 
@@ -115,10 +117,10 @@ data/synthetic/instructions/triage/dpo_test.jsonl: | $(ENV_STAMP)
 	$(CLI) synthetic --out data/synthetic/instructions --what instructions
 
 sft: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## supervised fine-tuning (TASK, MODEL, DATA, OUT, TRAINER, CKPT, ARGS)
-	$(CLI) sft -c experiments/sft/$(INSTRUCT_TASK).yaml $(INSTRUCT_RUN) --run_dir $(SFT_OUT) $(ARGS)
+	$(CLI) sft $(call instruct_configs,sft) $(INSTRUCT_RUN) --run_dir $(SFT_OUT) $(ARGS)
 
 dpo: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## DPO, from runs/sft/$(TASK)/adapter when it exists (TASK, MODEL, DATA, OUT, ...)
-	$(CLI) dpo -c experiments/dpo/$(INSTRUCT_TASK).yaml $(INSTRUCT_RUN) --run_dir $(DPO_OUT) \
+	$(CLI) dpo $(call instruct_configs,dpo) $(INSTRUCT_RUN) --run_dir $(DPO_OUT) \
 	  $(if $(wildcard $(SFT_ADAPTER)/adapter_config.json),--model.sft_adapter $(SFT_ADAPTER)) $(ARGS)
 
 instruct-all: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## base -> SFT -> DPO for every instruction task, then runs/instruct/table.{md,csv}
@@ -128,8 +130,9 @@ instruct-all: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## base -> SFT -> DPO fo
 	$(PY) -m clinical_peft.report_instruct --tasks $(INSTRUCT_TASKS) --sft runs/sft --dpo runs/dpo --out runs/instruct/table
 
 # --- outcome prediction (study A, stage 2): clinical adapter + downstream LoRA + head ---
-DOWNSTREAM_TASKS := pmv mor los diag proc
-# Empty: the YAML decides (experiments/downstream/$(TASK).yaml: frozen clinical LoRA + downstream LoRA).
+# the tasks of the registry (clinical_peft/data/tasks.py), in its order, read without starting Python
+DOWNSTREAM_TASKS := $(shell sed -n 's/^    "\([a-z0-9_]*\)": TaskSpec.*/\1/p' clinical_peft/data/tasks.py)
+# Empty: the YAML decides (experiments/downstream/base.yaml: frozen clinical LoRA + downstream LoRA).
 CLINICAL ?=#                           downstream: clinical adapter frozen | trainable | none
 DOWNSTREAM_LORA ?=#                    downstream: add a downstream LoRA (1) or not (0)
 CLINICAL_ADAPTER ?=#                   downstream: the clinical adapter folder (YAML: runs/pretrain/lora/adapter)
@@ -161,7 +164,7 @@ runs/pretrain/lora/adapter/adapter_config.json: | $(ENV_STAMP)
 	$(MAKE) --no-print-directory pretrain METHOD=lora OUT=runs/pretrain/lora DATA= ARGS= CKPT= OVERWRITE= MODEL=$(MODEL)
 
 downstream: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) ## outcome prediction (TASK, CLINICAL, DOWNSTREAM_LORA, MODEL, DATA, OUT, TRAINER, ARGS)
-	$(CLI) downstream -c experiments/downstream/$(DOWNSTREAM_TASK).yaml --trainer experiments/trainer/$(TRAINER).yaml \
+	$(CLI) downstream -c experiments/downstream/base.yaml --data.task $(DOWNSTREAM_TASK) --trainer experiments/trainer/$(TRAINER).yaml \
 	  --model.base_model $(DOWNSTREAM_MODEL) $(if $(CLINICAL),--model.clinical $(CLINICAL)) \
 	  $(if $(CLINICAL_ADAPTER),--model.clinical_adapter $(CLINICAL_ADAPTER)) \
 	  $(if $(DOWNSTREAM_LORA),--model.downstream_lora $(if $(filter 0 false,$(DOWNSTREAM_LORA)),false,true)) \

@@ -281,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
         description="TF-IDF (word 1-2 grams) + logistic regression on an outcome task.",
     )
     parser.add_argument("--task", required=True, help="pmv, mor, los, diag or proc")
-    parser.add_argument("--data-dir", default="data/synthetic/outcomes", help="task CSV folder")
+    parser.add_argument("--data-dir", required=True, help="folder of the task CSVs")
     parser.add_argument("--run-dir", help="where to write (default: runs/baseline/TASK)")
     parser.add_argument(
         "--c-grid", type=float, nargs="+", default=list(C_GRID), help="values of C to try on val"

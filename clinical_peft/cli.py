@@ -39,6 +39,7 @@ from clinical_peft.callbacks import (  # noqa: E402
     StopOnSignal,
     Throughput,
 )
+from clinical_peft.data.base import DataModuleBase  # noqa: E402
 from clinical_peft.errors import InputError  # noqa: E402
 from clinical_peft.model_card import write_model_cards  # noqa: E402
 from clinical_peft.report import plot_run  # noqa: E402
@@ -71,7 +72,9 @@ def quiet_known_noise() -> None:
 
 quiet_known_noise()
 
-#: stage name -> (LightningModule, LightningDataModule), as import paths
+#: stage name -> (its LightningModule, the data module it reads when the config names none), as
+#: import paths. The YAML's `data: class_path:` picks any subclass of DataModuleBase instead
+#: (README, Extending), so a new data source needs no edit here.
 STAGES = {
     "pretrain": ("clinical_peft.stages.pretrain:DomainAdaptation", "clinical_peft.data.notes:NotesDataModule"),
     "sft": ("clinical_peft.stages.sft:SupervisedFineTuning", "clinical_peft.data.instructions:InstructionDataModule"),
@@ -96,12 +99,25 @@ def _import(path: str):
 
 
 class StageCLI(LightningCLI):
-    """Lightning's CLI plus the run directory, checkpointing and the data <-> model links."""
+    """Lightning's CLI plus the run directory, checkpointing and the data <-> model links.
 
-    def __init__(self, stage: str, *args, stopper: StopOnSignal | None = None, **kwargs) -> None:
+    The data module is any DataModuleBase subclass the config names (`data: class_path:`);
+    `default_data` (else the stage's own, STAGES) where it names none."""
+
+    def __init__(
+        self,
+        stage: str,
+        model_class: type,
+        default_data: type | None = None,
+        *args,
+        stopper: StopOnSignal | None = None,
+        **kwargs,
+    ) -> None:
         self.stage = stage
         self.stopper = stopper or StopOnSignal("checkpoints/last.ckpt")
-        super().__init__(*args, **kwargs)
+        default = default_data or _import(STAGES[stage][1])
+        self.default_data = f"{default.__module__}.{default.__qualname__}"
+        super().__init__(model_class, DataModuleBase, *args, subclass_mode_data=True, **kwargs)
 
     def before_instantiate_classes(self) -> None:
         # Before the model loads: these checks read nothing big and write nothing.
@@ -113,6 +129,19 @@ class StageCLI(LightningCLI):
         check_run_dir(config.run_dir, config.ckpt_path, config.overwrite)
         # config.yaml must not carry it: re-running a saved config would then overwrite unasked
         self.overwrite, config.overwrite = config.overwrite, False
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            # jsonargparse wraps what a data module chosen by class_path raised: the one-line
+            # InputError is a cause further down the chain.
+            cause: BaseException | None = err
+            while cause is not None and not isinstance(cause, InputError):
+                cause = cause.__cause__
+            if cause is None:
+                raise
+            raise cause from None
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--run_dir", type=str, required=True, help="Where this run writes.")
@@ -134,8 +163,10 @@ class StageCLI(LightningCLI):
             default=None,
             help="Also write checkpoints/last.ckpt every N optimizer steps (besides each epoch).",
         )
+        # A config without `data: class_path` (an older run's config.yaml) reads the default.
+        parser.set_defaults({"data": {"class_path": self.default_data}})
         # Data modules know nothing of models: the CLI hands them the model's tokenizer folder.
-        parser.link_arguments("model.base_model", "data.tokenizer")
+        parser.link_arguments("model.base_model", "data.init_args.tokenizer")
         for source, target in INSTANTIATE_LINKS.get(self.stage, []):
             parser.link_arguments(source, target, apply_on="instantiate")
 
@@ -217,11 +248,9 @@ def run_stage(stage: str, args: list[str]) -> dict:
 
 
 def _run_stage(stage: str, args: list[str], stopper: StopOnSignal) -> dict:
-    model_class, data_class = (_import(p) for p in STAGES[stage])
     cli = StageCLI(
         stage,
-        model_class,
-        data_class,
+        _import(STAGES[stage][0]),
         args=args,
         stopper=stopper,
         run=False,

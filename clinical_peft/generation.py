@@ -3,6 +3,8 @@
 What is scored and how (parsers, metrics, new-token caps) is each task's spec in
 `clinical_peft.instruct_tasks`; metrics.json gets `test/<metric>` and `test/unparsable` (the
 share of generations the task's parser could not read), with `_before` for the untrained model.
+What a stage and its data module must provide to use it is stated once, in
+`GenerationEvaluation` and `GenerationData`.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import json
 import logging
 import math
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import torch
+from transformers import PreTrainedTokenizerBase
 
 from clinical_peft.data.loader import busiest_rank_batches, pad_rows, rank_and_world
+from clinical_peft.errors import InputError
 from clinical_peft.instruct_tasks import get_task, score
 
 log = logging.getLogger(__name__)
@@ -142,12 +147,63 @@ def evaluate_stage(
     return {key + suffix: value for key, value in metrics.items()}
 
 
+@runtime_checkable
+class GenerationData(Protocol):
+    """What the data module of a generation-evaluated stage provides (InstructionDataModule and
+    PreferenceDataModule do; a data module named by `data: class_path` must too)."""
+
+    tokenizer: PreTrainedTokenizerBase
+    task: str  # a key of the instruct_tasks registry: parser, metrics, new-token cap
+    eval_batch_size: int
+
+    def generation_examples(self, split: str) -> list[dict]:
+        """`{"id", "prompt_ids", "reference"}` per example of `split`."""
+        ...
+
+    def count_metrics(self) -> dict[str, float]:
+        """`data/...` counts for metrics.json (e.g. skipped examples)."""
+        ...
+
+
+def check_generation_data(datamodule: object) -> None:
+    """Refuse, naming what is missing, a data module that cannot feed generation evaluation."""
+    if isinstance(datamodule, GenerationData):
+        return
+    members = [*GenerationData.__annotations__, "generation_examples", "count_metrics"]
+    missing = [name for name in members if not hasattr(datamodule, name)]
+    raise InputError(
+        "data.class_path",
+        f"{type(datamodule).__name__} lacks {', '.join(missing)}, which evaluation by "
+        "generation reads (clinical_peft.generation.GenerationData)",
+    )
+
+
 class GenerationEvaluation:
     """The run-directory hooks of the instruction stages (mixed into an AdapterStage): loss on
     the validation split, then greedy generation on the test split scored with the task's
-    metric, before training (the "base" column) and after (with the best checkpoint)."""
+    metric, before training (the "base" column) and after (with the best checkpoint).
+
+    A stage mixing it in provides `validate_best(trainer, datamodule)` (AdapterStage's; checked
+    when the class is created) and sets `model`, the network that generates, in `__init__`;
+    `max_new_tokens` (None: the task's cap) and `evaluate_base` are its options. Its data
+    module is a `GenerationData` (checked before evaluation).
+    """
+
+    REQUIRED_METHODS = ("validate_best",)
+    model: torch.nn.Module
+    max_new_tokens: int | None = None
+    evaluate_base: bool = True
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        missing = [name for name in cls.REQUIRED_METHODS if not callable(getattr(cls, name, None))]
+        if missing:
+            raise TypeError(
+                f"{cls.__name__} uses GenerationEvaluation without {', '.join(missing)}"
+            )
 
     def evaluate_before_fit(self, trainer, datamodule) -> dict[str, float]:
+        check_generation_data(datamodule)
         (result,) = trainer.validate(self, datamodule=datamodule, verbose=False)
         metrics = {f"{k}_before": v for k, v in result.items() if k.startswith("val/")}
         if self.evaluate_base:
@@ -159,6 +215,7 @@ class GenerationEvaluation:
         return metrics
 
     def evaluate_after_fit(self, trainer, datamodule, run_dir: Path) -> dict:
+        check_generation_data(datamodule)  # a resumed run skipped the check before fitting
         result = self.validate_best(trainer, datamodule)
         out = run_dir / "predictions" / "test.jsonl"
         metrics = evaluate_stage(self.model, trainer, datamodule, out, self.max_new_tokens)

@@ -12,7 +12,8 @@ Prerequisites (e.g. the clinical adapter) are built once, under a lock, by the f
 needs them. `--index I` runs the I-th (cell, seed) job alone (SLURM_ARRAY_TASK_ID); each run
 holds a lock, so several runners can share one grid. Strings in the spec may use `{task}`,
 `{<var>}` (spec `vars`, overridable with `--var k=v`), `{prereq.<name>}` (its run dir), `{grid}`
-(the grid's folder) and `{seed}` (the run's seed).
+(the grid's folder) and `{seed}` (the run's seed). A config path ending in `?` is used only where
+that file exists: a task's overlay on the stage's base YAML ("experiments/sft/{task}.yaml?").
 """
 
 from __future__ import annotations
@@ -100,13 +101,20 @@ def _cli_value(value) -> str:
     return str(value)
 
 
+def config_files(raw: list, mapping: dict, where: str) -> list[str]:
+    """The `-c` files of a run, placeholders filled; `path?` only if that file exists (overlays
+    are written only for the tasks that differ from the base YAML)."""
+    configs = [str(c) for c in _fill(list(raw), mapping, where)]
+    return [c.removesuffix("?") for c in configs if not c.endswith("?") or Path(c[:-1]).is_file()]
+
+
 def _run(name: str, raw: dict, mapping: dict, where: str) -> Run:
     if not isinstance(raw, dict):
         raise InputError(where, "expected a mapping with 'stage', 'configs', 'args'")
     stage = raw.get("stage", "downstream")
     if stage not in STAGES:
         raise InputError(where, f"field 'stage': unknown {stage!r} (valid: {', '.join(STAGES)})")
-    configs = [str(c) for c in _fill(list(raw.get("configs") or []), mapping, where)]
+    configs = config_files(raw.get("configs") or [], mapping, where)
     filled = _fill(dict(raw.get("args") or {}), mapping, where)
     args = {k: _cli_value(v) for k, v in filled.items() if v is not None}  # null: drop a default
     return Run(name, stage, configs, args, list(raw.get("requires") or []))

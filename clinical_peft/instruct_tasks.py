@@ -3,9 +3,10 @@
 A spec holds everything the code needs to know about a task: the new-token cap of generation,
 how to score generated answers (parse + metric, `score`), the metric keys with their names in
 the study table, and the synthetic item maker. The data module (valid task names), generation
-evaluation, `report_instruct`, the synthetic generator and the tests all read the registry; the
-Makefile's task list is the `experiments/sft/*.yaml` files. A new task is one spec here, its
-item maker, and its two YAML files (experiments/sft, experiments/dpo).
+evaluation, `report_instruct`, the synthetic generator, the tests and the Makefile (its task list
+is read from this file's `"name": InstructTask(` lines) all read the registry. A new task is one
+spec here and its item maker; `experiments/{sft,dpo}/<name>.yaml` overlays only if the task
+needs other settings than the stage's base.yaml.
 
 Scoring (as the study): F1 for note classification (Yes/No) and for each triage field (provider,
 urgency), accuracy for numeric classification and multiple choice (letter A-D), ROUGE-L for

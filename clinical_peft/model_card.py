@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from clinical_peft.run_dir import data_settings
+
 #: what each metric in a card means (keys without their split prefix)
 DEFINITIONS = {
     "ppl": "perplexity: exp of the token-weighted mean NLL over the whole held-out split",
@@ -46,7 +48,7 @@ def _definition(key: str) -> str:
 
 def model_card(run_dir: Path, stage: str, metrics: dict, adapter_config: dict) -> str:
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    model, data = config.get("model", {}), config.get("data", {})
+    model, data = config.get("model", {}), data_settings(config)
     base = str(model.get("base_model", ""))
     front = {
         "library_name": "peft",

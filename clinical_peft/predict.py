@@ -27,6 +27,7 @@ from clinical_peft.data.outcomes import collate_notes, encode_notes, length_batc
 from clinical_peft.data.tasks import get_task, label_space, parse_labels
 from clinical_peft.errors import InputError, require_dir, require_file
 from clinical_peft.metrics import outcome_metrics
+from clinical_peft.run_dir import data_settings
 from clinical_peft.stages.base import write_json
 from clinical_peft.stages.downstream import OutcomePrediction, probabilities
 
@@ -39,7 +40,7 @@ def run_info(run: Path) -> dict:
     if labels.is_file():
         return json.loads(labels.read_text())
     config = require_file(run / "config.yaml", "run config")  # a run from before labels.json
-    data = yaml.safe_load(config.read_text())["data"]
+    data = data_settings(yaml.safe_load(config.read_text()))
     task = get_task(data["task"])
     train = task.path(data["data_dir"], "train")
     if task.kind == "multilabel" and not train.is_file():

@@ -170,11 +170,13 @@ def downstream_table(run_dirs: list[str | Path], out_prefix: str | Path) -> list
     over the tasks a row has; Markdown and CSV."""
     import yaml
 
+    from clinical_peft.run_dir import data_settings
+
     rows: dict[str, dict] = {}
     for run_dir in run_dirs:
         metrics = read_metrics(run_dir)
         config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
-        task = config.get("data", {}).get("task", Path(run_dir).name)
+        task = data_settings(config).get("task", Path(run_dir).name)
         row = rows.setdefault(_downstream_mode(config), {})
         row[task] = 100 * metrics["test/auroc"]
     header = ["model", *DOWNSTREAM_TASKS, "mean"]

@@ -18,6 +18,13 @@ RUN_OUTPUTS = ("config.yaml", "hparams.yaml", "metrics.csv", "metrics.json", "cu
                "checkpoints", "adapter", "tokenizer", "predictions", "tensorboard")  # fmt: skip
 
 
+def data_settings(config: dict) -> dict:
+    """The data module's arguments in a saved config.yaml: `data.init_args` under the
+    `class_path` the YAML chose, or the `data` section itself (older runs, the baseline's)."""
+    data = config.get("data") or {}
+    return (data.get("init_args") or {}) if "class_path" in data else data
+
+
 def is_first_process() -> bool:
     """Rank 0 of the whole job, from the launchers' variables (no Trainer exists yet)."""
     keys = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")

@@ -27,7 +27,7 @@ import yaml
 from optuna.trial import TrialState
 
 from clinical_peft.errors import InputError
-from clinical_peft.grid import Run, _fill, command, locked
+from clinical_peft.grid import Run, _fill, command, config_files, locked
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -123,7 +123,7 @@ class Sweep:
         self.name = f"{raw.get('name', self.path.stem)}{'-' + task if task else ''}"
         self.dir = Path(out_root) / self.name
         self.stage = raw.get("stage", "downstream")
-        self.configs = [str(c) for c in _fill(list(raw.get("configs") or []), mapping, where)]
+        self.configs = config_files(raw.get("configs") or [], mapping, where)
         self.args = {k: str(v) for k, v in _fill(dict(raw.get("args") or {}), mapping, where).items()}  # fmt: skip
         self.space = raw.get("params") or {}
         if not self.space:

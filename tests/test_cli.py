@@ -8,12 +8,17 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from clinical_peft.cli import STAGES, run_stage
 
 EXPERIMENTS = Path(__file__).parent.parent / "experiments"
 STAGE_CONFIGS = sorted(p for stage in STAGES for p in (EXPERIMENTS / stage).glob("*.yaml"))
 TRAINER_CONFIGS = sorted((EXPERIMENTS / "trainer").glob("*.yaml"))
+#: a task's overlay on its stage's base.yaml, where the task differs (experiments/sft/<task>.yaml)
+TASK_OVERLAYS = sorted(
+    p for s in ("sft", "dpo") for p in (EXPERIMENTS / s).glob("*.yaml") if p.stem != "base"
+)
 
 
 def test_there_are_configs_for_every_stage():
@@ -37,6 +42,18 @@ def test_stage_config_parses(config, capsys):
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
     assert "model:" in printed and "data:" in printed
+
+
+@pytest.mark.parametrize("overlay", TASK_OVERLAYS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_task_overlay_applies_on_its_stage_base(overlay, capsys):
+    base = overlay.parent / "base.yaml"
+    args = ["-c", str(base), "-c", str(overlay), "--run_dir", "x", "--print_config"]
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage(overlay.parent.name, args)
+    assert exit_info.value.code == 0
+    data = yaml.safe_load(capsys.readouterr().out)["data"]
+    assert data["class_path"] == yaml.safe_load(base.read_text())["data"]["class_path"]
+    assert data["init_args"]["task"] == overlay.stem
 
 
 @pytest.mark.parametrize("trainer", TRAINER_CONFIGS, ids=lambda p: p.name)

@@ -101,7 +101,8 @@ def test_cli_refuses_a_prefix_clinical_adapter_in_one_line(clinical_adapters, ti
     from clinical_peft.synthetic import write_outcome_tasks
 
     write_outcome_tasks(tmp_path / "data", n_admissions=60, seed=0, n_diag_codes=5, n_proc_codes=5)
-    base = ["downstream", "-c", "experiments/downstream/mor.yaml", "--model.base_model",
+    base = ["downstream", "-c", "experiments/downstream/base.yaml", "--data.task", "mor",
+            "--model.base_model",
             str(tiny_model), "--data.data_dir", str(tmp_path / "data"),
             "--data.cache_dir", str(tmp_path / "cache"), "--run_dir", str(tmp_path / "r")]  # fmt: skip
     prefix = ["--model.clinical_adapter", str(clinical_adapters["prefix"])]

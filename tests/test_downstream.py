@@ -53,7 +53,7 @@ def clinical_adapter(tiny_model, tmp_path_factory):
 
 def downstream(task, outcomes_dir, tiny_model, run_dir, *extra: str) -> dict:
     args = [
-        "-c", f"experiments/downstream/{task}.yaml",
+        "-c", "experiments/downstream/base.yaml", "--data.task", task,
         "--trainer", "experiments/trainer/cpu.yaml",
         "--model.base_model", str(tiny_model),
         "--data.data_dir", str(outcomes_dir),
@@ -189,7 +189,8 @@ def test_clinical_adapter_of_another_base_is_refused(tiny_model, tmp_path):
 
 
 def test_bad_inputs_at_the_cli(outcomes_dir, tiny_model, tmp_path):
-    base = ["downstream", "-c", "experiments/downstream/mor.yaml", "--model.base_model",
+    base = ["downstream", "-c", "experiments/downstream/base.yaml", "--data.task", "mor",
+            "--model.base_model",
             str(tiny_model), "--data.data_dir", str(outcomes_dir), "--run_dir", str(tmp_path / "r"),
             "--model.clinical", "none"]  # fmt: skip
     result = run_cli(*base, "--data.task", "icu")

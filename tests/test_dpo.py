@@ -246,7 +246,7 @@ def test_precomputed_reference_equals_the_live_one(instructions_dir, tiny_model,
 
 def dpo_args(tiny_model, data_dir, run_dir, *extra: str) -> list[str]:
     return [
-        "-c", "experiments/dpo/triage.yaml",
+        "-c", "experiments/dpo/base.yaml", "--data.task", "triage",
         "--model.base_model", str(tiny_model),
         "--data.data_dir", str(data_dir),
         "--data.cache_dir", str(run_dir.parent / "cache"),

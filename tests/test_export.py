@@ -61,7 +61,8 @@ def test_merged_stacked_downstream_run_gives_the_run_logits(pretrain_run, tiny_m
     write_outcome_tasks(data, n_admissions=80, seed=0, n_diag_codes=5, n_proc_codes=5)
     run, clinical = tmp_path / "mor", pretrain_run / "adapter"
     run_stage("downstream", [
-        "-c", "experiments/downstream/mor.yaml", "--trainer", "experiments/trainer/cpu.yaml",
+        "-c", "experiments/downstream/base.yaml", "--data.task", "mor",
+        "--trainer", "experiments/trainer/cpu.yaml",
         "--model.base_model", str(tiny_model), "--model.clinical_adapter", str(clinical),
         "--data.data_dir", str(data), "--data.cache_dir", str(tmp_path / "cache"),
         "--data.max_length", "64", "--trainer.max_steps", "3", "--run_dir", str(run), *QUIET,

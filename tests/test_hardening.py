@@ -72,7 +72,7 @@ def sft_checkpoint(tiny_model, tmp_path_factory) -> Path:
     write_instruction_tasks(folder / "data", n_per_task=20, seed=0)
     run = folder / "run"
     args = [
-        "sft", "-c", str(ROOT / "experiments/sft/triage.yaml"),
+        "sft", "-c", str(ROOT / "experiments/sft/base.yaml"), "--data.task", "triage",
         "--model.base_model", str(tiny_model), "--data.data_dir", str(folder / "data"),
         "--data.cache_dir", str(folder / "cache"), "--run_dir", str(run),
         "--trainer.max_steps", "1", "--model.evaluate_base", "false",
@@ -242,7 +242,7 @@ def mortality(tmp_path) -> Path:
 
 def downstream(tiny_model, data: Path, tmp_path: Path) -> list[str]:
     return [
-        "downstream", "-c", str(ROOT / "experiments/downstream/mor.yaml"),
+        "downstream", "-c", str(ROOT / "experiments/downstream/base.yaml"), "--data.task", "mor",
         "--model.base_model", str(tiny_model), "--model.clinical", "none",
         "--data.data_dir", str(data), "--data.cache_dir", str(tmp_path / "cache"),
         "--run_dir", str(tmp_path / "run"),
@@ -351,7 +351,7 @@ def test_jsonl_that_is_not_utf8_names_the_line(tiny_model, tmp_path, capfd):
     lines[2] = b'{"prompt": "caf\xe9", "completion": " x"}\n'  # Latin-1, not UTF-8
     path.write_bytes(b"".join(lines))
     args = [
-        "sft", "-c", str(ROOT / "experiments/sft/triage.yaml"),
+        "sft", "-c", str(ROOT / "experiments/sft/base.yaml"), "--data.task", "triage",
         "--model.base_model", str(tiny_model), "--data.data_dir", str(data),
         "--data.cache_dir", str(tmp_path / "cache"), "--run_dir", str(tmp_path / "run"),
     ]  # fmt: skip

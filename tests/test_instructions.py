@@ -142,7 +142,8 @@ def test_cli_exits_2_with_one_line_when_no_data_is_usable(tiny_model, tmp_path):
     write_jsonl(folder, "dpo_train.jsonl", rows)
     write_jsonl(folder, "dpo_val.jsonl", rows)
     result = subprocess.run(
-        [sys.executable, "-m", "clinical_peft", "dpo", "-c", "experiments/dpo/numeric.yaml",
+        [sys.executable, "-m", "clinical_peft", "dpo", "-c", "experiments/dpo/base.yaml",
+         "--data.task", "numeric",
          "--model.base_model", str(tiny_model), "--data.data_dir", str(tmp_path / "data"),
          "--data.cache_dir", str(tmp_path / "cache"), "--run_dir", str(tmp_path / "run")],
         capture_output=True, text=True, cwd=ROOT, timeout=300,

@@ -30,7 +30,8 @@ def run_and_data(tiny_model, tmp_path_factory):
     data, run = root / "outcomes", root / "diag"
     write_outcome_tasks(data, n_admissions=80, seed=0, n_diag_codes=5, n_proc_codes=5)
     run_stage("downstream", [
-        "-c", "experiments/downstream/diag.yaml", "--trainer", "experiments/trainer/cpu.yaml",
+        "-c", "experiments/downstream/base.yaml", "--data.task", "diag",
+        "--trainer", "experiments/trainer/cpu.yaml",
         "--model.base_model", str(tiny_model), "--model.clinical", "none",
         "--data.data_dir", str(data), "--data.cache_dir", str(root / "cache"),
         "--data.max_length", "64", "--data.eval_batch_size", "8", "--trainer.max_steps", "3",

@@ -56,7 +56,8 @@ def test_sft_run_holds_no_prompt_text_outside_its_predictions(tiny_model, tmp_pa
     write_instruction_tasks(data, n_per_task=40, seed=0)
     run = tmp_path / "run"
     run_stage("sft", [
-        "-c", "experiments/sft/summarisation.yaml", "--model.base_model", str(tiny_model),
+        "-c", "experiments/sft/base.yaml", "-c", "experiments/sft/summarisation.yaml",
+        "--model.base_model", str(tiny_model),
         "--data.data_dir", str(data), "--data.cache_dir", str(tmp_path / "cache"),
         "--data.max_eval_examples", "4", "--trainer.max_steps", "2", "--run_dir", str(run),
     ])  # fmt: skip
@@ -111,11 +112,12 @@ def test_a_sentinel_in_every_text_field_stays_in_the_data(tiny_model, tmp_path, 
     common = ["--model.base_model", str(tiny_model), "--data.cache_dir", str(tmp_path / "cache"),
               "--trainer.max_steps", "2", "--trainer.enable_progress_bar", "false"]  # fmt: skip
     runs = {
-        "downstream": ["downstream", "-c", "experiments/downstream/mor.yaml", "--model.clinical",
+        "downstream": ["downstream", "-c", "experiments/downstream/base.yaml", "--data.task", "mor",
+                       "--model.clinical",
                        "none", "--data.data_dir", str(outcomes), "--data.max_length", "64"],
-        "sft": ["sft", "-c", "experiments/sft/triage.yaml", "--data.data_dir", str(instructions),
+        "sft": ["sft", "-c", "experiments/sft/base.yaml", "--data.data_dir", str(instructions),
                 "--data.max_eval_examples", "2"],
-        "dpo": ["dpo", "-c", "experiments/dpo/triage.yaml", "--data.data_dir", str(instructions),
+        "dpo": ["dpo", "-c", "experiments/dpo/base.yaml", "--data.data_dir", str(instructions),
                 "--data.max_eval_examples", "2"],
     }  # fmt: skip
     for name, args in runs.items():

@@ -366,7 +366,7 @@ def test_two_rank_downstream_scores_every_admission_once(tiny_model, tmp_path, s
         extra = [*deepspeed_on_cpu(stage=3, ranks=2), "--model.clinical", "frozen",
                  "--model.clinical_adapter", str(tmp_path / "clinical")]  # fmt: skip
     args = [
-        "-c", str(ROOT / "experiments/downstream/mor.yaml"), *extra,
+        "-c", str(ROOT / "experiments/downstream/base.yaml"), "--data.task", "mor", *extra,
         "--model.base_model", str(tiny_model),
         "--data.data_dir", str(data), "--data.cache_dir", str(tmp_path / "cache"),
         "--data.max_length", "64", "--trainer.max_epochs", "1",
@@ -453,7 +453,7 @@ def test_deepspeed_zero3_sft_then_dpo(tiny_model, tmp_path):
     run = tmp_path / "zero3_sft"
     # 5 prompts in batches of 2 on 2 ranks: 3 + 2 prompts, so rank 1 runs a filler round
     args = [
-        "-c", str(ROOT / "experiments/sft/triage.yaml"),
+        "-c", str(ROOT / "experiments/sft/base.yaml"), "--data.task", "triage",
         "--model.base_model", str(tiny_model),
         "--data.data_dir", str(data_dir), "--data.cache_dir", str(tmp_path / "cache"),
         "--data.max_eval_examples", "5", "--data.eval_batch_size", "2",
@@ -485,7 +485,7 @@ def test_deepspeed_zero3_sft_then_dpo(tiny_model, tmp_path):
 
     # DPO from that SFT adapter, sharded the same way: the SFT adapter is the reference
     dpo = tmp_path / "zero3_dpo"
-    args[1] = str(ROOT / "experiments/dpo/triage.yaml")
+    args[1] = str(ROOT / "experiments/dpo/base.yaml")
     args[-1] = str(dpo)
     result = run_script("dpo", [*args, "--model.sft_adapter", str(run / "adapter")])
     assert result.returncode == 0, result.stderr[-3000:]

@@ -58,7 +58,7 @@ def test_loss_counts_completion_tokens_only(instructions_dir, tiny_model, tmp_pa
 def test_sft_run_lowers_loss_and_writes_predictions(instructions_dir, tiny_model, tmp_path):
     run = tmp_path / "run"
     args = [
-        "-c", "experiments/sft/classification.yaml",
+        "-c", "experiments/sft/base.yaml", "--data.task", "classification",
         "--model.base_model", str(tiny_model),
         "--data.data_dir", str(instructions_dir),
         "--data.cache_dir", str(tmp_path / "cache"),
@@ -129,7 +129,7 @@ def test_packed_examples_do_not_see_each_other(instructions_dir, tiny_model, tmp
 
 def test_packing_refuses_prompt_learning_methods(instructions_dir, tiny_model, tmp_path):
     args = [
-        "-c", "experiments/sft/triage.yaml",
+        "-c", "experiments/sft/base.yaml", "--data.task", "triage",
         "--model.base_model", str(tiny_model), "--model.adapter",
         '{"class_path": "peft.PrefixTuningConfig", "init_args": {"num_virtual_tokens": 4}}',
         "--data.data_dir", str(instructions_dir), "--data.cache_dir", str(tmp_path / "cache"),

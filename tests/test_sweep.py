@@ -99,7 +99,8 @@ def test_killed_sweep_resumes_with_two_workers_and_writes_best(tiny_model, tmp_p
     assert (sweep_dir / "report.md").is_file() and (sweep_dir / "history.png").is_file()
     # The overlay is a config the downstream stage accepts (parsed and printed, not run).
     printed = subprocess.run(
-        [sys.executable, "-m", "clinical_peft", "downstream", "-c", "experiments/downstream/mor.yaml",
+        [sys.executable, "-m", "clinical_peft", "downstream", "-c", "experiments/downstream/base.yaml",
+         "--data.task", "mor",
          "-c", str(sweep_dir / "best.yaml"), "--run_dir", str(tmp_path / "x"), "--print_config"],
         capture_output=True, text=True,
     )  # fmt: skip

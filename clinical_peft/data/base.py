@@ -1,4 +1,14 @@
-"""What every data module shares: the model's tokenizer, loaded once, and resumable loaders."""
+"""What every data module shares: the model's tokenizer, loaded once, and resumable loaders.
+
+A data source is a subclass named in the YAML (`data: class_path: my_module.MyNotes`), which the
+CLI accepts for any stage (cli.py). Its `__init__` takes `tokenizer`: the CLI links the model's
+`base_model` folder to it, so a data module never imports the backbone factory. What each stage
+reads from its batches and attributes is what its own data module provides: NotesDataModule
+(pretrain: `input_ids`, `labels`, `attention_mask`), InstructionDataModule and
+PreferenceDataModule (sft, dpo; generation evaluation also needs `GenerationData` of
+generation.py), OutcomeDataModule (downstream; `kind`, `num_labels`, `class_weights` are linked
+to the model). tests/test_data_source.py pretrains from a plain-text source defined there.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +17,17 @@ from pathlib import Path
 import lightning as L
 from transformers import PreTrainedTokenizerBase
 
-from clinical_peft.backbone import load_tokenizer
 from clinical_peft.data.cache import cache_key, content_stamp
 from clinical_peft.data.loader import ResumableLoader
 from clinical_peft.errors import InputError
+from clinical_peft.model_files import load_tokenizer
 
 
 class DataModuleBase(L.LightningDataModule):
-    """Subclasses set `tokenizer_path` (linked from the model's `base_model`), `datasets`,
-    `collate`, `batch_size`, `eval_batch_size`, `seed` and `num_workers`."""
+    """Subclasses take a `tokenizer` argument and keep it as `tokenizer_path`; they set
+    `datasets` (split name -> indexable examples, in `setup`), `collate` (examples -> batch),
+    `batch_size`, `eval_batch_size`, `seed` and `num_workers`; `input_files` if a resumed run
+    must find the same data."""
 
     tokenizer_path: str | None = None
     #: set by the CLI under ZeRO-3: evaluation shards get filler batches (see ResumableLoader)
