@@ -417,7 +417,7 @@ def test_instruction_leakage_is_refused_and_empty_answers_counted_through_the_cl
     with (task / "sft_train.jsonl").open("a") as f:
         f.write(json.dumps(empty) + "\n")
     args = [
-        "sft", "-c", str(ROOT / "experiments/sft/triage.yaml"),
+        "sft", "-c", str(ROOT / "experiments/sft/base.yaml"), "--data.task", "triage",
         "--model.base_model", str(tiny_model), "--data.data_dir", str(data),
         "--data.cache_dir", str(tmp_path / "cache"), "--run_dir", str(tmp_path / "run"),
         "--trainer.max_steps", "1", "--model.evaluate_base", "false",
