@@ -39,6 +39,7 @@ from clinical_peft.callbacks import (  # noqa: E402
     StopOnSignal,
     Throughput,
 )
+from clinical_peft.commands import COMMANDS  # noqa: E402
 from clinical_peft.data.base import DataModuleBase  # noqa: E402
 from clinical_peft.errors import InputError  # noqa: E402
 from clinical_peft.model_card import write_model_cards  # noqa: E402
@@ -307,22 +308,9 @@ def _run_stage(stage: str, args: list[str], stopper: StopOnSignal) -> dict:
     return metrics
 
 
-def helper_commands() -> list[str]:
-    """The functions of clinical_peft.commands, as command names."""
-    from inspect import getmembers, isfunction
-
-    from clinical_peft import commands
-
-    return [
-        name.replace("_", "-")
-        for name, fn in getmembers(commands, isfunction)
-        if fn.__module__ == commands.__name__ and not name.startswith("_")
-    ]
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = [*STAGES, *helper_commands()]
+    commands = [*STAGES, *COMMANDS]
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in commands:
         print(f"usage: python -m clinical_peft {{{','.join(commands)}}} [options]", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
@@ -333,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
             print(f"{command} done: {summary}")
         else:
-            _import(f"clinical_peft.commands:{command.replace('-', '_')}")(rest)
+            _import(COMMANDS[command])(rest)
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -297,19 +297,36 @@ def run_grid(spec: Spec, out: Path, index: int | None = None) -> dict[str, int]:
     return counts
 
 
+def spec_parser(kind: str, description: str) -> argparse.ArgumentParser:
+    """The arguments `grid` and `sweep` share: the spec (a name under experiments/<kind>s/ or
+    a path) and `--var KEY=VALUE` spec variables."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m clinical_peft {kind}", description=description
+    )
+    parser.add_argument("spec", metavar=kind,
+                        help=f"{kind} name (experiments/{kind}s/<name>.yaml) or spec path")  # fmt: skip
+    parser.add_argument("--var", action="append", default=[], metavar="KEY=VALUE",
+                        help="set a spec variable, e.g. --var model=/models/llama-7b")  # fmt: skip
+    return parser
+
+
+def spec_arguments(kind: str, args: argparse.Namespace) -> tuple[Path, dict[str, str]]:
+    """The spec's path and the `--var` variables."""
+    path = Path(args.spec)
+    if not path.suffix:
+        path = Path(f"experiments/{kind}s") / f"{args.spec}.yaml"
+    return path, dict(v.split("=", 1) for v in args.var if "=" in v)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run a grid spec's (cell, seed) runs, idempotently, then write its report."""
     from clinical_peft.grid_report import write_report  # its plotting stack loads only here
 
-    parser = argparse.ArgumentParser(
-        prog="python -m clinical_peft grid",
-        description="Run every cell x seed of a grid (experiments/grids/<GRID>.yaml) and report.",
+    parser = spec_parser(
+        "grid", "Run every cell x seed of a grid (experiments/grids/<GRID>.yaml) and report."
     )
-    parser.add_argument("grid", help="grid name (experiments/grids/<name>.yaml) or spec path")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per cell (spec default)")
     parser.add_argument("--out", default="runs/grids", help="grids root (runs/grids)")
-    parser.add_argument("--var", action="append", default=[], metavar="KEY=VALUE",
-                        help="set a spec variable, e.g. --var model=/models/llama-7b")  # fmt: skip
     parser.add_argument("--index", type=int, default=None,
                         help="run only the INDEX-th (cell, seed) job (no report)")  # fmt: skip
     parser.add_argument("--array", action="store_true",
@@ -318,10 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--report-only", action="store_true", help="write the report, run none")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (1000)")
     args = parser.parse_args(argv)
-    path = Path(args.grid)
-    if not path.suffix:
-        path = Path("experiments/grids") / f"{args.grid}.yaml"
-    variables = dict(v.split("=", 1) for v in args.var if "=" in v)
+    path, variables = spec_arguments("grid", args)
     spec = load_spec(path, args.out, args.seeds, variables)
     out = Path(args.out) / spec.name
     if args.count:

@@ -15,7 +15,6 @@ trial's overlay (`make downstream ARGS="-c best.yaml"`); report.md, history.png,
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import subprocess
@@ -27,7 +26,15 @@ import yaml
 from optuna.trial import TrialState
 
 from clinical_peft.errors import InputError
-from clinical_peft.grid import Run, _fill, command, config_files, locked
+from clinical_peft.grid import (
+    Run,
+    _fill,
+    command,
+    config_files,
+    locked,
+    spec_arguments,
+    spec_parser,
+)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -257,24 +264,18 @@ def _alive(pid: int) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Optuna search over a sweep spec's space; resumable, shareable by many workers."""
-    parser = argparse.ArgumentParser(
-        prog="python -m clinical_peft sweep",
-        description="Optuna TPE search (experiments/sweeps/<SWEEP>.yaml); writes best.yaml.",
+    parser = spec_parser(
+        "sweep", "Optuna TPE search (experiments/sweeps/<SWEEP>.yaml); writes best.yaml."
     )
-    parser.add_argument("sweep", help="sweep name (experiments/sweeps/<name>.yaml) or spec path")
     parser.add_argument("--task", default=None, help="fills {task} in the spec (e.g. mor)")
     parser.add_argument("--trials", type=int, default=20, help="finished trials in all (20)")
     parser.add_argument("--out", default="runs/sweeps", help="sweeps root (runs/sweeps)")
     parser.add_argument("--storage", default=None,
                         help="shared storage: RDB URL or journal *.log path "
                         "(default: SQLite in the sweep directory)")  # fmt: skip
-    parser.add_argument("--var", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--report-only", action="store_true", help="run no trial")
     args = parser.parse_args(argv)
-    path = Path(args.sweep)
-    if not path.suffix:
-        path = Path("experiments/sweeps") / f"{args.sweep}.yaml"
-    variables = dict(v.split("=", 1) for v in args.var if "=" in v)
+    path, variables = spec_arguments("sweep", args)
     search = Sweep(path, args.task, args.out, args.storage, variables)
     if not args.report_only:
         search.optimize(args.trials)

@@ -6,6 +6,7 @@ way it loads a real LLaMA checkpoint, and plain `PeftModel.from_pretrained` work
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import shutil
@@ -82,3 +83,26 @@ def build_tiny_llama(
     shutil.rmtree(out_dir, ignore_errors=True)
     tmp.rename(out_dir)
     return out_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m clinical_peft tiny-model",
+        description="Write the built-in tiny LLaMA (BPE tokenizer trained on DATA's notes).",
+    )
+    parser.add_argument("--data", required=True, help="folder with discharge/radiology.csv.gz")
+    parser.add_argument("--out", required=True, help="model folder to write")
+    parser.add_argument("--vocab-size", type=int, default=4096)
+    parser.add_argument("--hidden-size", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    out = build_tiny_llama(
+        args.data,
+        args.out,
+        vocab_size=args.vocab_size,
+        hidden_size=args.hidden_size,
+        num_layers=args.layers,
+        seed=args.seed,
+    )
+    print(f"wrote {out}")

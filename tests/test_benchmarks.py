@@ -25,16 +25,6 @@ def run(script: str, *args: str) -> str:
     return result.stdout
 
 
-def test_packing_benchmark_fills_every_position(notes_dir, tiny_model):
-    out = run(
-        "packing.py", "--notes", str(notes_dir), "--model", str(tiny_model),
-        "--block-size", "128", "--max-notes", "100", "--steps", "3", "--warmup", "1",
-    )  # fmt: skip
-    fill = dict(re.findall(r"^(\S+).*fill\s+([\d.]+) %", out, flags=re.M))
-    assert float(fill["pack"]) == 100.0 and float(fill["pad_per_note"]) < 100.0
-    assert re.search(r"ratio pack / pad_per_note: real tokens/s x\d+\.\d\d", out)
-
-
 def test_llama7b_benchmark_runs_its_tiny_shape_with_and_without_deepspeed():
     out = run("llama7b_lora.py", "--tiny", "--deepspeed", "--steps", "2", "--warmup", "1")
     rows = re.findall(
@@ -60,24 +50,6 @@ def test_auroc_benchmark_main_returns_its_figures():
     assert result["max_abs_diff"] < 1e-6 and result["rows"] == 200
     for key in ("ours_s", "sklearn_s", "speedup", "bootstrap_s", "bootstrap_1000_s"):
         assert result[key] > 0, key
-
-
-def test_dpo_vs_trl_benchmark_runs_both_sides(tmp_path):
-    """Toy size; imported and called as `main(argv) -> dict` (each side still a subprocess)."""
-    sys.path.insert(0, str(ROOT / "experiments" / "benchmarks"))
-    try:
-        from dpo_vs_trl import main
-    finally:
-        sys.path.pop(0)
-    results = main(
-        ["--hidden", "64", "--layers", "1", "--vocab", "512", "--rank", "4", "--batch", "2",
-         "--max-length", "256", "--steps", "2", "--warmup", "1", "--workdir", str(tmp_path)]
-    )  # fmt: skip
-    for side in ("ours", "trl"):
-        assert len(results[side]["step_times"]) == 2 and results[side]["peak_mb"] > 0
-        assert all(n > 0 for n in results[side]["padded_tokens"])
-    ratio = results["ours"]["s_per_step"] / results["trl"]["s_per_step"]
-    assert results["time_ratio"] == pytest.approx(ratio)
 
 
 def test_make_bench_toy_writes_every_row_finite(notes_dir, tiny_model, tmp_path):
@@ -107,6 +79,13 @@ def test_make_bench_toy_writes_every_row_finite(notes_dir, tiny_model, tmp_path)
             assert r["figure"].startswith("not measured: "), r
         else:
             assert r["met"] in ("yes", "no") and math.isfinite(float(r["ratio"])), r
+    # what each benchmark measured, at toy size: packed blocks hold no padding, the padded
+    # recipe does; both DPO sides (ours and TRL's) ran their steps
+    for r in (r for r in rows if r["claim"].startswith("DAPT")):
+        packed, padded = map(float, re.search(r"fill (\d+) % vs (\d+) %", r["figure"]).groups())
+        assert packed == 100 and padded < 100, r
+    dpo = [r for r in rows if r["claim"].startswith("DPO")]
+    assert len(dpo) >= 2 and all(float(r["ratio"]) > 0 for r in dpo), dpo
     gpu = next(r for r in rows if r["claim"].startswith("GPU"))
     import torch
 

@@ -91,17 +91,23 @@ def plain(model, lr: float):
     return model, step
 
 
-def zero2(model, lr: float, batch_size: int):
+def zero2(model, lr: float, batch_size: int, device: str):
     import deepspeed
 
     config = {
         "train_micro_batch_size_per_gpu": batch_size,
         "bf16": {"enabled": True},
         "zero_optimization": {"stage": 2},
-        "optimizer": {"type": "AdamW", "params": {"lr": lr}},
     }
     params = [p for p in model.parameters() if p.requires_grad]
-    engine, *_ = deepspeed.initialize(model=model, model_parameters=params, config=config)
+    if device == "cuda":  # DeepSpeed's fused AdamW, as a ZeRO-2 job on GPUs runs it
+        config["optimizer"] = {"type": "AdamW", "params": {"lr": lr}}
+        optimizer = None
+    else:  # the CPU smoke test: torch's AdamW (DeepSpeed's would compile a C++ op first)
+        optimizer = torch.optim.AdamW(params, lr=lr)
+    engine, *_ = deepspeed.initialize(
+        model=model, model_parameters=params, config=config, optimizer=optimizer
+    )
 
     def step(loss):
         engine.backward(loss)
@@ -132,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         if "RANK" not in os.environ:  # single process: give DeepSpeed a one-rank world
             os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1")
             os.environ.setdefault("MASTER_PORT", "29511")
-        engine, step = zero2(model, 3e-4, args.batch_size)
+        engine, step = zero2(model, 3e-4, args.batch_size, device)
         results["DeepSpeed ZeRO-2 bf16 + LoRA"] = run(engine, step, shape, args, device)
     device_name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
     shape_name = "tiny" if args.tiny else "LLaMA-7B"

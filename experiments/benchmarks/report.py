@@ -239,7 +239,8 @@ SIZES = {
     "full": {
         "packing": ["--max-notes", "0", "--steps", "20", "--warmup", "2"],
         "downstream": ["--notes", "480"],
-        "dpo": [],
+        # ~95 M parameters, LLaMA-shaped: large enough that weights dominate memory (issue 10)
+        "dpo": "--hidden 768 --layers 10 --vocab 16000 --batch 2 --steps 4 --warmup 1".split(),
         "pipeline": [10_000, 100_000, 300_000],
         "auroc": [],
         "timeout": 3600,
