@@ -99,23 +99,29 @@ def pretrain_args(notes_dir, tiny_model, run_dir) -> list[str]:
 
 
 @pytest.mark.slow
-def test_bad_inputs_give_one_line_errors(notes_dir, tiny_model, tmp_path):
+def test_bad_inputs_give_one_line_errors(notes_dir, tiny_model, tmp_path, capfd):
+    from test_hardening import assert_one_line_error as one_line
+    from test_hardening import cli
+
+    def refused(extra: list[str], *words: str) -> None:  # in this process: no import per case
+        one_line(*cli(capfd, [*args, *extra]), *words)
+
     run = tmp_path / "run"
     args = pretrain_args(notes_dir, tiny_model, run)
-    nope = ["--model.adapter.init_args.target_modules", "[nope_proj]"]
-    assert_one_line_error(run_cli(*args, *nope), "model.adapter", "nope_proj")
+    refused(
+        ["--model.adapter.init_args.target_modules", "[nope_proj]"], "model.adapter", "nope_proj"
+    )
     missing = str(tmp_path / "mimic")
-    assert_one_line_error(run_cli(*args, "--data.data_dir", missing), missing, "folder not found")
-    assert_one_line_error(run_cli(*args, "--model.base_model", missing), missing, "base model")
+    refused(["--data.data_dir", missing], missing, "folder not found")
+    refused(["--model.base_model", missing], missing, "base model")
 
     # a good run, then a truncated checkpoint: refused, and nothing of the run is touched
-    assert run_cli(*args).returncode == 0
+    assert run_cli(*args).returncode == 0  # and one whole run through `python -m clinical_peft`
     last = run / "checkpoints" / "last.ckpt"
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     broken = tmp_path / "broken.ckpt"
     broken.write_bytes(last.read_bytes()[:500])
-    result = run_cli(*args, "--ckpt_path", str(broken))
-    assert_one_line_error(result, "broken.ckpt", "corrupt or truncated checkpoint")
+    refused(["--ckpt_path", str(broken)], "broken.ckpt", "corrupt or truncated checkpoint")
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
