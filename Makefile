@@ -75,7 +75,7 @@ data/synthetic/notes/discharge.csv.gz: | $(ENV_STAMP)
 tiny-model: $(CACHE)/tiny-llama/config.json ## build the tiny LLaMA on DATA's notes (automatic)
 
 $(CACHE)/tiny-llama/config.json: | $(ENV_STAMP) $(NOTES_DEP)
-	$(CLI) tiny-model --data $(NOTES) --out $(CACHE)/tiny-llama
+	$(CLI) tiny-model $(NOTES) $(CACHE)/tiny-llama
 
 # every experiments/pretrain/<method>.yaml is a method; the paper's five run first
 PAPER_METHODS := lora adaption_prompt prefix prompt p_tuning

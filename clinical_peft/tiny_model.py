@@ -6,7 +6,6 @@ way it loads a real LLaMA checkpoint, and plain `PeftModel.from_pretrained` work
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import shutil
@@ -86,23 +85,9 @@ def build_tiny_llama(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m clinical_peft tiny-model",
-        description="Write the built-in tiny LLaMA (BPE tokenizer trained on DATA's notes).",
-    )
-    parser.add_argument("--data", required=True, help="folder with discharge/radiology.csv.gz")
-    parser.add_argument("--out", required=True, help="model folder to write")
-    parser.add_argument("--vocab-size", type=int, default=4096)
-    parser.add_argument("--hidden-size", type=int, default=128)
-    parser.add_argument("--layers", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    out = build_tiny_llama(
-        args.data,
-        args.out,
-        vocab_size=args.vocab_size,
-        hidden_size=args.hidden_size,
-        num_layers=args.layers,
-        seed=args.seed,
-    )
+    """`python -m clinical_peft tiny-model NOTES_DIR OUT_DIR [--hidden_size ...]`:
+    the options are `build_tiny_llama`'s arguments (jsonargparse reads its signature)."""
+    from jsonargparse import auto_cli
+
+    out = auto_cli(build_tiny_llama, args=argv, prog="python -m clinical_peft tiny-model")
     print(f"wrote {out}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -123,6 +124,19 @@ def test_bad_inputs_give_one_line_errors(notes_dir, tiny_model, tmp_path, capfd)
     broken.write_bytes(last.read_bytes()[:500])
     refused(["--ckpt_path", str(broken)], "broken.ckpt", "corrupt or truncated checkpoint")
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_tiny_model_command_takes_the_builders_arguments(notes_dir, tmp_path, capfd):
+    """`make tiny-model`'s command: its options are `build_tiny_llama`'s (read by jsonargparse)."""
+    from test_hardening import assert_one_line_error as one_line
+    from test_hardening import cli
+
+    out = tmp_path / "tiny"
+    code, _ = cli(capfd, ["tiny-model", str(notes_dir), str(out), "--vocab_size", "300",
+                          "--hidden_size", "16", "--num_layers", "1"])  # fmt: skip
+    config = json.loads((out / "config.json").read_text())
+    assert code == 0 and (config["hidden_size"], config["num_hidden_layers"]) == (16, 1)
+    one_line(*cli(capfd, ["tiny-model", str(tmp_path / "nope"), str(out)]), "nope", "not found")
 
 
 def test_unknown_command_lists_the_valid_ones():

@@ -92,17 +92,18 @@ def max_difference(a: dict, b: dict) -> float:
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
+def on_trainer(trainer: str, steps: int, notes_dir, tiny_model, run) -> list[str]:
+    """Pretraining arguments for `steps` steps under experiments/trainer/<trainer>.yaml."""
+    config = str(ROOT / "experiments" / "trainer" / f"{trainer}.yaml")
+    extra = ("--trainer", config, "--trainer.max_steps", str(steps))
+    return pretrain_args(notes_dir, tiny_model, run, *extra)
+
+
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_ddp_pretrain_scores_every_held_out_block_once(notes_dir, tiny_model, tmp_path):
     run = tmp_path / "ddp"
-    trainer_cfg = str(ROOT / "experiments/trainer/ddp_cpu.yaml")
-    result = run_script(
-        "pretrain",
-        pretrain_args(
-            notes_dir, tiny_model, run, "--trainer", trainer_cfg, "--trainer.max_steps", "4"
-        ),
-    )
+    result = run_script("pretrain", on_trainer("ddp_cpu", 4, notes_dir, tiny_model, run))
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
 
@@ -328,13 +329,7 @@ def test_deepspeed_configs_are_valid(name):
 @pytest.mark.slow
 def test_bf16_mixed_precision_run(notes_dir, tiny_model, tmp_path):
     run = tmp_path / "bf16"
-    trainer_cfg = str(ROOT / "experiments/trainer/cpu_bf16.yaml")
-    metrics = run_stage(
-        "pretrain",
-        pretrain_args(
-            notes_dir, tiny_model, run, "--trainer", trainer_cfg, "--trainer.max_steps", "3"
-        ),
-    )
+    metrics = run_stage("pretrain", on_trainer("cpu_bf16", 3, notes_dir, tiny_model, run))
     assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["precision"] == "bf16-mixed"
     assert 1 < metrics["val/ppl"] < 1e5
     # bf16 autocast for compute; the trainable adapter and its checkpoint stay fp32
