@@ -14,7 +14,11 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from clinical_peft.synthetic import write_instruction_tasks, write_notes  # noqa: E402
+from clinical_peft.synthetic import (  # noqa: E402
+    write_instruction_tasks,
+    write_notes,
+    write_outcome_tasks,
+)
 from clinical_peft.tiny_model import build_tiny_llama  # noqa: E402
 
 
@@ -46,4 +50,12 @@ def instructions_dir(tmp_path_factory) -> Path:
     """SFT and DPO files of the five instruction tasks, 200 items each."""
     folder = tmp_path_factory.mktemp("instructions")
     write_instruction_tasks(folder, n_per_task=200, seed=0)
+    return folder
+
+
+@pytest.fixture
+def mortality(tmp_path) -> Path:
+    """The five outcome tasks' files at 60 admissions (a test's own copy: tests rewrite them)."""
+    folder = tmp_path / "outcomes"
+    write_outcome_tasks(folder, n_admissions=60, seed=0)
     return folder

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from clinical_peft.cli import main
-from clinical_peft.synthetic import write_instruction_tasks, write_outcome_tasks
+from clinical_peft.synthetic import write_instruction_tasks
 
 ROOT = Path(__file__).parent.parent
 SCRIPTS = ROOT / "tests" / "scripts"
@@ -234,13 +234,6 @@ def test_ctrl_c_stops_at_a_step_with_a_checkpoint(
 
 
 # --- 3. patient text never appears in errors ------------------------------------------------
-@pytest.fixture
-def mortality(tmp_path) -> Path:
-    folder = tmp_path / "outcomes"
-    write_outcome_tasks(folder, n_admissions=60, seed=0)
-    return folder
-
-
 def downstream(tiny_model, data: Path, tmp_path: Path) -> list[str]:
     return [
         "downstream", "-c", str(ROOT / "experiments/downstream/base.yaml"), "--data.task", "mor",
@@ -372,63 +365,3 @@ def test_make_passes_overwrite_only_when_asked(target):
 
     assert "--overwrite" in command("OVERWRITE=1")
     assert "--overwrite" not in command()
-
-
-# --- 5. suspicious data: leakage refused, harmless oddities counted (through the CLI) --------
-def copy_rows(source: Path, target: Path, rows: slice) -> None:
-    """Append `rows` of `source`'s records (CSV rows after the header, or JSONL lines) to `target`."""
-    if source.suffix == ".csv":  # notes hold newlines: read and write through csv
-        with source.open(newline="") as f:
-            records = list(csv.reader(f))[1:][rows]
-        with target.open("a", newline="") as f:
-            csv.writer(f, quoting=csv.QUOTE_ALL).writerows(records)
-        return
-    lines = source.read_text().splitlines()[rows]
-    target.write_text("\n".join(target.read_text().splitlines() + lines) + "\n")
-
-
-@pytest.mark.slow
-def test_outcome_leakage_is_refused_and_duplicates_counted_through_the_cli(
-    tiny_model, mortality, tmp_path, capfd
-):
-    train, test = mortality / "MP_IN_adm_train.csv", mortality / "MP_IN_adm_test.csv"
-    copy_rows(train, test, slice(0, 2))  # two training admissions also in test
-    copy_rows(train, train, slice(0, 1))  # one admission twice in train
-    args = downstream(tiny_model, mortality, tmp_path)
-    line = assert_one_line_error(*cli(capfd, args), "MP_IN_adm_test.csv", "'id'", "allow_overlap")
-    assert "2 admissions" in line
-    assert not (tmp_path / "run").exists()
-    short = ["--data.max_length", "32", "--trainer.max_steps", "1", "--trainer.max_epochs", "1",
-             "--trainer.enable_progress_bar", "false", "--data.allow_overlap", "true"]  # fmt: skip
-    code, output = cli(capfd, args + short)
-    assert code == 0, output[-3000:]
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["data/test_ids_in_train"] == 2 and metrics["data/train_duplicate_ids"] == 1
-
-
-@pytest.mark.slow
-def test_instruction_leakage_is_refused_and_empty_answers_counted_through_the_cli(
-    tiny_model, tmp_path, capfd
-):
-    data = tmp_path / "data"
-    write_instruction_tasks(data, n_per_task=20, seed=0)
-    task = data / "triage"
-    copy_rows(task / "sft_train.jsonl", task / "sft_test.jsonl", slice(0, 3))
-    empty = json.loads((task / "sft_train.jsonl").read_text().splitlines()[3]) | {"completion": ""}
-    with (task / "sft_train.jsonl").open("a") as f:
-        f.write(json.dumps(empty) + "\n")
-    args = [
-        "sft", "-c", str(ROOT / "experiments/sft/base.yaml"), "--data.task", "triage",
-        "--model.base_model", str(tiny_model), "--data.data_dir", str(data),
-        "--data.cache_dir", str(tmp_path / "cache"), "--run_dir", str(tmp_path / "run"),
-        "--trainer.max_steps", "1", "--model.evaluate_base", "false",
-        "--data.max_eval_examples", "2", "--model.max_new_tokens", "2",
-        "--trainer.enable_progress_bar", "false",
-    ]  # fmt: skip
-    line = assert_one_line_error(*cli(capfd, args), "sft_test.jsonl", "'prompt'", "allow_overlap")
-    assert "3 lines" in line and not (tmp_path / "run").exists()
-    code, output = cli(capfd, args + ["--data.allow_overlap", "true"])
-    assert code == 0, output[-3000:]
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["data/test/prompts_in_train"] == 3
-    assert metrics["data/train/skipped_empty_completion"] == 1
