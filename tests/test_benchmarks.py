@@ -79,11 +79,11 @@ def test_make_bench_toy_writes_every_row_finite(notes_dir, tiny_model, tmp_path)
             assert r["figure"].startswith("not measured: "), r
         else:
             assert r["met"] in ("yes", "no") and math.isfinite(float(r["ratio"])), r
-    # what each benchmark measured, at toy size: packed blocks hold no padding, the padded
-    # recipe does; both DPO sides (ours and TRL's) ran their steps
+    # what each benchmark measured, at toy size: packed blocks are fuller than padded notes
+    # (a corpus's last block is partial); both DPO sides (ours and TRL's) ran their steps
     for r in (r for r in rows if r["claim"].startswith("DAPT")):
         packed, padded = map(float, re.search(r"fill (\d+) % vs (\d+) %", r["figure"]).groups())
-        assert packed == 100 and padded < 100, r
+        assert packed > padded, r
     dpo = [r for r in rows if r["claim"].startswith("DPO")]
     assert len(dpo) >= 2 and all(float(r["ratio"]) > 0 for r in dpo), dpo
     gpu = next(r for r in rows if r["claim"].startswith("GPU"))
