@@ -277,6 +277,7 @@ def _run_stage(stage: str, args: list[str], stopper: StopOnSignal) -> dict:
             ckpt_path, model, stage, cli.checkpoint, data,
             cli.config.allow_other_base, cli.config.allow_other_data,
         )  # fmt: skip
+        resumed_step = cli.checkpoint.get("global_step", 0)
         cli.checkpoint = {}  # its optimizer state is not needed twice in memory
     resumes_inside = ckpt_path and Path(ckpt_path).resolve().is_relative_to(run_dir.resolve())
     if cli.overwrite and not resumes_inside and is_first_process():
@@ -284,7 +285,7 @@ def _run_stage(stage: str, args: list[str], stopper: StopOnSignal) -> dict:
     if ckpt_path:
         # A resumed run keeps what was measured before training in its first part.
         metrics = before or before_metrics(metrics_path)
-        keep_logged_rows(trainer, run_dir / "metrics.csv", ckpt_path)
+        keep_logged_rows(trainer, run_dir / "metrics.csv", resumed_step)
     else:
         metrics = model.evaluate_before_fit(trainer, data)
     run_state.metrics_before = dict(metrics)

@@ -77,6 +77,14 @@ def check_checkpoint_path(path: str, deepspeed: bool) -> None:
         raise InputError(path, f"checkpoint file {problem}")
 
 
+def load_checkpoint_file(path: str | Path, mmap: bool = False):
+    """`torch.load` of a checkpoint file (tensors only); a file it cannot read: InputError."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as err:  # truncated zip, pickle garbage, ...
+        raise InputError(path, f"corrupt or truncated checkpoint ({type(err).__name__})") from None
+
+
 def deepspeed_client_state(path: str | Path) -> dict:
     """What Lightning's DeepSpeed strategy wrote beside the shards of a checkpoint folder (the
     stage, fingerprints, loops, callbacks, `metrics_before`), from rank 0's model-states file,
@@ -88,12 +96,7 @@ def deepspeed_client_state(path: str | Path) -> dict:
     found = [path / tag / name for name in names if (path / tag / name).is_file()]
     if not found:
         raise InputError(path, f"not a DeepSpeed checkpoint folder (no {tag}/{names[0]})")
-    try:  # memory-mapped: the weights a ZeRO-2 file may hold are not read
-        state = torch.load(found[0], map_location="cpu", weights_only=True, mmap=True)
-    except Exception as err:  # truncated zip, pickle garbage, ...
-        raise InputError(
-            found[0], f"corrupt or truncated checkpoint ({type(err).__name__})"
-        ) from None
+    state = load_checkpoint_file(found[0], mmap=True)  # a ZeRO-2 file's weights are not read
     if not isinstance(state, dict) or "loops" not in state:
         raise InputError(found[0], "field 'loops': not a Lightning DeepSpeed checkpoint")
     # the optimizer's (trainable) tensors, whole shapes even where ZeRO-3 shards them
@@ -114,15 +117,7 @@ def read_checkpoint(path: str, stage: str | None = None, deepspeed: bool | None 
     if deepspeed is None:
         deepspeed = Path(path).is_dir()
     check_checkpoint_path(path, deepspeed)
-    if deepspeed:
-        checkpoint = deepspeed_client_state(path)
-    else:
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # truncated zip, pickle garbage, ...
-            raise InputError(
-                path, f"corrupt or truncated checkpoint ({type(err).__name__})"
-            ) from None
+    checkpoint = deepspeed_client_state(path) if deepspeed else load_checkpoint_file(path)
     if not isinstance(checkpoint, dict) or not {"state_dict", "loops"} <= checkpoint.keys():
         raise InputError(path, "field 'state_dict': not a Lightning training checkpoint")
     stored = checkpoint.get("stage")
@@ -200,16 +195,12 @@ def before_metrics(path: Path) -> dict:
     return {k: v for k, v in previous.items() if k.endswith("_before")}
 
 
-def keep_logged_rows(trainer, path: Path, ckpt_path: str) -> None:
-    """Hand the rows that the first part of a resumed run logged before its checkpoint to the
-    CSV logger, which would otherwise start metrics.csv afresh; later rows are logged again."""
+def keep_logged_rows(trainer, path: Path, step: int) -> None:
+    """Hand the rows that the first part of a resumed run logged before its checkpoint (made at
+    global `step`) to the CSV logger, which would otherwise start metrics.csv afresh; later rows
+    are logged again."""
     if not trainer.is_global_zero or not path.is_file():
         return
-    if Path(ckpt_path).is_dir():  # DeepSpeed: the step is in the state beside the shards
-        step = deepspeed_client_state(ckpt_path).get("global_step", 0)
-    else:
-        step = torch.load(ckpt_path, map_location="cpu", weights_only=True, mmap=True)
-        step = step.get("global_step", 0)
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         keys = list(reader.fieldnames or [])
