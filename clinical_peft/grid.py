@@ -19,10 +19,12 @@ that file exists: a task's overlay on the stage's base YAML ("experiments/sft/{t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fcntl
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -226,6 +228,27 @@ def last_error(log: Path) -> str:
     return (errors or lines or ["(no output)"])[-1][:500]
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM ends a runner as an exception does, so `run_to_end` stops the run it started."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
+def run_to_end(cmd: list[str], log) -> int:
+    """The run's exit code. A runner that is stopped (SIGTERM, Ctrl-C) stops its run first:
+    an orphaned run would go on writing a run directory whose lock is already released."""
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        return proc.wait()
+    except BaseException:
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+
+
 def execute(run: Run, run_dir: Path, seed: int | None, out: Path, key: str) -> str:
     """Run one job unless done: 'done' (skipped), 'ok', 'failed' or 'busy' (another holds it)."""
     with locked(run_dir.parent / f".{run_dir.name}.lock", wait=False) as mine:
@@ -249,9 +272,7 @@ def execute(run: Run, run_dir: Path, seed: int | None, out: Path, key: str) -> s
         update_status(out, key, {**entry, "started": time.time()})
         started = time.perf_counter()
         with log.open("w") as handle:
-            code = subprocess.call(
-                command(run, run_dir, seed, resume), stdout=handle, stderr=subprocess.STDOUT
-            )
+            code = run_to_end(command(run, run_dir, seed, resume), handle)
         entry = {"seconds": round(time.perf_counter() - started, 1), "returncode": code}
         if code == 0 and (run_dir / "metrics.json").is_file():
             update_status(out, key, {"state": "done", **entry})
@@ -297,6 +318,23 @@ def run_grid(spec: Spec, out: Path, index: int | None = None) -> dict[str, int]:
     return counts
 
 
+def select(spec: Spec, rows: str | None = None, tasks: str | None = None) -> Spec:
+    """The spec with only the cells of `rows` x `tasks` (comma-separated names; None: all), for
+    running part of a table (say, without the encoder rows); reports still cover every cell."""
+    cells = spec.cells
+    for flag, value, key in (("--rows", rows, "row"), ("--tasks", tasks, "task")):
+        if value is None:
+            continue
+        known = list(dict.fromkeys(getattr(c, key) for c in spec.cells if getattr(c, key)))
+        wanted = [v.strip() for v in value.split(",") if v.strip()]
+        unknown = [v for v in wanted if v not in known]
+        if unknown or not wanted:
+            listed = ", ".join(unknown) or "empty list"
+            raise InputError(flag, f"unknown {listed} (valid: {', '.join(known) or 'none'})")
+        cells = [c for c in cells if getattr(c, key) in wanted]
+    return dataclasses.replace(spec, cells=cells)
+
+
 def spec_parser(kind: str, description: str) -> argparse.ArgumentParser:
     """The arguments `grid` and `sweep` share: the spec (a name under experiments/<kind>s/ or
     a path) and `--var KEY=VALUE` spec variables."""
@@ -331,19 +369,23 @@ def main(argv: list[str] | None = None) -> None:
                         help="run only the INDEX-th (cell, seed) job (no report)")  # fmt: skip
     parser.add_argument("--array", action="store_true",
                         help="--index from $SLURM_ARRAY_TASK_ID")  # fmt: skip
+    parser.add_argument("--rows", metavar="ROW[,ROW]", help="run only these rows (report: all)")
+    parser.add_argument("--tasks", metavar="TASK[,TASK]", help="run only these tasks (report: all)")
     parser.add_argument("--count", action="store_true", help="print the number of jobs, run none")
     parser.add_argument("--report-only", action="store_true", help="write the report, run none")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (1000)")
     args = parser.parse_args(argv)
     path, variables = spec_arguments("grid", args)
     spec = load_spec(path, args.out, args.seeds, variables)
+    todo = select(spec, args.rows, args.tasks)
     out = Path(args.out) / spec.name
     if args.count:
-        print(len(spec.jobs()))
+        print(len(todo.jobs()))
         return
     index = int(os.environ["SLURM_ARRAY_TASK_ID"]) if args.array else args.index
     if not args.report_only:
-        counts = run_grid(spec, out, index)
+        exit_on_sigterm()
+        counts = run_grid(todo, out, index)
         print(f"grid {spec.name}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
         if index is not None:
             raise SystemExit(1 if counts.get("failed") else 0)

@@ -113,8 +113,12 @@ def pretrain_table(run_dirs: list[str | Path], out_prefix: str | Path) -> list[d
 
 
 def _adapter_method(run_dir: str | Path) -> str | None:
-    config = Path(run_dir) / "adapter" / "adapter_config.json"
-    return json.loads(config.read_text()).get("peft_type", "").lower() if config.is_file() else None
+    """The peft method of a run's adapter (DoRA is peft's LoRA with `use_dora`)."""
+    path = Path(run_dir) / "adapter" / "adapter_config.json"
+    if not path.is_file():
+        return None
+    config = json.loads(path.read_text())
+    return "dora" if config.get("use_dora") else config.get("peft_type", "").lower() or None
 
 
 def _plot_ppl(run_dirs, names, out: Path) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
 from pathlib import Path
 
 import lightning as L
@@ -31,7 +30,9 @@ from clinical_peft.grid import (
     _fill,
     command,
     config_files,
+    exit_on_sigterm,
     locked,
+    run_to_end,
     spec_arguments,
     spec_parser,
 )
@@ -178,7 +179,7 @@ class Sweep:
         log = self.dir / "logs" / f"trial{trial.number}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w") as handle:
-            code = subprocess.call(command(run, run_dir, 0), stdout=handle, stderr=subprocess.STDOUT)  # fmt: skip
+            code = run_to_end(command(run, run_dir, 0), handle)
         done = self.study.get_trials(deepcopy=False)[trial.number]
         if "pruned_at_epoch" in done.user_attrs:
             raise optuna.TrialPruned()
@@ -278,6 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     path, variables = spec_arguments("sweep", args)
     search = Sweep(path, args.task, args.out, args.storage, variables)
     if not args.report_only:
+        exit_on_sigterm()
         search.optimize(args.trials)
     best = search.write_best()
     search.write_report()

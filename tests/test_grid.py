@@ -23,6 +23,7 @@ from clinical_peft.bootstrap import resample_indices
 from clinical_peft.delong import delong_test
 from clinical_peft.errors import InputError
 from clinical_peft.grid import load_spec
+from clinical_peft.grid import main as grid_main
 from clinical_peft.grid_report import t_interval
 from clinical_peft.synthetic import write_outcome_tasks
 
@@ -226,3 +227,62 @@ def test_failed_cell_is_recorded_and_the_grid_goes_on(tmp_path, outcomes_dir):
     rows = {r["row"]: r for r in read_csv(out / "mixed" / "report.csv")}
     assert rows["broken"]["failed"] == "broken/seed0;broken/seed1"
     assert rows["floor"]["n_seeds"] == "1"
+
+
+@pytest.mark.slow
+def test_rows_and_tasks_run_part_of_a_grid(tmp_path, outcomes_dir, capsys):
+    """`--rows` / `--tasks` run part of a table (say, without the encoder rows); the report
+    still lists every cell, the ones not run with no seeds."""
+    spec = tmp_path / "part.yaml"
+    spec.write_text(
+        f"seeds: 2\ntasks: [mor, pmv]\nrows:\n"
+        f"  floor:\n    stage: baseline\n    seeds: 1\n"
+        f"    args: {{task: '{{task}}', data-dir: {outcomes_dir}}}\n"
+        f"  broken:\n    configs: [experiments/downstream/missing.yaml]\n"
+    )
+    out = tmp_path / "g"
+
+    def count(*extra: str) -> int:
+        grid_main([str(spec), "--out", str(out), "--count", *extra])
+        return int(capsys.readouterr().out)
+
+    assert count() == 6
+    assert count("--rows", "floor") == 2
+    assert count("--rows", "floor,broken", "--tasks", "pmv") == 3
+    cmd = [sys.executable, "-m", "clinical_peft", "grid", str(spec), "--out", str(out)]
+    bad = subprocess.run([*cmd, "--rows", "floor,bert"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    last_line = bad.stderr.strip().splitlines()[-1]
+    assert last_line == "error: --rows: unknown bert (valid: floor, broken)"
+    part = subprocess.run([*cmd, "--rows", "floor", "--tasks", "pmv", "--n-boot", "20"],
+                          capture_output=True, text=True)  # fmt: skip
+    assert part.returncode == 0, part.stdout + part.stderr
+    assert "1 ok" in part.stdout and "failed" not in part.stdout
+    assert (out / "part" / "floor-pmv" / "seed0" / "metrics.json").is_file()
+    assert not (out / "part" / "floor-mor").exists() and not (out / "part" / "broken-pmv").exists()
+    rows = {(r["row"], r["task"]): r for r in read_csv(out / "part" / "report.csv")}
+    assert set(rows) == {(r, t) for r in ("floor", "broken") for t in ("mor", "pmv")}
+    assert rows[("floor", "pmv")]["n_seeds"] == "1" and rows[("floor", "mor")]["n_seeds"] == "0"
+
+
+def test_a_stopped_runner_stops_its_run(tmp_path):
+    """SIGTERM to the runner alone (not its process group) stops the run it started: an orphan
+    would go on writing a run directory whose lock the dead runner no longer holds."""
+    spec = tmp_path / "one.yaml"
+    spec.write_text("rows:\n  floor:\n    stage: baseline\n    args: {task: mor}\n")
+    pid_file = tmp_path / "run.pid"
+    run = f"import os, pathlib, time; pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); time.sleep(120)"  # fmt: skip
+    runner = (
+        "import sys; import clinical_peft.grid as g\n"
+        f"g.command = lambda *a, **k: [sys.executable, '-c', {run!r}]\n"
+        f"g.main([{str(spec)!r}, '--out', {str(tmp_path / 'g')!r}])\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", runner], start_new_session=True)
+    deadline = time.time() + 120
+    while not pid_file.is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    run_pid = int(pid_file.read_text())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    with pytest.raises(ProcessLookupError):
+        os.kill(run_pid, 0)

@@ -110,3 +110,21 @@ def test_resume_mid_epoch_gives_the_same_weights(notes_dir, tiny_model, tmp_path
     assert a.keys() == b.keys()
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
     assert max(a[k].abs().max().item() for k in a if "lora_B" in k) > 0  # it did train
+
+
+def test_table_2_names_each_method_dora_apart_from_lora(tmp_path):
+    """The Table 2 analogue names a run by its adapter's method: DoRA is peft's LoRA with
+    `use_dora`, and a run without an adapter config keeps its folder name."""
+    from clinical_peft.report import pretrain_table
+
+    adapters = {"a": {"peft_type": "LORA"}, "b": {"peft_type": "LORA", "use_dora": True},
+                "c": {"peft_type": "IA3"}, "mine": None}  # fmt: skip
+    for name, config in adapters.items():
+        run = tmp_path / name
+        (run / "adapter").mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"val/ppl": 10.0}))
+        if config:
+            (run / "adapter" / "adapter_config.json").write_text(json.dumps(config))
+    rows = pretrain_table([tmp_path / n for n in adapters], tmp_path / "table")
+    assert [r["method"] for r in rows] == ["lora", "dora", "ia3", "mine"]
+    assert "| dora |" in (tmp_path / "table.md").read_text()
