@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_hardening import assert_one_line_error as one_line_error
+from test_hardening import cli
 
 from clinical_peft.cli import STAGES, run_stage
 
@@ -81,12 +83,8 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:
-    assert result.returncode == 2, result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr[-2000:]
-    for word in words:
-        assert word in errors[0], errors[0]
+    """`one_line_error` on a subprocess's exit code and stderr."""
+    one_line_error(result.returncode, result.stderr, *words)
 
 
 def pretrain_args(notes_dir, tiny_model, run_dir) -> list[str]:
@@ -101,11 +99,8 @@ def pretrain_args(notes_dir, tiny_model, run_dir) -> list[str]:
 
 @pytest.mark.slow
 def test_bad_inputs_give_one_line_errors(notes_dir, tiny_model, tmp_path, capfd):
-    from test_hardening import assert_one_line_error as one_line
-    from test_hardening import cli
-
     def refused(extra: list[str], *words: str) -> None:  # in this process: no import per case
-        one_line(*cli(capfd, [*args, *extra]), *words)
+        one_line_error(*cli(capfd, [*args, *extra]), *words)
 
     run = tmp_path / "run"
     args = pretrain_args(notes_dir, tiny_model, run)
@@ -128,15 +123,14 @@ def test_bad_inputs_give_one_line_errors(notes_dir, tiny_model, tmp_path, capfd)
 
 def test_tiny_model_command_takes_the_builders_arguments(notes_dir, tmp_path, capfd):
     """`make tiny-model`'s command: its options are `build_tiny_llama`'s (read by jsonargparse)."""
-    from test_hardening import assert_one_line_error as one_line
-    from test_hardening import cli
-
     out = tmp_path / "tiny"
     code, _ = cli(capfd, ["tiny-model", str(notes_dir), str(out), "--vocab_size", "300",
                           "--hidden_size", "16", "--num_layers", "1"])  # fmt: skip
     config = json.loads((out / "config.json").read_text())
     assert code == 0 and (config["hidden_size"], config["num_hidden_layers"]) == (16, 1)
-    one_line(*cli(capfd, ["tiny-model", str(tmp_path / "nope"), str(out)]), "nope", "not found")
+    one_line_error(
+        *cli(capfd, ["tiny-model", str(tmp_path / "nope"), str(out)]), "nope", "not found"
+    )
 
 
 def test_unknown_command_lists_the_valid_ones():

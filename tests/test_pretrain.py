@@ -12,6 +12,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from clinical_peft.cli import run_stage
+from clinical_peft.report import pretrain_table
 from clinical_peft.stages.pretrain import DomainAdaptation
 
 pytestmark = pytest.mark.slow
@@ -115,8 +116,6 @@ def test_resume_mid_epoch_gives_the_same_weights(notes_dir, tiny_model, tmp_path
 def test_table_2_names_each_method_dora_apart_from_lora(tmp_path):
     """The Table 2 analogue names a run by its adapter's method: DoRA is peft's LoRA with
     `use_dora`, and a run without an adapter config keeps its folder name."""
-    from clinical_peft.report import pretrain_table
-
     adapters = {"a": {"peft_type": "LORA"}, "b": {"peft_type": "LORA", "use_dora": True},
                 "c": {"peft_type": "IA3"}, "mine": None}  # fmt: skip
     for name, config in adapters.items():
