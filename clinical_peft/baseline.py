@@ -34,6 +34,7 @@ from clinical_peft.data.tasks import SPLITS, get_task, label_space, parse_labels
 from clinical_peft.errors import InputError, require_dir
 from clinical_peft.losses import class_weights
 from clinical_peft.metrics import outcome_metrics
+from clinical_peft.prediction_files import write_predictions
 
 NAME = "TF-IDF + LR"  # the row name in the downstream AUROC table
 C_GRID = (0.01, 0.1, 1.0, 10.0, 100.0)
@@ -224,7 +225,10 @@ def run_baseline(
     for split in ("val", "test"):
         result = outcome_metrics(best[split], data[split]["labels"], kind, n_labels)
         metrics.update({f"{split}/{k}": float(v) for k, v in result.items()})
-        write_predictions(run_dir / "predictions", split, data[split], best[split], kind)
+        part = data[split]
+        write_predictions(
+            run_dir / "predictions", split, part["ids"], best[split], part["labels"], kind
+        )
     for split in SPLITS:
         metrics[f"data/{split}_notes"] = float(len(data[split]["ids"]))
         if kind == "multilabel":
@@ -253,18 +257,6 @@ def run_baseline(
     )
     say(f"  wrote {run_dir}")
     return metrics
-
-
-def write_predictions(folder: Path, split: str, part: dict, scores: np.ndarray, kind: str) -> None:
-    """predictions/{split}.npz and {split}_roc.png, laid out as the downstream stage writes them."""
-    from clinical_peft.stages.downstream import plot_roc
-
-    ids = np.array(part["ids"])
-    if all(str(i).isdigit() for i in part["ids"]):
-        ids = ids.astype(np.int64)
-    folder.mkdir(parents=True, exist_ok=True)
-    np.savez(folder / f"{split}.npz", ids=ids, scores=scores, labels=part["labels"])
-    plot_roc(scores, part["labels"], kind, folder / f"{split}_roc.png", split)
 
 
 def write_run(run_dir: Path, metrics: dict, config: dict) -> None:

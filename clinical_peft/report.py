@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
+from clinical_peft.data.tasks import TASKS  # noqa: E402
 from clinical_peft.errors import InputError  # noqa: E402
 
 
@@ -150,9 +151,6 @@ def main(argv: list[str] | None = None) -> None:
     print(Path(args.out).with_suffix(".md").read_text())
 
 
-DOWNSTREAM_TASKS = ("pmv", "mor", "los", "diag", "proc")
-
-
 def _downstream_mode(config: dict) -> str:
     """`LLaMA + clinical LoRA (frozen) + downstream LoRA`-style row name of a downstream run."""
     model = config.get("model", {})
@@ -183,12 +181,15 @@ def downstream_table(run_dirs: list[str | Path], out_prefix: str | Path) -> list
         task = data_settings(config).get("task", Path(run_dir).name)
         row = rows.setdefault(_downstream_mode(config), {})
         row[task] = 100 * metrics["test/auroc"]
-    header = ["model", *DOWNSTREAM_TASKS, "mean"]
+    # the registry's tasks in its order, then any other task a run reports (a user's own source)
+    tasks = list(TASKS) + [t for scores in rows.values() for t in scores if t not in TASKS]
+    tasks = list(dict.fromkeys(tasks))
+    header = ["model", *tasks, "mean"]
     table = []
     for mode, scores in rows.items():
         done = [v for v in scores.values() if not math.isnan(v)]
         mean = sum(done) / len(done) if done else math.nan
-        table.append({"model": mode, **{t: scores.get(t) for t in DOWNSTREAM_TASKS}, "mean": mean})
+        table.append({"model": mode, **{t: scores.get(t) for t in tasks}, "mean": mean})
     out_prefix = Path(out_prefix)
     out_prefix.parent.mkdir(parents=True, exist_ok=True)
     with out_prefix.with_suffix(".csv").open("w", newline="") as f:

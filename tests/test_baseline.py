@@ -165,6 +165,22 @@ def test_report_gives_the_baseline_its_own_row(runs, tmp_path):
     assert "TF-IDF + LR" in (tmp_path / "table.md").read_text()
 
 
+def test_report_shows_a_task_outside_the_five_as_its_own_column(tmp_path):
+    """A run of a task the registry does not list (a user's own data source) gets a column, and
+    the mean is over the columns a row shows, never over a task the table leaves out."""
+    scores = {"mor": 0.8, "readmit": 0.6}
+    for task, auroc in scores.items():
+        run = tmp_path / task
+        run.mkdir()
+        (run / "metrics.json").write_text(json.dumps({"test/auroc": auroc}))
+        config = {"model": {"base_model": "tiny"}, "data": {"class_path": "x", "init_args": {"task": task}}}  # fmt: skip
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+    (row,) = downstream_table([tmp_path / "mor", tmp_path / "readmit"], tmp_path / "table")
+    assert row["readmit"] == pytest.approx(60) and row["mean"] == pytest.approx(70)
+    header = (tmp_path / "table.csv").read_text().splitlines()[0].split(",")
+    assert header == ["model", *TASKS, "readmit", "mean"]
+
+
 def test_bad_input_is_the_data_modules_input_error(outcomes_dir, tmp_path):
     copy_task(outcomes_dir, tmp_path, "MP_IN_adm", lambda split, y: "0" if split == "train" else y)  # fmt: skip
     with pytest.raises(InputError, match=r"MP_IN_adm_train.csv: field 'hospital_expire_flag'.*\[1\] never appear"):  # fmt: skip

@@ -28,6 +28,7 @@ from clinical_peft.classifier import (
 from clinical_peft.data.loader import is_filler
 from clinical_peft.errors import InputError
 from clinical_peft.metrics import OutcomeScores
+from clinical_peft.prediction_files import write_predictions
 from clinical_peft.stages.base import AdapterStage, OptimSpec, write_json
 
 
@@ -259,15 +260,8 @@ class OutcomePrediction(AdapterStage):
                 "scores": np.concatenate([p["scores"] for p in parts]),
                 "labels": np.concatenate([p["labels"] for p in parts]),
             }
-        if not trainer.is_global_zero:
-            return
-        ids = np.array(part["ids"])
-        if all(str(i).isdigit() for i in part["ids"]):
-            ids = ids.astype(np.int64)
-        labels = part["labels"].astype(np.int64)
-        folder.mkdir(parents=True, exist_ok=True)
-        np.savez(folder / f"{split}.npz", ids=ids, scores=part["scores"], labels=labels)
-        plot_roc(part["scores"], labels, self.kind, folder / f"{split}_roc.png", split)
+        if trainer.is_global_zero:
+            write_predictions(folder, split, part["ids"], part["scores"], part["labels"], self.kind)
 
     def save_adapters(self, folder: Path) -> None:
         """Adapters in peft's format (adapter/clinical, adapter/downstream); a head that no
@@ -293,29 +287,3 @@ def run_labels(datamodule) -> dict:
         "task": datamodule.task.key, "kind": datamodule.kind,
         "label_names": list(datamodule.label_names), **{k: getattr(datamodule, k) for k in keys},
     }  # fmt: skip
-
-
-def plot_roc(scores: np.ndarray, labels: np.ndarray, kind: str, path: Path, title: str) -> None:
-    """ROC curve: binary, or micro-average over classes / labels (one-hot vs probabilities)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from torchmetrics.functional.classification import binary_auroc, binary_roc
-
-    if kind == "multiclass":
-        labels = np.eye(scores.shape[1], dtype=np.int64)[labels]
-    s, y = torch.from_numpy(scores.reshape(-1)).double(), torch.from_numpy(labels.reshape(-1))
-    fig, ax = plt.subplots(figsize=(4, 4))
-    if 0 < int(y.sum()) < y.numel():
-        fpr, tpr, _ = binary_roc(s, y)
-        auc = float(binary_auroc(s, y))
-        label = "AUROC" if kind == "binary" else "micro AUROC"
-        ax.plot(fpr.numpy(), tpr.numpy(), label=f"{label} {auc:.3f}")
-    ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"{title} ({kind})")
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
