@@ -120,6 +120,11 @@ class StageCLI(LightningCLI):
         self.default_data = f"{default.__module__}.{default.__qualname__}"
         super().__init__(model_class, DataModuleBase, *args, subclass_mode_data=True, **kwargs)
 
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        given = args if isinstance(args, list) else sys.argv[1:]
+        refuse_dropped_data_arguments(given, self.config.data)
+
     def before_instantiate_classes(self) -> None:
         # Before the model loads: these checks read nothing big and write nothing.
         config = self.config
@@ -211,6 +216,23 @@ class StageCLI(LightningCLI):
         user_callbacks = trainer_config.get("callbacks") or []
         kwargs["callbacks"] = list(user_callbacks) + callbacks
         return super().instantiate_trainer(**kwargs)
+
+
+def refuse_dropped_data_arguments(args: list[str], data) -> None:
+    """jsonargparse silently drops the `--data.*` arguments a later `--data <class>` does not take."""
+    keys = []
+    for arg in args:
+        if isinstance(arg, str) and arg.startswith("--data."):
+            key = arg.removeprefix("--data.").split("=", 1)[0].removeprefix("init_args.")
+            if key not in ("class_path", "init_args", "help"):
+                keys.append(key.split(".")[0])
+    dropped = [f"data.{key}" for key in dict.fromkeys(keys) if key not in data.init_args]
+    if dropped:
+        raise InputError(
+            ", ".join(dropped),
+            f"not an argument of {data.class_path}, the data class chosen after it on the "
+            "command line",
+        )
 
 
 def run_loggers(run_dir: Path, user: object) -> list[Logger]:

@@ -121,6 +121,16 @@ def test_bad_inputs_give_one_line_errors(notes_dir, tiny_model, tmp_path, capfd)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
+def test_a_data_argument_the_chosen_class_would_drop_is_refused(notes_dir, tiny_model, tmp_path, capfd):  # fmt: skip
+    """jsonargparse drops, without a word, the `--data.*` arguments that a later `--data <class>`
+    does not take: the run would go on without them. Refused in one line naming each one."""
+    run = tmp_path / "run"
+    args = [*pretrain_args(notes_dir, tiny_model, run), "--data", "clinical_peft.data.outcomes.OutcomeDataModule"]  # fmt: skip
+    line = one_line_error(*cli(capfd, args), "data.block_size", "data.max_notes", "OutcomeDataModule")  # fmt: skip
+    assert "data.data_dir" not in line and "data.cache_dir" not in line  # both classes take them
+    assert not run.exists()
+
+
 def test_tiny_model_command_takes_the_builders_arguments(notes_dir, tmp_path, capfd):
     """`make tiny-model`'s command: its options are `build_tiny_llama`'s (read by jsonargparse)."""
     out = tmp_path / "tiny"
