@@ -39,7 +39,7 @@ from clinical_peft.callbacks import (  # noqa: E402
     StopOnSignal,
     Throughput,
 )
-from clinical_peft.commands import COMMANDS  # noqa: E402
+from clinical_peft.commands import COMMANDS, run_command  # noqa: E402
 from clinical_peft.data.base import DataModuleBase  # noqa: E402
 from clinical_peft.errors import InputError  # noqa: E402
 from clinical_peft.model_card import write_model_cards  # noqa: E402
@@ -338,13 +338,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: python -m clinical_peft {{{','.join(commands)}}} [options]", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     command, rest = argv[0], argv[1:]
+    if command in COMMANDS:
+        return run_command(command, rest)
     try:
-        if command in STAGES:
-            metrics = run_stage(command, rest)
-            summary = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
-            print(f"{command} done: {summary}")
-        else:
-            _import(COMMANDS[command])(rest)
+        metrics = run_stage(command, rest)
+        summary = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
+        print(f"{command} done: {summary}")
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -358,8 +358,6 @@ def spec_arguments(kind: str, args: argparse.Namespace) -> tuple[Path, dict[str,
 
 def main(argv: list[str] | None = None) -> None:
     """Run a grid spec's (cell, seed) runs, idempotently, then write its report."""
-    from clinical_peft.grid_report import write_report  # its plotting stack loads only here
-
     parser = spec_parser(
         "grid", "Run every cell x seed of a grid (experiments/grids/<GRID>.yaml) and report."
     )
@@ -389,6 +387,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"grid {spec.name}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
         if index is not None:
             raise SystemExit(1 if counts.get("failed") else 0)
+    from clinical_peft.grid_report import write_report  # torch and plotting load only here
+
     write_report(spec, out, args.n_boot)
     print(f"report: {out / 'report.md'}")
     if not args.report_only and counts.get("failed"):

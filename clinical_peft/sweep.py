@@ -4,8 +4,8 @@ A sweep spec (experiments/sweeps/<name>.yaml) names a stage, its configs and fix
 row), the search space (dotted CLI keys -> Optuna distributions), the objective (a validation
 metric of metrics.json: never a test one) and the pruner. Each trial is an ordinary run directory
 (runs/sweeps/<name>-<task>/trial<k>/) made by a subprocess; the trial's parameters and the
-pruning callback travel in a YAML overlay (configs/trial<k>.yaml), so the run's config.yaml says
-what it ran. The callback reports the monitored metric at each validation epoch end of fitting
+pruning callback (sweep_pruning.py: the runner itself never loads Lightning) travel in a YAML
+overlay (configs/trial<k>.yaml), so the run's config.yaml says what it ran. The callback reports the monitored metric at each validation epoch end of fitting
 and stops a hopeless trial (MedianPruner by default). Storage: SQLite inside the sweep directory
 (a killed sweep resumes: its orphaned trial is failed and its parameters enqueued again), or
 `--storage` (an RDB URL, or a *.log path for Optuna's journal file) that many workers share. The
@@ -19,7 +19,6 @@ import os
 import socket
 from pathlib import Path
 
-import lightning as L
 import optuna
 import yaml
 from optuna.trial import TrialState
@@ -38,28 +37,6 @@ from clinical_peft.grid import (
 )
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-class OptunaPruning(L.Callback):
-    """Report `monitor` to trial `trial_id` after each validation epoch of fitting; prune."""
-
-    def __init__(self, storage: str, study_name: str, trial_id: int, monitor: str) -> None:
-        self.storage, self.study_name, self.trial_id, self.monitor = (
-            storage, study_name, trial_id, monitor
-        )  # fmt: skip
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.state.fn != "fit" or trainer.sanity_checking or not trainer.is_global_zero:
-            return  # evaluation before / after fitting is no training progress
-        value = trainer.callback_metrics.get(self.monitor)
-        if value is None:
-            return
-        study = optuna.load_study(study_name=self.study_name, storage=open_storage(self.storage))
-        trial = optuna.trial.Trial(study, self.trial_id)
-        trial.report(float(value), step=trainer.current_epoch)
-        if trial.should_prune():
-            trial.set_user_attr("pruned_at_epoch", trainer.current_epoch)
-            trainer.should_stop = True
 
 
 def open_storage(storage: str):
@@ -167,7 +144,7 @@ class Sweep:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         params = suggest(trial, self.space, str(self.path))
         overlay = nested(params)
-        callback = {"class_path": "clinical_peft.sweep.OptunaPruning", "init_args": {
+        callback = {"class_path": "clinical_peft.sweep_pruning.OptunaPruning", "init_args": {
             "storage": self.storage, "study_name": self.name, "trial_id": trial._trial_id,
             "monitor": self.metric}}  # fmt: skip
         config = self.dir / "configs" / f"trial{trial.number}.yaml"

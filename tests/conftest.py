@@ -22,6 +22,7 @@ from clinical_peft.synthetic import (  # noqa: E402
 from clinical_peft.tiny_model import build_tiny_llama  # noqa: E402
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Multi-process runs each spawn a rank per core: under pytest-xdist they take turns on one
     # worker (`--dist loadgroup`) rather than crowd the other worker's core.

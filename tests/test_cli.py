@@ -146,3 +146,23 @@ def test_tiny_model_command_takes_the_builders_arguments(notes_dir, tmp_path, ca
 def test_unknown_command_lists_the_valid_ones():
     result = run_cli("finetune")
     assert result.returncode == 2 and "pretrain" in result.stderr
+
+
+def test_a_helper_command_starts_without_lightning(tmp_path):
+    """`grid --count` (a SLURM array's first call), `report`, ...: Lightning and torch load only
+    for the stages (~10 s a process on these CPUs), and bad input is still one line."""
+    spec = tmp_path / "g.yaml"
+    spec.write_text("seeds: 3\nrows:\n  floor: {stage: baseline, args: {task: mor}}\n")
+    probe = (
+        "import runpy, sys; sys.argv = ['clinical_peft', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('clinical_peft', run_name='__main__')\n"
+        "finally:\n    print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))\n"
+    )
+    for command, last_lines in [(["grid", str(spec), "--count"], ["3", "[]"]),
+                                (["sweep", "--help"], ["[]"])]:  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", probe, *command],
+                              capture_output=True, text=True, cwd=EXPERIMENTS.parent)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines()[-len(last_lines) :] == last_lines, done.stdout
+    missing = run_cli("grid", str(tmp_path / "nope.yaml"), "--count")
+    assert_one_line_error(missing, "nope.yaml")

@@ -55,6 +55,10 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+#: the tests that read the smoke grid share one worker: else each worker runs the grid (~75 s)
+SMOKE_ON_ONE_WORKER = pytest.mark.xdist_group("grid_smoke")
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory, tiny_model, notes_dir, outcomes_dir) -> Path:
     out = tmp_path_factory.mktemp("grid") / "grids"
@@ -131,6 +135,7 @@ def test_every_grid_spec_loads(grid):
 
 
 @pytest.mark.slow
+@SMOKE_ON_ONE_WORKER
 def test_smoke_grid_report_is_recomputed_from_predictions(smoke):
     rows = {r["row"]: r for r in read_csv(smoke / "report.csv")}
     assert set(rows) == {"lora", "clinical_lora"}
@@ -168,6 +173,7 @@ def test_smoke_grid_report_is_recomputed_from_predictions(smoke):
 
 
 @pytest.mark.slow
+@SMOKE_ON_ONE_WORKER
 def test_rerun_skips_every_finished_run(smoke, tiny_model, notes_dir, outcomes_dir):
     stamps = {p: p.stat().st_mtime_ns for p in smoke.glob("*/seed*/metrics.json")}
     again = run_grid("smoke", smoke.parent, tiny_model, notes_dir, outcomes_dir)
@@ -177,6 +183,7 @@ def test_rerun_skips_every_finished_run(smoke, tiny_model, notes_dir, outcomes_d
 
 
 @pytest.mark.slow
+@SMOKE_ON_ONE_WORKER
 def test_killed_grid_resumes_to_the_same_report(
     smoke, tiny_model, notes_dir, outcomes_dir, tmp_path
 ):
