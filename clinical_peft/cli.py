@@ -14,22 +14,18 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-if not os.environ.get("CUDA_VISIBLE_DEVICES", "x"):  # no GPU asked for: keep DeepSpeed quiet
-    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+from clinical_peft.quiet import quiet_known_noise
 
+quiet_known_noise()  # before the libraries load: some read their switches at import
 
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger  # noqa: E402
 from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E402
-from transformers.utils import logging as transformers_logging  # noqa: E402
 
 from clinical_peft.callbacks import (  # noqa: E402
     AtomicCheckpointIO,
@@ -57,21 +53,6 @@ from clinical_peft.stages.base import write_json  # noqa: E402
 
 log = logging.getLogger("clinical_peft")
 
-
-def quiet_known_noise() -> None:
-    """Drop messages that say nothing about this run, so that what is left gets read."""
-    for message in (
-        ".*LightningCLI's args parameter.*",
-        ".*is_gradient_checkpointing.*",  # raised inside peft / transformers, not our call
-        ".*isinstance\\(treespec, LeafSpec\\).*",  # raised inside Lightning
-    ):
-        warnings.filterwarnings("ignore", message=message)
-    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
-        logging.getLogger(name).addFilter(lambda record: "Tip:" not in record.getMessage())
-    transformers_logging.disable_progress_bar()  # a "Loading weights" bar per model load
-
-
-quiet_known_noise()
 
 #: stage name -> (its LightningModule, the data module it reads when the config names none), as
 #: import paths. The YAML's `data: class_path:` picks any subclass of DataModuleBase instead

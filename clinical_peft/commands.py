@@ -25,7 +25,9 @@ COMMANDS: dict[str, str] = {
 def run_command(name: str, argv: list[str]) -> int:
     """Run helper command `name`: exit code 0, or 2 with a one-line error on bad input."""
     from clinical_peft.errors import InputError
+    from clinical_peft.quiet import quiet_known_noise
 
+    quiet_known_noise()
     module, function = COMMANDS[name].split(":")
     try:
         getattr(importlib.import_module(module), function)(argv)

@@ -14,6 +14,7 @@ import pytest
 import torch
 import yaml
 from peft import PeftModel
+from test_hardening import assert_one_line_error, metric_rows, snapshot
 from test_scale import (
     BEST_IS_NOT_LAST,
     CONSTANT_LR,
@@ -27,7 +28,7 @@ from test_scale import (
 )
 from transformers import AutoModelForCausalLM
 
-from clinical_peft.cli import check_checkpoint, run_stage
+from clinical_peft.cli import check_checkpoint, main, run_stage
 from clinical_peft.data.notes import NotesDataModule
 from clinical_peft.errors import InputError
 from clinical_peft.stages.pretrain import DomainAdaptation
@@ -258,10 +259,6 @@ def doctored(checkpoint: Path, name: str, **fields) -> Path:
 def test_deepspeed_resume_keeps_the_history_and_checks_the_checkpoint(
     notes_dir, tiny_model, tmp_path, capfd, monkeypatch
 ):
-    from test_hardening import assert_one_line_error, metric_rows, snapshot
-
-    from clinical_peft.cli import main
-
     small = ["--data.block_size", "32", "--data.max_notes", "30", "--trainer.max_steps", "4",
              *CONSTANT_LR]  # fmt: skip
     straight = tmp_path / "straight"  # one process, no DeepSpeed: the history a resume keeps

@@ -62,6 +62,8 @@ def test_predict_writes_the_runs_test_scores_by_id_and_label(run_and_data, tmp_p
     pd.read_csv(test_csv, dtype=str).sample(frac=1, random_state=0).to_csv(shuffled, index=False)
     result = run_make("predict", RUN=run, DATA=shuffled, OUT=tmp_path)  # the README's command
     assert result.returncode == 0, result.stderr[-2000:]
+    for noise in ("Loading weights", "Warning"):  # the stages' known noise is quiet here too
+        assert noise not in result.stderr, result.stderr[-2000:]
     got = pd.read_csv(tmp_path / "predictions.csv", dtype={"id": str}).set_index("id")
     labels = json.loads((run / "labels.json").read_text())["label_names"]
     assert list(got.columns) == labels
