@@ -35,3 +35,14 @@ def run_command(name: str, argv: list[str]) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m clinical_peft` and the `clinical-peft` script: a helper command here, without
+    Lightning; a stage (or no command) through clinical_peft.cli."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:
+        return run_command(argv[0], argv[1:])
+    from clinical_peft.cli import main as cli_main
+
+    return cli_main(argv)
