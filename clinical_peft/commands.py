@@ -23,16 +23,18 @@ COMMANDS: dict[str, str] = {
 
 
 def run_command(name: str, argv: list[str]) -> int:
-    """Run helper command `name`: exit code 0, or 2 with a one-line error on bad input."""
-    from clinical_peft.errors import InputError
+    """Run helper command `name`: exit code 0, or 2 with a one-line error (`error_line`)."""
+    from clinical_peft.errors import error_line
     from clinical_peft.quiet import quiet_known_noise
 
     quiet_known_noise()
     module, function = COMMANDS[name].split(":")
     try:
         getattr(importlib.import_module(module), function)(argv)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
+    except Exception as err:
+        if (line := error_line(err)) is None:
+            raise
+        print(line, file=sys.stderr)
         return 2
     return 0
 

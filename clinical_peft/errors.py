@@ -20,6 +20,16 @@ class InputError(Exception):
         super().__init__(f"{where}: {problem}")
 
 
+def error_line(err: BaseException) -> str | None:
+    """The one line a user gets for bad input or a path the system refuses (a folder under a
+    file, no permission, a full disk), or None: anything else is a bug and keeps its traceback."""
+    if isinstance(err, InputError):
+        return f"error: {err}"
+    if isinstance(err, OSError) and err.filename is not None:
+        return f"error: {err.filename}: {err.strerror or type(err).__name__}"
+    return None
+
+
 def path_problem(path: str | Path, kind: str = "file") -> str | None:
     """Why `path` is not an existing `kind` ("file" or "folder"), or None when it is one."""
     path = Path(path)

@@ -122,21 +122,27 @@ def _run(name: str, raw: dict, mapping: dict, where: str) -> Run:
     return Run(name, stage, configs, args, list(raw.get("requires") or []))
 
 
-def load_spec(
-    path: str | Path, out_root: str | Path = "runs/grids", seeds: int | None = None,
-    variables: dict[str, str] | None = None,
-) -> Spec:  # fmt: skip
-    """Read a grid spec; `seeds` (SEEDS=) overrides its seed count (rows with `seeds: 1` stay)."""
-    path = Path(path)
+def read_spec(path: Path, kind: str, fields: str) -> dict:
+    """A grid or sweep spec file as a mapping; a missing file or bad YAML is one line."""
     if not path.is_file():
-        raise InputError(path, "grid spec not found")
+        raise InputError(path, f"{kind} spec not found")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         raise InputError(path, f"not valid YAML (line {mark.line + 1 if mark else '?'})") from None
     if not isinstance(raw, dict):
-        raise InputError(path, "a grid spec is a mapping (rows, seeds, reference, ...)")
+        raise InputError(path, f"a {kind} spec is a mapping ({fields})")
+    return raw
+
+
+def load_spec(
+    path: str | Path, out_root: str | Path = "runs/grids", seeds: int | None = None,
+    variables: dict[str, str] | None = None,
+) -> Spec:  # fmt: skip
+    """Read a grid spec; `seeds` (SEEDS=) overrides its seed count (rows with `seeds: 1` stay)."""
+    path = Path(path)
+    raw = read_spec(path, "grid", "rows, seeds, reference, ...")
     name = raw.get("name", path.stem)
     out = Path(out_root) / name
     mapping = {k: str(v) for k, v in (raw.get("vars") or {}).items()}

@@ -31,6 +31,7 @@ from clinical_peft.grid import (
     config_files,
     exit_on_sigterm,
     locked,
+    read_spec,
     run_to_end,
     spec_arguments,
     spec_parser,
@@ -99,9 +100,7 @@ class Sweep:
     def __init__(self, path: str | Path, task: str | None, out_root: str | Path = "runs/sweeps",
                  storage: str | None = None, variables: dict | None = None) -> None:  # fmt: skip
         self.path = Path(path)
-        if not self.path.is_file():
-            raise InputError(self.path, "sweep spec not found")
-        raw = yaml.safe_load(self.path.read_text()) or {}
+        raw = read_spec(self.path, "sweep", "stage, configs, params, objective, ...")
         mapping = {k: str(v) for k, v in (raw.get("vars") or {}).items()}
         mapping.update(variables or {}, task=task or "")
         where = str(self.path)

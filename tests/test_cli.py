@@ -166,3 +166,15 @@ def test_a_helper_command_starts_without_lightning(tmp_path):
         assert done.stdout.splitlines()[-len(last_lines) :] == last_lines, done.stdout
     missing = run_cli("grid", str(tmp_path / "nope.yaml"), "--count")
     assert_one_line_error(missing, "nope.yaml")
+
+
+def test_a_folder_that_cannot_be_written_is_one_line(notes_dir, tiny_model, tmp_path, capfd):
+    """An output path under a file (or without permission): the path and the reason, exit 2."""
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    out = blocked / "run"
+    for args in (pretrain_args(notes_dir, tiny_model, out),
+                 ["tiny-model", str(notes_dir), str(out), "--vocab_size", "300"],
+                 ["synthetic", "--out", str(out), "--what", "outcomes"]):  # fmt: skip
+        line = one_line_error(*cli(capfd, args), str(blocked), "Not a directory")
+        assert line.startswith(f"error: {blocked}"), line

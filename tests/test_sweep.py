@@ -4,6 +4,7 @@ storage at once), ends with 3 finished trials and a best.yaml overlay the downst
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -32,6 +33,15 @@ def test_objective_must_be_a_validation_metric(tmp_path):
     spec.write_text("objective: {metric: test/auroc}\nparams: {model.beta: {type: float, low: 0, high: 1}}\n")  # fmt: skip
     with pytest.raises(InputError, match="objective.metric"):
         Sweep(spec, None, tmp_path / "sweeps")
+
+
+def test_a_spec_that_is_not_yaml_or_not_a_mapping_is_one_line(tmp_path):
+    spec = tmp_path / "s.yaml"
+    for text, words in [("params: [unclosed\n", "not valid YAML (line 2)"),
+                        ("- a list\n", "a sweep spec is a mapping")]:  # fmt: skip
+        spec.write_text(text)
+        with pytest.raises(InputError, match=re.escape(f"{spec}: {words}")):
+            Sweep(spec, None, tmp_path / "sweeps")
 
 
 def test_storage_is_a_url_or_a_journal_file(tmp_path):
