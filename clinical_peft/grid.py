@@ -122,6 +122,12 @@ def _run(name: str, raw: dict, mapping: dict, where: str) -> Run:
     return Run(name, stage, configs, args, list(raw.get("requires") or []))
 
 
+def at_least_one(value: int, where: str) -> None:
+    """Seeds, trials: a count below 1 would run nothing and report an empty table."""
+    if value < 1:
+        raise InputError(where, f"at least 1 (got {value})")
+
+
 def read_spec(path: Path, kind: str, fields: str) -> dict:
     """A grid or sweep spec file as a mapping; a missing file or bad YAML is one line."""
     if not path.is_file():
@@ -153,6 +159,7 @@ def load_spec(
         mapping[f"prereq.{key}"] = str(out / "_prereq" / key)
         prereqs[key] = _run(key, value, mapping, f"{path}: prerequisites.{key}")
     n_seeds = int(seeds if seeds is not None else raw.get("seeds", 1))
+    at_least_one(n_seeds, "--seeds" if seeds is not None else f"{path}: field 'seeds'")
     tasks = raw.get("tasks") or [None]
     defaults = raw.get("defaults") or {}
     cells = []
@@ -165,6 +172,7 @@ def load_spec(
             metric = merged.get("metric", raw.get("metric", "test/auroc"))
             metric = metric.get(task) if isinstance(metric, dict) else metric
             count = min(n_seeds, int(merged.get("seeds", n_seeds)))
+            at_least_one(int(merged.get("seeds", n_seeds)), f"{where}: field 'seeds'")
             for need in run.requires:
                 if need not in prereqs:
                     raise InputError(where, f"field 'requires': no prerequisite {need!r}")
@@ -359,7 +367,10 @@ def spec_arguments(kind: str, args: argparse.Namespace) -> tuple[Path, dict[str,
     path = Path(args.spec)
     if not path.suffix:
         path = Path(f"experiments/{kind}s") / f"{args.spec}.yaml"
-    return path, dict(v.split("=", 1) for v in args.var if "=" in v)
+    for v in args.var:
+        if "=" not in v:
+            raise InputError("--var", f"expected KEY=VALUE, got {v!r}")
+    return path, dict(v.split("=", 1) for v in args.var)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -27,6 +27,7 @@ from clinical_peft.errors import InputError
 from clinical_peft.grid import (
     Run,
     _fill,
+    at_least_one,
     command,
     config_files,
     exit_on_sigterm,
@@ -252,6 +253,7 @@ def main(argv: list[str] | None = None) -> None:
                         "(default: SQLite in the sweep directory)")  # fmt: skip
     parser.add_argument("--report-only", action="store_true", help="run no trial")
     args = parser.parse_args(argv)
+    at_least_one(args.trials, "--trials")
     path, variables = spec_arguments("sweep", args)
     search = Sweep(path, args.task, args.out, args.storage, variables)
     if not args.report_only:

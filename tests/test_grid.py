@@ -122,6 +122,22 @@ def test_spec_errors_name_the_file_and_field(tmp_path):
         load_spec(bad)
 
 
+def test_counts_and_vars_that_mean_nothing_are_refused(tmp_path):
+    """`--seeds 0` ran an empty grid, `--var model` (no `=`) was dropped: both silently."""
+    spec = tmp_path / "g.yaml"
+    spec.write_text("rows:\n  floor: {stage: baseline, args: {task: mor}}\n")
+    with pytest.raises(InputError, match="--seeds: at least 1 .got 0"):
+        load_spec(spec, tmp_path, seeds=0)
+    spec.write_text("seeds: -1\nrows:\n  floor: {stage: baseline, args: {task: mor}}\n")
+    with pytest.raises(InputError, match="g.yaml: field 'seeds': at least 1 .got -1"):
+        load_spec(spec, tmp_path)
+    spec.write_text("rows:\n  floor: {stage: baseline, seeds: 0, args: {task: mor}}\n")
+    with pytest.raises(InputError, match="rows.floor: field 'seeds': at least 1 .got 0"):
+        load_spec(spec, tmp_path)
+    with pytest.raises(InputError, match="--var: expected KEY=VALUE, got 'model'"):
+        grid_main([str(spec), "--var", "model", "--count"])
+
+
 @pytest.mark.parametrize("grid", sorted(p.stem for p in Path("experiments/grids").glob("*.yaml")))
 def test_every_grid_spec_loads(grid):
     spec = load_spec(f"experiments/grids/{grid}.yaml", seeds=3)

@@ -44,6 +44,16 @@ def test_a_spec_that_is_not_yaml_or_not_a_mapping_is_one_line(tmp_path):
             Sweep(spec, None, tmp_path / "sweeps")
 
 
+def test_a_budget_of_no_trials_is_refused_before_anything_is_written(tmp_path):
+    from clinical_peft.sweep import main as sweep_main
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("params: {model.beta: {type: float, low: 0, high: 1}}\n")
+    with pytest.raises(InputError, match="--trials: at least 1 .got 0"):
+        sweep_main([str(spec), "--trials", "0", "--out", str(tmp_path / "sweeps")])
+    assert not (tmp_path / "sweeps").exists()
+
+
 def test_storage_is_a_url_or_a_journal_file(tmp_path):
     spec = tmp_path / "s.yaml"
     spec.write_text("params: {model.beta: {type: float, low: 0, high: 1}}\n")
