@@ -20,6 +20,12 @@ class InputError(Exception):
         super().__init__(f"{where}: {problem}")
 
 
+def at_least_one(value: int | None, where: str) -> None:
+    """Seeds, trials, resamples, batch sizes: below 1 would run nothing, or fail deep inside."""
+    if value is not None and value < 1:
+        raise InputError(where, f"at least 1 (got {value})")
+
+
 def error_line(err: BaseException) -> str | None:
     """The one line a user gets for bad input or a path the system refuses (a folder under a
     file, no permission, a full disk), or None: anything else is a bug and keeps its traceback."""

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from clinical_peft.errors import InputError
+from clinical_peft.errors import InputError, at_least_one
 
 LIGHTNING_STAGES = ("pretrain", "sft", "dpo", "downstream")
 STAGES = (*LIGHTNING_STAGES, "baseline")
@@ -120,12 +120,6 @@ def _run(name: str, raw: dict, mapping: dict, where: str) -> Run:
     filled = _fill(dict(raw.get("args") or {}), mapping, where)
     args = {k: _cli_value(v) for k, v in filled.items() if v is not None}  # null: drop a default
     return Run(name, stage, configs, args, list(raw.get("requires") or []))
-
-
-def at_least_one(value: int, where: str) -> None:
-    """Seeds, trials: a count below 1 would run nothing and report an empty table."""
-    if value < 1:
-        raise InputError(where, f"at least 1 (got {value})")
 
 
 def read_spec(path: Path, kind: str, fields: str) -> dict:

@@ -25,7 +25,7 @@ from clinical_peft.atomic import write_atomic
 from clinical_peft.bootstrap import bootstrap_auroc, percentile_ci
 from clinical_peft.data.outcomes import collate_notes, encode_notes, length_batches, read_split
 from clinical_peft.data.tasks import get_task, label_space, parse_labels
-from clinical_peft.errors import InputError, require_dir, require_file
+from clinical_peft.errors import InputError, at_least_one, require_dir, require_file
 from clinical_peft.metrics import outcome_metrics
 from clinical_peft.run_dir import data_settings
 from clinical_peft.stages.base import write_json
@@ -214,6 +214,8 @@ def _parser(name: str, description: str) -> argparse.ArgumentParser:
 
 
 def _options(args: argparse.Namespace) -> dict:
+    at_least_one(args.batch_size, "--batch-size")
+    at_least_one(getattr(args, "n_boot", None), "--n-boot")
     return {"device": args.device, "batch_size": args.batch_size, "base_model": args.base_model}
 
 

@@ -23,11 +23,10 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from clinical_peft.errors import InputError
+from clinical_peft.errors import InputError, at_least_one
 from clinical_peft.grid import (
     Run,
     _fill,
-    at_least_one,
     command,
     config_files,
     exit_on_sigterm,

@@ -80,3 +80,16 @@ def test_notes_without_a_text_column_are_refused_in_one_line(run_and_data, tmp_p
     result = run_cli("predict", "--run", str(run), "--data", str(bad))
     assert_one_line_error(result, str(bad), "missing column 'text'")
     assert not (run / "external").exists()
+
+
+def test_counts_below_one_are_refused_in_one_line(run_and_data, capfd):
+    """`--n-boot 0` ended in torch's traceback; `--batch-size 0` silently meant the default."""
+    from test_hardening import assert_one_line_error as one_line_error
+    from test_hardening import cli
+
+    run, data = run_and_data
+    for command, flag in [("evaluate", "--n-boot"), ("predict", "--batch-size")]:
+        source = data if command == "evaluate" else data / "MP_IN_adm_test.csv"
+        args = [command, "--run", str(run), "--data", str(source), flag, "0"]
+        one_line_error(*cli(capfd, args), f"{flag}: at least 1 (got 0)")
+    assert not (run / "external").exists()
