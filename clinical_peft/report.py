@@ -24,7 +24,16 @@ def read_metrics(run_dir: str | Path) -> dict:
     path = Path(run_dir) / "metrics.json"
     if not path.is_file():
         raise InputError(path, "run has no metrics.json (did it finish?)")
-    return json.loads(path.read_text())
+    return read_json(path)
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise InputError(
+            path, f"not valid JSON (line {err.lineno}): a cut-off or edited file"
+        ) from None
 
 
 def read_curves(run_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
@@ -118,7 +127,7 @@ def _adapter_method(run_dir: str | Path) -> str | None:
     path = Path(run_dir) / "adapter" / "adapter_config.json"
     if not path.is_file():
         return None
-    config = json.loads(path.read_text())
+    config = read_json(path)
     return "dora" if config.get("use_dora") else config.get("peft_type", "").lower() or None
 
 
@@ -177,7 +186,15 @@ def downstream_table(run_dirs: list[str | Path], out_prefix: str | Path) -> list
     rows: dict[str, dict] = {}
     for run_dir in run_dirs:
         metrics = read_metrics(run_dir)
-        config = yaml.safe_load((Path(run_dir) / "config.yaml").read_text())
+        if "test/auroc" not in metrics:
+            raise InputError(
+                Path(run_dir) / "metrics.json", "no 'test/auroc': not a downstream run"
+            )
+        path = Path(run_dir) / "config.yaml"
+        try:
+            config = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError:
+            raise InputError(path, "not valid YAML: a cut-off or edited file") from None
         task = data_settings(config).get("task", Path(run_dir).name)
         row = rows.setdefault(_downstream_mode(config), {})
         row[task] = 100 * metrics["test/auroc"]

@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -210,3 +211,24 @@ def test_cli_runs_and_refuses_a_missing_file(outcomes_dir, tmp_path):
     assert failed.returncode == 2
     assert failed.stderr.strip() == f"error: {tmp_path / 'pmv_dev.csv'}: file not found"
     assert not (tmp_path / "run2").exists()
+
+
+def test_report_refuses_a_broken_run_directory_in_one_line(runs, tmp_path):
+    """A cut-off metrics.json or config.yaml, or a run that is not a downstream one, is named
+    in one line (they ended in json's, yaml's or a KeyError's traceback)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs["mor"][0], run)
+    metrics = (run / "metrics.json").read_text()
+    cases = [
+        ("metrics.json", metrics[: len(metrics) // 2], "metrics.json: not valid JSON"),
+        ("metrics.json", '{"val/ppl": 3.0}', "no 'test/auroc': not a downstream run"),
+        ("config.yaml", "model: [unclosed\n", "config.yaml: not valid YAML"),
+    ]
+    for name, text, words in cases:
+        good = (run / name).read_text()
+        (run / name).write_text(text)
+        with pytest.raises(InputError, match=re.escape(words)):
+            downstream_table([run], tmp_path / "table")
+        (run / name).write_text(good)

@@ -178,3 +178,13 @@ def test_a_folder_that_cannot_be_written_is_one_line(notes_dir, tiny_model, tmp_
                  ["synthetic", "--out", str(out), "--what", "outcomes"]):  # fmt: skip
         line = one_line_error(*cli(capfd, args), str(blocked), "Not a directory")
         assert line.startswith(f"error: {blocked}"), line
+
+
+def test_synthetic_refuses_counts_below_one(tmp_path, capfd):
+    """`--n-admissions 0` ended in random.sample's traceback, after the folder was made."""
+    out = tmp_path / "synthetic"
+    for flag in ("--n-admissions", "--n-proc-codes", "--n-discharge"):
+        one_line_error(
+            *cli(capfd, ["synthetic", "--out", str(out), flag, "0"]), f"{flag}: at least 1"
+        )
+    assert not out.exists()

@@ -23,6 +23,7 @@ import gzip
 from pathlib import Path
 
 from clinical_peft.data.notes import NOTE_COLUMNS, NOTE_FILES
+from clinical_peft.errors import at_least_one
 from clinical_peft.synthetic import text as T
 from clinical_peft.synthetic import vocab as V
 from clinical_peft.synthetic.files import csv_bytes, jsonl_bytes, rng_for, write_file
@@ -210,7 +211,9 @@ def __getattr__(name: str):
 
 # ------------------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m clinical_peft synthetic", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
         "--what", default="all", choices=["notes", "outcomes", "instructions", "all"]
@@ -223,6 +226,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-diag-codes", type=int, default=50)
     parser.add_argument("--n-proc-codes", type=int, default=30)
     args = parser.parse_args(argv)
+    for name, value in vars(args).items():
+        if name.startswith("n_"):
+            at_least_one(value, f"--{name.replace('_', '-')}")
     out = Path(args.out)
     written: dict[str, int] = {}
     # Notes last (and discharge.csv.gz last of all): the Makefile takes that file as "done".
