@@ -28,7 +28,8 @@ def at_least_one(value: int | None, where: str) -> None:
 
 def error_line(err: BaseException) -> str | None:
     """The one line a user gets for bad input or a path the system refuses (a folder under a
-    file, no permission, a full disk), or None: anything else is a bug and keeps its traceback."""
+    file, no permission: an OSError that names its path), or None: anything else is a bug
+    and keeps its traceback."""
     if isinstance(err, InputError):
         return f"error: {err}"
     if isinstance(err, OSError) and err.filename is not None:
