@@ -261,3 +261,12 @@ def main(argv: list[str] | None = None) -> None:
     best = search.write_best()
     search.write_report()
     print(f"sweep {search.name}: {search.finished()} finished trials; best: {best}")
+
+
+def __getattr__(name: str):
+    # trial configs written before the callback moved (configs/trial<k>.yaml) name it here
+    if name == "OptunaPruning":
+        from clinical_peft.sweep_pruning import OptunaPruning
+
+        return OptunaPruning
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -54,6 +54,13 @@ def test_a_budget_of_no_trials_is_refused_before_anything_is_written(tmp_path):
     assert not (tmp_path / "sweeps").exists()
 
 
+def test_trial_configs_of_older_sweeps_still_name_the_pruning_callback():
+    import clinical_peft.sweep as sweep
+    from clinical_peft.sweep_pruning import OptunaPruning
+
+    assert sweep.OptunaPruning is OptunaPruning  # its import path before it moved
+
+
 def test_storage_is_a_url_or_a_journal_file(tmp_path):
     spec = tmp_path / "s.yaml"
     spec.write_text("params: {model.beta: {type: float, low: 0, high: 1}}\n")
