@@ -37,7 +37,7 @@ from clinical_peft.callbacks import (  # noqa: E402
 )
 from clinical_peft.commands import COMMANDS, run_command  # noqa: E402
 from clinical_peft.data.base import DataModuleBase  # noqa: E402
-from clinical_peft.errors import InputError, error_line  # noqa: E402
+from clinical_peft.errors import InputError, exit_code  # noqa: E402
 from clinical_peft.model_card import write_model_cards  # noqa: E402
 from clinical_peft.report import plot_run  # noqa: E402
 from clinical_peft.run_dir import (  # noqa: E402
@@ -321,16 +321,14 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     if command in COMMANDS:
         return run_command(command, rest)
-    try:
+
+    def stage() -> None:
         metrics = run_stage(command, rest)
         summary = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
         print(f"{command} done: {summary}")
-    except Interrupted as err:
+
+    try:
+        return exit_code(stage)
+    except Interrupted as err:  # not an `error_line`: exit_code lets it through
         print(f"error: {err}", file=sys.stderr)
         return 128 + err.signum
-    except Exception as err:
-        if (line := error_line(err)) is None:
-            raise
-        print(line, file=sys.stderr)
-        return 2
-    return 0

@@ -24,19 +24,12 @@ COMMANDS: dict[str, str] = {
 
 def run_command(name: str, argv: list[str]) -> int:
     """Run helper command `name`: exit code 0, or 2 with a one-line error (`error_line`)."""
-    from clinical_peft.errors import error_line
+    from clinical_peft.errors import exit_code
     from clinical_peft.quiet import quiet_known_noise
 
     quiet_known_noise()
     module, function = COMMANDS[name].split(":")
-    try:
-        getattr(importlib.import_module(module), function)(argv)
-    except Exception as err:
-        if (line := error_line(err)) is None:
-            raise
-        print(line, file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(lambda: getattr(importlib.import_module(module), function)(argv))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import stat
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -35,6 +37,18 @@ def error_line(err: BaseException) -> str | None:
     if isinstance(err, OSError) and err.filename is not None:
         return f"error: {err.filename}: {err.strerror or type(err).__name__}"
     return None
+
+
+def exit_code(run: Callable[[], object]) -> int:
+    """0 once `run()` returns; 2 after printing its `error_line`; any other error propagates."""
+    try:
+        run()
+    except Exception as err:
+        if (line := error_line(err)) is None:
+            raise
+        print(line, file=sys.stderr)
+        return 2
+    return 0
 
 
 def path_problem(path: str | Path, kind: str = "file") -> str | None:

@@ -165,8 +165,9 @@ def load_spec(
             run = _run(row if task is None else f"{row}-{task}", merged, {**mapping, "task": task or ""}, where)  # fmt: skip
             metric = merged.get("metric", raw.get("metric", "test/auroc"))
             metric = metric.get(task) if isinstance(metric, dict) else metric
-            count = min(n_seeds, int(merged.get("seeds", n_seeds)))
-            at_least_one(int(merged.get("seeds", n_seeds)), f"{where}: field 'seeds'")
+            row_seeds = int(merged.get("seeds", n_seeds))
+            at_least_one(row_seeds, f"{where}: field 'seeds'")
+            count = min(n_seeds, row_seeds)
             for need in run.requires:
                 if need not in prereqs:
                     raise InputError(where, f"field 'requires': no prerequisite {need!r}")

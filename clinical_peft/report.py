@@ -199,8 +199,7 @@ def downstream_table(run_dirs: list[str | Path], out_prefix: str | Path) -> list
         row = rows.setdefault(_downstream_mode(config), {})
         row[task] = 100 * metrics["test/auroc"]
     # the registry's tasks in its order, then any other task a run reports (a user's own source)
-    tasks = list(TASKS) + [t for scores in rows.values() for t in scores if t not in TASKS]
-    tasks = list(dict.fromkeys(tasks))
+    tasks = list(dict.fromkeys([*TASKS, *(t for scores in rows.values() for t in scores)]))
     header = ["model", *tasks, "mean"]
     table = []
     for mode, scores in rows.items():
