@@ -33,6 +33,8 @@ endif
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 CLI := $(PY) -m clinical_peft
+# a task registry's names; before set-up the system python3 reads them (the registries need no libraries)
+registry = $(shell $(if $(wildcard $(PY)),$(PY),python3) -m clinical_peft tasks $(1))
 # In the *-all loops: a finished run (its metrics.json exists) is kept, not run again (OVERWRITE=1 reruns it).
 unless_done = $(if $(OVERWRITE_ARG),,test -f $(1)/metrics.json && echo "$(1): finished, kept (OVERWRITE=1 reruns it)" ||)
 TEST_WORKERS := $(strip $(TEST_WORKERS))
@@ -95,9 +97,9 @@ pretrain-all: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## every method (experiment
 	$(CLI) report pretrain --runs $(foreach m,$(PRETRAIN_METHODS),runs/pretrain/$(m)) --out runs/pretrain/table
 
 # --- instruction tuning (study B): SFT, then DPO from the SFT adapter ---
-# the tasks of the registry (clinical_peft/instruct_tasks.py), read without starting Python;
+# the tasks of the registry (clinical_peft/tasks/instructions.py: `python -m clinical_peft tasks instructions`);
 # one base YAML per stage, plus experiments/{sft,dpo}/$(TASK).yaml where a task differs
-INSTRUCT_TASKS := $(sort $(shell sed -n 's/^    "\([a-z0-9_]*\)": InstructTask.*/\1/p' clinical_peft/instruct_tasks.py))
+INSTRUCT_TASKS := $(sort $(call registry,instructions))
 INSTRUCT_TASK := $(strip $(or $(TASK),triage))
 INSTRUCT_DATA := $(strip $(or $(DATA),data/synthetic/instructions))
 INSTRUCT_DEP := $(if $(DATA),,data/synthetic/instructions/triage/dpo_test.jsonl)
@@ -127,11 +129,11 @@ instruct-all: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## base -> SFT -> DPO fo
 	for t in $(INSTRUCT_TASKS); do \
 	  { $(call unless_done,runs/sft/$$t) $(MAKE) --no-print-directory sft TASK=$$t OUT= DATA=$(DATA); } && \
 	  { $(call unless_done,runs/dpo/$$t) $(MAKE) --no-print-directory dpo TASK=$$t OUT= DATA=$(DATA); } || exit 1; done
-	$(PY) -m clinical_peft.report_instruct --tasks $(INSTRUCT_TASKS) --sft runs/sft --dpo runs/dpo --out runs/instruct/table
+	$(CLI) report instruct --tasks $(INSTRUCT_TASKS) --sft runs/sft --dpo runs/dpo --out runs/instruct/table
 
 # --- outcome prediction (study A, stage 2): clinical adapter + downstream LoRA + head ---
-# the tasks of the registry (clinical_peft/data/tasks.py), in its order, read without starting Python
-DOWNSTREAM_TASKS := $(shell sed -n 's/^    "\([a-z0-9_]*\)": TaskSpec.*/\1/p' clinical_peft/data/tasks.py)
+# the tasks of the registry (clinical_peft/tasks/outcomes.py: `python -m clinical_peft tasks outcomes`), in its order
+DOWNSTREAM_TASKS := $(call registry,outcomes)
 # Empty: the YAML decides (experiments/downstream/base.yaml: frozen clinical LoRA + downstream LoRA).
 CLINICAL ?=#                           downstream: clinical adapter frozen | trainable | none
 DOWNSTREAM_LORA ?=#                    downstream: add a downstream LoRA (1) or not (0)

@@ -1,5 +1,5 @@
 import sys
 
-from clinical_peft.commands import main
+from clinical_peft.cli.commands import main
 
 sys.exit(main())

@@ -14,12 +14,12 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+from clinical_peft.models.tiny_llama import build_tiny_llama  # noqa: E402
 from clinical_peft.synthetic import (  # noqa: E402
     write_instruction_tasks,
     write_notes,
     write_outcome_tasks,
 )
-from clinical_peft.tiny_model import build_tiny_llama  # noqa: E402
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups

@@ -13,7 +13,7 @@ from peft import (
     PromptTuningConfig,
 )
 
-from clinical_peft.backbone import (
+from clinical_peft.models.backbone import (
     add_adapter,
     fingerprint,
     load_causal_lm,
@@ -21,8 +21,8 @@ from clinical_peft.backbone import (
     parameter_counts,
     token_logits,
 )
-from clinical_peft.errors import InputError
-from clinical_peft.losses import causal_lm_loss_sums
+from clinical_peft.stages.losses import causal_lm_loss_sums
+from clinical_peft.util.errors import InputError
 
 
 def expected_trainable(spec, config) -> int:
@@ -94,7 +94,7 @@ def test_a_new_method_is_one_yaml(notes_dir, tiny_model, tmp_path):
 
     import yaml
 
-    from clinical_peft.cli import run_stage
+    from clinical_peft.cli.stage import run_stage
 
     config = yaml.safe_load(open("experiments/pretrain/lora.yaml"))
     config["model"]["adapter"] = {
@@ -130,7 +130,7 @@ def test_fingerprint_ignores_adapters_but_not_shapes(tiny_model, notes_dir, tmp_
     base = load_causal_lm(tiny_model)
     plain = fingerprint(base)
     assert fingerprint(add_adapter(base, lora())) == plain
-    from clinical_peft.tiny_model import build_tiny_llama
+    from clinical_peft.models.tiny_llama import build_tiny_llama
 
     wider = build_tiny_llama(
         notes_dir, tmp_path / "wider", vocab_size=1024, hidden_size=96, intermediate_size=128

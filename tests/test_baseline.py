@@ -17,13 +17,13 @@ import yaml
 from scipy import sparse
 from sklearn.metrics import roc_auc_score
 
-from clinical_peft.baseline import fit_score, read_task, run_baseline
 from clinical_peft.data.outcomes import read_split
-from clinical_peft.data.tasks import TASKS
-from clinical_peft.errors import InputError
-from clinical_peft.metrics import outcome_metrics
-from clinical_peft.report import downstream_table
+from clinical_peft.metrics.outcomes import outcome_metrics
+from clinical_peft.studies.floor import fit_score, read_task, run_baseline
+from clinical_peft.studies.tables import downstream_table
 from clinical_peft.synthetic import write_outcome_tasks
+from clinical_peft.tasks.outcomes import TASKS
+from clinical_peft.util.errors import InputError
 
 GRID = (0.1, 1.0, 10.0)
 EXTRA_CODE = "ZZ9"  # listed in the codes file, in no note: one class in train

@@ -13,7 +13,8 @@ import yaml
 from test_hardening import assert_one_line_error as one_line_error
 from test_hardening import cli
 
-from clinical_peft.cli import STAGES, run_stage
+from clinical_peft.cli.stage import run_stage
+from clinical_peft.stages import STAGES
 
 EXPERIMENTS = Path(__file__).parent.parent / "experiments"
 STAGE_CONFIGS = sorted(p for stage in STAGES for p in (EXPERIMENTS / stage).glob("*.yaml"))

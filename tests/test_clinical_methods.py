@@ -9,10 +9,10 @@ from methods import METHODS, adapter_config
 from methods import lora as lora_config
 from test_cli import assert_one_line_error, run_cli
 
-from clinical_peft.backbone import add_adapter, load_causal_lm, load_tokenizer
-from clinical_peft.classifier import load_sequence_classifier, stack_adapters
-from clinical_peft.errors import InputError
+from clinical_peft.models.backbone import add_adapter, load_causal_lm, load_tokenizer
+from clinical_peft.models.classifier import load_sequence_classifier, stack_adapters
 from clinical_peft.stages.downstream import pad_left
+from clinical_peft.util.errors import InputError
 
 TEXTS = [
     "chest pain resolved",

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from clinical_peft.cli import run_stage
+from clinical_peft.cli.stage import run_stage
 from clinical_peft.data.base import DataModuleBase
 from clinical_peft.data.loader import pad_rows
 

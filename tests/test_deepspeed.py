@@ -28,10 +28,11 @@ from test_scale import (
 )
 from transformers import AutoModelForCausalLM
 
-from clinical_peft.cli import check_checkpoint, main, run_stage
+from clinical_peft.cli.commands import main
+from clinical_peft.cli.stage import check_checkpoint, run_stage
 from clinical_peft.data.notes import NotesDataModule
-from clinical_peft.errors import InputError
 from clinical_peft.stages.pretrain import DomainAdaptation
+from clinical_peft.util.errors import InputError
 
 
 @pytest.mark.slow
@@ -60,7 +61,7 @@ def test_deepspeed_zero2_smoke_fit_on_cpu(notes_dir, tiny_model, tmp_path):
 def test_deepspeed_checkpoints_are_swapped_in_whole(tmp_path, monkeypatch):
     from lightning.pytorch import strategies
 
-    from clinical_peft.strategies import DeepSpeedStrategy
+    from clinical_peft.cli.strategies import DeepSpeedStrategy
 
     def write_shards(self, checkpoint, filepath, storage_options=None):
         """DeepSpeed's writer, in miniature: shard files into a folder, or a crash halfway."""
@@ -91,10 +92,10 @@ def test_deepspeed_checkpoints_are_swapped_in_whole(tmp_path, monkeypatch):
 def test_deepspeed_configs_are_valid(name):
     from deepspeed.runtime.config import DeepSpeedConfig
 
-    from clinical_peft.strategies import DeepSpeedStrategy
+    from clinical_peft.cli.strategies import DeepSpeedStrategy
 
     spec = yaml.safe_load((ROOT / "experiments/trainer" / f"{name}.yaml").read_text())
-    assert spec["strategy"]["class_path"] == "clinical_peft.strategies.DeepSpeedStrategy"
+    assert spec["strategy"]["class_path"] == "clinical_peft.cli.strategies.DeepSpeedStrategy"
     assert spec["precision"] == "bf16-mixed"
     strategy = DeepSpeedStrategy(**spec["strategy"]["init_args"])
     config = {**strategy.config, "train_micro_batch_size_per_gpu": 1, "bf16": {"enabled": True}}
@@ -112,7 +113,7 @@ def test_deepspeed_zero3_two_ranks_exports_the_whole_adapter(notes_dir, tiny_mod
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    from clinical_peft.backbone import add_adapter, fingerprint, load_causal_lm
+    from clinical_peft.models.backbone import add_adapter, fingerprint, load_causal_lm
 
     run = tmp_path / "zero3"
     data = NotesDataModule(
@@ -160,7 +161,7 @@ def test_deepspeed_zero3_two_ranks_exports_the_whole_adapter(notes_dir, tiny_mod
 @pytest.mark.distributed
 def test_deepspeed_zero3_sft_then_dpo(tiny_model, tmp_path):
     from clinical_peft.data.instructions import InstructionDataModule
-    from clinical_peft.generation import generate
+    from clinical_peft.stages.generation import generate
     from clinical_peft.synthetic import write_instruction_tasks
 
     data_dir = tmp_path / "instructions"

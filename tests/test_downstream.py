@@ -13,12 +13,12 @@ from safetensors.torch import load_file
 from test_cli import assert_one_line_error, run_cli
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from clinical_peft.backbone import add_adapter, load_causal_lm
-from clinical_peft.cli import run_stage
+from clinical_peft.cli.stage import run_stage
 from clinical_peft.data.outcomes import OutcomeDataModule
-from clinical_peft.errors import InputError
+from clinical_peft.models.backbone import add_adapter, load_causal_lm
 from clinical_peft.stages.downstream import OutcomePrediction
 from clinical_peft.synthetic import write_outcome_tasks
+from clinical_peft.util.errors import InputError
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,7 @@ def test_fit_beats_chance_and_writes_predictions(
         assert ((pred["scores"] >= 0) & (pred["scores"] <= 1)).all()
         assert (run / "predictions" / f"{split}_roc.png").stat().st_size > 1000
     # the recorded test AUROC is recomputable from the file
-    from clinical_peft.metrics import outcome_metrics
+    from clinical_peft.metrics.outcomes import outcome_metrics
 
     pred = np.load(run / "predictions" / "test.npz")
     again = outcome_metrics(

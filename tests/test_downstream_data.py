@@ -11,11 +11,11 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from clinical_peft.data.outcomes import OutcomeDataModule, length_batches, windows
-from clinical_peft.data.tasks import TASKS, get_task, label_space, parse_labels
-from clinical_peft.errors import InputError
-from clinical_peft.metrics import outcome_metrics
+from clinical_peft.metrics.outcomes import outcome_metrics
 from clinical_peft.stages.downstream import pool_chunks, probabilities
 from clinical_peft.synthetic import write_outcome_tasks
+from clinical_peft.tasks.outcomes import TASKS, get_task, label_space, parse_labels
+from clinical_peft.util.errors import InputError
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +167,8 @@ def test_suspicious_outcome_files_are_refused_or_reported(tiny_model, tmp_path):
     import csv
 
     from clinical_peft.data.outcomes import OutcomeDataModule
-    from clinical_peft.errors import InputError
     from clinical_peft.synthetic import write_outcome_tasks
+    from clinical_peft.util.errors import InputError
 
     def make(folder, **kwargs):
         return OutcomeDataModule(task="proc", data_dir=str(folder), tokenizer=str(tiny_model),

@@ -14,12 +14,12 @@ import pytest
 import torch
 from methods import adapter_config, lora
 
-from clinical_peft.backbone import token_logits
-from clinical_peft.cli import StageCLI, run_stage
+from clinical_peft.cli.stage import StageCLI, run_stage
 from clinical_peft.data.instructions import PreferenceDataModule
-from clinical_peft.errors import InputError
-from clinical_peft.losses import DPO_LOSSES, DPOLoss, sequence_logps
+from clinical_peft.models.backbone import token_logits
 from clinical_peft.stages.dpo import STAT_KEYS, PreferenceOptimization
+from clinical_peft.stages.losses import DPO_LOSSES, DPOLoss, sequence_logps
+from clinical_peft.util.errors import InputError
 
 ROOT = Path(__file__).parent.parent
 

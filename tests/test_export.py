@@ -8,7 +8,7 @@ from peft import PeftModel
 from test_cli import assert_one_line_error, run_cli
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from clinical_peft.cli import run_stage
+from clinical_peft.cli.stage import run_stage
 from clinical_peft.data.outcomes import OutcomeDataModule
 from clinical_peft.stages.downstream import OutcomePrediction
 from clinical_peft.synthetic import write_outcome_tasks

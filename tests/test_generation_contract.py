@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from clinical_peft.errors import InputError
-from clinical_peft.generation import GenerationEvaluation, check_generation_data
+from clinical_peft.stages.generation import GenerationEvaluation, check_generation_data
+from clinical_peft.util.errors import InputError
 
 
 def test_a_stage_without_validate_best_fails_at_class_creation():

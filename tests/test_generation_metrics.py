@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sklearn import metrics as skm
 
-from clinical_peft.generation_metrics import (
+from clinical_peft.metrics.text import (
     accuracy,
     f1_score,
     mean_rouge_l,

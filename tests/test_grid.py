@@ -20,13 +20,13 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 from test_hardening import assert_one_line_error
 
-from clinical_peft.bootstrap import resample_indices
-from clinical_peft.delong import delong_test
-from clinical_peft.errors import InputError
-from clinical_peft.grid import load_spec
-from clinical_peft.grid import main as grid_main
-from clinical_peft.grid_report import t_interval
+from clinical_peft.metrics.bootstrap import resample_indices
+from clinical_peft.metrics.delong import delong_test
+from clinical_peft.studies.grid import load_spec
+from clinical_peft.studies.grid import main as grid_main
+from clinical_peft.studies.grid_report import t_interval
 from clinical_peft.synthetic import write_outcome_tasks
+from clinical_peft.util.errors import InputError
 
 N_BOOT = 200  # the report's default is 1,000; fewer keeps the tests quick
 
@@ -296,7 +296,7 @@ def test_a_stopped_runner_stops_its_run(tmp_path):
     pid_file = tmp_path / "run.pid"
     run = f"import os, pathlib, time; pathlib.Path({str(pid_file)!r}).write_text(str(os.getpid())); time.sleep(120)"  # fmt: skip
     runner = (
-        "import sys; import clinical_peft.grid as g\n"
+        "import sys; import clinical_peft.studies.grid as g\n"
         f"g.command = lambda *a, **k: [sys.executable, '-c', {run!r}]\n"
         f"g.main([{str(spec)!r}, '--out', {str(tmp_path / 'g')!r}])\n"
     )

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
-from clinical_peft.cli import main
+from clinical_peft.cli.commands import main
 from clinical_peft.synthetic import write_instruction_tasks
 
 ROOT = Path(__file__).parent.parent

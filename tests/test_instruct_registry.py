@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from clinical_peft import generation, instruct_tasks
 from clinical_peft.data.instructions import InstructionDataModule
-from clinical_peft.instruct_tasks import TASKS, InstructTask, score
+from clinical_peft.stages import generation
 from clinical_peft.synthetic import write_instruction_tasks
+from clinical_peft.synthetic.items import ITEM_MAKERS
+from clinical_peft.tasks import instructions as instruct_tasks
+from clinical_peft.tasks.instructions import TASKS, InstructTask, score
 
 ROOT = Path(__file__).parent.parent
 
@@ -30,12 +32,13 @@ def _score_colour(predictions: list[str], references: list[str]):
     return {"exact": hits / len(references)}, sum(p is None for p in preds)
 
 
-TOY = InstructTask("colour", 5, {"exact": "exact match"}, _score_colour, _colour_item)
+TOY = InstructTask("colour", 5, {"exact": "exact match"}, _score_colour)
 
 
 @pytest.fixture
 def toy_task(monkeypatch):
     monkeypatch.setitem(instruct_tasks.TASKS, "colour", TOY)
+    monkeypatch.setitem(ITEM_MAKERS, "colour", _colour_item)
     return TOY
 
 
@@ -61,7 +64,7 @@ def test_a_registered_task_is_written_loaded_scored_and_reported(
     assert asked["max_new_tokens"] == 5  # the spec's cap
     assert metrics == {"test/exact": 0.5, "test/unparsable": 0.5}
 
-    from clinical_peft.report_instruct import main
+    from clinical_peft.studies.tables_instruct import main
 
     run = tmp_path / "sft" / "colour"
     run.mkdir(parents=True)
@@ -76,7 +79,7 @@ def test_a_registered_task_is_written_loaded_scored_and_reported(
 
 
 def test_scorer_keys_must_match_the_spec(monkeypatch):
-    wrong = InstructTask("colour", 5, {"accuracy": "accuracy"}, _score_colour, _colour_item)
+    wrong = InstructTask("colour", 5, {"accuracy": "accuracy"}, _score_colour)
     monkeypatch.setitem(instruct_tasks.TASKS, "colour", wrong)
     with pytest.raises(ValueError, match="colour: scorer gave"):
         score("colour", ["Red"], [" Red"])

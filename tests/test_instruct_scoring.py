@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sklearn import metrics as skm
 
-from clinical_peft.instruct_tasks import score
+from clinical_peft.tasks.instructions import score
 
 TRIAGE_REFS = [
     f" Provider: {p}; Urgency: {u}"

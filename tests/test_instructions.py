@@ -14,9 +14,9 @@ from clinical_peft.data.instructions import (
     PreferenceDataModule,
     pack_examples,
 )
-from clinical_peft.errors import InputError
-from clinical_peft.instruct_tasks import parse_triage, score
 from clinical_peft.synthetic import write_instruction_tasks
+from clinical_peft.tasks.instructions import parse_triage, score
+from clinical_peft.util.errors import InputError
 
 ROOT = Path(__file__).parent.parent
 
@@ -185,7 +185,7 @@ def test_task_metrics_from_generated_text():
 
 
 def test_study_table_from_run_directories(tmp_path):
-    from clinical_peft.report_instruct import main
+    from clinical_peft.studies.tables_instruct import main
 
     (tmp_path / "sft" / "triage").mkdir(parents=True)
     (tmp_path / "dpo" / "triage").mkdir(parents=True)
@@ -206,7 +206,7 @@ def test_study_table_from_run_directories(tmp_path):
 
 
 def test_leaked_test_prompts_are_refused_and_empty_answers_counted(tiny_model, tmp_path):
-    from clinical_peft.errors import InputError
+    from clinical_peft.util.errors import InputError
 
     folder = tmp_path / "data"
     write_instruction_tasks(folder, n_per_task=40, seed=0)

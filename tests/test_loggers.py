@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from clinical_peft.cli import run_stage
+from clinical_peft.cli.stage import run_stage
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Tests for clinical_peft.losses: DPO variants (by hand and against TRL), log-probs, weights."""
+"""Tests for clinical_peft.stages.losses: DPO variants (by hand and against TRL), log-probs, weights."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clinical_peft.losses import (
+from clinical_peft.stages.losses import (
     DPO_LOSSES,
     LossConfigError,
     causal_lm_loss_sums,
     check_dpo_loss,
-    class_weights,
     completion_logps,
     dpo_loss,
     sequence_logps,
 )
+from clinical_peft.tasks.outcomes import class_weights
 
 # Two pairs: h = (-10 + 11) - (-12 + 11.5) = 1.5 and h = (-20 + 19) - (-15 + 16) = -2.
 PC = torch.tensor([-10.0, -20.0])

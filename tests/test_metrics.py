@@ -1,4 +1,4 @@
-"""Tests for clinical_peft.metrics against sklearn (reference only) and hand examples."""
+"""Tests for clinical_peft.metrics.outcomes against sklearn (reference only) and hand examples."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ from sklearn import metrics as skm
 from torchmetrics.functional.classification import multiclass_auroc as tm_multiclass_auroc
 from torchmetrics.functional.classification import multilabel_auroc as tm_multilabel_auroc
 
-from clinical_peft.bootstrap import (
+from clinical_peft.metrics.bootstrap import (
     bootstrap_auroc,
     bootstrap_ci,
     paired_bootstrap_diff,
     percentile_ci,
     resample_indices,
 )
-from clinical_peft.metrics import (
+from clinical_peft.metrics.outcomes import (
     OutcomeScores,
     binary_auprc,
     binary_auroc,

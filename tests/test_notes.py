@@ -20,7 +20,7 @@ from clinical_peft.data.notes import (
     note_paths,
     pack_blocks,
 )
-from clinical_peft.errors import InputError
+from clinical_peft.util.errors import InputError
 
 
 def make_module(data_dir, tokenizer, tmp_path, **kwargs) -> NotesDataModule:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from test_cli import assert_one_line_error, run_cli
 
-from clinical_peft.cli import run_stage
+from clinical_peft.cli.stage import run_stage
 from clinical_peft.synthetic import write_outcome_tasks
 
 pytestmark = pytest.mark.slow

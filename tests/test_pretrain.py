@@ -11,9 +11,9 @@ from methods import METHODS
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
-from clinical_peft.cli import run_stage
-from clinical_peft.report import pretrain_table
+from clinical_peft.cli.stage import run_stage
 from clinical_peft.stages.pretrain import DomainAdaptation
+from clinical_peft.studies.tables import pretrain_table
 
 pytestmark = pytest.mark.slow
 

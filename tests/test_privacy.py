@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from clinical_peft.cli import run_stage
+from clinical_peft.cli.stage import run_stage
 from clinical_peft.synthetic import write_instruction_tasks
 
 pytestmark = pytest.mark.slow
@@ -92,7 +92,7 @@ def test_a_sentinel_in_every_text_field_stays_in_the_data(tiny_model, tmp_path, 
     generations in predictions/ are the one documented exception)."""
     import csv
 
-    from clinical_peft.cli import main
+    from clinical_peft.cli.commands import main
     from clinical_peft.synthetic import write_outcome_tasks
 
     outcomes = tmp_path / "outcomes"

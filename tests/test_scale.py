@@ -18,12 +18,12 @@ import torch
 import yaml
 from sklearn.metrics import roc_auc_score
 
-from clinical_peft.callbacks import AtomicCheckpointIO
-from clinical_peft.cli import run_stage
+from clinical_peft.cli.callbacks import AtomicCheckpointIO
+from clinical_peft.cli.stage import run_stage
 from clinical_peft.data.notes import NotesDataModule
-from clinical_peft.errors import InputError
 from clinical_peft.stages.pretrain import DomainAdaptation
 from clinical_peft.synthetic import write_outcome_tasks
+from clinical_peft.util.errors import InputError
 
 ROOT = Path(__file__).parent.parent
 SCRIPT = ROOT / "tests" / "scripts" / "run_stage.py"
@@ -183,7 +183,7 @@ def test_copied_run_resumes_elsewhere_with_another_base_path(notes_dir, tiny_mod
 
 @pytest.mark.slow
 def test_resuming_on_another_base_model_is_refused(notes_dir, tiny_model, tmp_path):
-    from clinical_peft.tiny_model import build_tiny_llama
+    from clinical_peft.models.tiny_llama import build_tiny_llama
 
     run = tmp_path / "run"
     run_stage("pretrain", pretrain_args(notes_dir, tiny_model, run, "--trainer.max_steps", "2"))
@@ -270,7 +270,7 @@ def test_two_rank_downstream_scores_every_admission_once(tiny_model, tmp_path, s
     from methods import lora
     from safetensors.torch import load_file
 
-    from clinical_peft.backbone import add_adapter, load_causal_lm
+    from clinical_peft.models.backbone import add_adapter, load_causal_lm
 
     data = tmp_path / "outcomes"
     write_outcome_tasks(data, n_admissions=300, seed=1)

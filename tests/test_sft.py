@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 from methods import adapter_config
 
-from clinical_peft.backbone import token_logits
-from clinical_peft.cli import run_stage
+from clinical_peft.cli.stage import run_stage
 from clinical_peft.data.instructions import InstructionDataModule
-from clinical_peft.errors import InputError
+from clinical_peft.models.backbone import token_logits
 from clinical_peft.stages.sft import SupervisedFineTuning
 from clinical_peft.synthetic import write_instruction_tasks
+from clinical_peft.util.errors import InputError
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,9 @@ import pytest
 import yaml
 from optuna.storages.journal import JournalFileBackend
 
-from clinical_peft.errors import InputError
-from clinical_peft.sweep import Sweep, nested
+from clinical_peft.studies.sweep import Sweep, nested
 from clinical_peft.synthetic import write_outcome_tasks
+from clinical_peft.util.errors import InputError
 
 pytestmark = pytest.mark.slow
 
@@ -45,7 +45,7 @@ def test_a_spec_that_is_not_yaml_or_not_a_mapping_is_one_line(tmp_path):
 
 
 def test_a_budget_of_no_trials_is_refused_before_anything_is_written(tmp_path):
-    from clinical_peft.sweep import main as sweep_main
+    from clinical_peft.studies.sweep import main as sweep_main
 
     spec = tmp_path / "s.yaml"
     spec.write_text("params: {model.beta: {type: float, low: 0, high: 1}}\n")
@@ -55,8 +55,8 @@ def test_a_budget_of_no_trials_is_refused_before_anything_is_written(tmp_path):
 
 
 def test_trial_configs_of_older_sweeps_still_name_the_pruning_callback():
-    import clinical_peft.sweep as sweep
-    from clinical_peft.sweep_pruning import OptunaPruning
+    import clinical_peft.studies.sweep as sweep
+    from clinical_peft.studies.pruning import OptunaPruning
 
     assert sweep.OptunaPruning is OptunaPruning  # its import path before it moved
 

@@ -19,8 +19,8 @@ from transformers import PreTrainedTokenizerBase
 
 from clinical_peft.data.cache import cache_key, content_stamp
 from clinical_peft.data.loader import ResumableLoader
-from clinical_peft.errors import InputError
-from clinical_peft.model_files import load_tokenizer
+from clinical_peft.models.files import load_tokenizer
+from clinical_peft.util.errors import InputError
 
 
 class DataModuleBase(L.LightningDataModule):

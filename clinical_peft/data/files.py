@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from clinical_peft.errors import InputError, quote_value, require_file
+from clinical_peft.util.errors import InputError, quote_value, require_file
 
 OTHER_SEPARATORS = {";": "';'", "\t": "a tab", "|": "'|'"}
 

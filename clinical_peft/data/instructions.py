@@ -22,8 +22,8 @@ from clinical_peft.data.base import DataModuleBase
 from clinical_peft.data.cache import cache_key, cached_build, file_stamp, tokenizer_stamp
 from clinical_peft.data.files import read_jsonl
 from clinical_peft.data.loader import pad_rows
-from clinical_peft.errors import InputError, require_dir, require_file, require_option
-from clinical_peft.instruct_tasks import get_task
+from clinical_peft.tasks.instructions import get_task
+from clinical_peft.util.errors import InputError, require_dir, require_file, require_option
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class _InstructionData(DataModuleBase):
         """
         Args:
             data_dir: folder with one subfolder per task holding `<kind>_{train,val,test}.jsonl`.
-            task: a task of the `clinical_peft.instruct_tasks.TASKS` registry (e.g. triage):
+            task: a task of the `clinical_peft.tasks.instructions.TASKS` registry (e.g. triage):
                 the file folder, and the metrics of the generation evaluation.
             tokenizer: folder of the tokenizer (linked from the model's `base_model`).
             max_length: tokens per sequence; prompts this long are dropped (counted), completions
@@ -265,7 +265,7 @@ class InstructionDataModule(_InstructionData):
         """
         Args:
             data_dir: folder with one subfolder per task holding `sft_{train,val,test}.jsonl`.
-            task: a task of the `clinical_peft.instruct_tasks.TASKS` registry (e.g. triage):
+            task: a task of the `clinical_peft.tasks.instructions.TASKS` registry (e.g. triage):
                 the file folder, and the metrics of the generation evaluation.
             tokenizer: folder of the tokenizer (linked from the model's `base_model`).
             max_length: tokens per example; longer prompts are dropped (counted), completions

@@ -24,7 +24,7 @@ from clinical_peft.data.base import DataModuleBase
 from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
 from clinical_peft.data.files import read_csv_chunks
 from clinical_peft.data.loader import pad_rows
-from clinical_peft.errors import InputError, require_dir, require_file, require_option
+from clinical_peft.util.errors import InputError, require_dir, require_file, require_option
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,14 @@ from clinical_peft.data.base import DataModuleBase
 from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
 from clinical_peft.data.files import read_csv_chunks
 from clinical_peft.data.loader import ResumableLoader, pad_rows
-from clinical_peft.data.tasks import SPLITS, get_task, label_space, parse_labels
-from clinical_peft.errors import InputError, require_dir, require_file, require_option, row_name
-from clinical_peft.losses import class_weights
+from clinical_peft.tasks.outcomes import SPLITS, class_weights, get_task, label_space, parse_labels
+from clinical_peft.util.errors import (
+    InputError,
+    require_dir,
+    require_file,
+    require_option,
+    row_name,
+)
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,6 @@ checkpoints that hold only trainable tensors, and the base-model fingerprint che
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,9 +12,9 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from clinical_peft.atomic import write_atomic
-from clinical_peft.backbone import fingerprint, parameter_counts, weights_fingerprint
-from clinical_peft.errors import InputError
+from clinical_peft.cli.run_dir import RunDir
+from clinical_peft.models.backbone import fingerprint, parameter_counts, weights_fingerprint
+from clinical_peft.util.errors import InputError
 
 
 @dataclass
@@ -170,7 +169,7 @@ class AdapterStage(L.LightningModule):
         trainer = self._trainer  # None when used outside a Trainer
         with gathered_parameters(self.model):
             if trainer is None or trainer.is_global_zero:
-                self.save_adapters(run_dir / "adapter")
+                self.save_adapters(RunDir(run_dir).adapter)
 
     def save_adapters(self, folder: Path) -> None:
         """The adapter in peft's format (loadable with plain `PeftModel.from_pretrained`)."""
@@ -205,10 +204,3 @@ def best_checkpoint(trainer: L.Trainer) -> str:
     """Path of the checkpoint that the monitored metric chose, or "" if none was saved."""
     chosen = [cb.best_model_path for cb in trainer.checkpoint_callbacks if cb.monitor]
     return chosen[0] if chosen else ""
-
-
-def write_json(path: Path, data: dict) -> None:
-    """Write JSON atomically: a crash leaves the previous file, never half of a new one."""
-    write_atomic(
-        path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    )

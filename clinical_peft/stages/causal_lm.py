@@ -6,17 +6,17 @@ from __future__ import annotations
 import torch
 from peft import PeftConfig
 
-from clinical_peft.backbone import (
+from clinical_peft.data.loader import is_filler
+from clinical_peft.metrics.outcomes import TokenWeightedLoss
+from clinical_peft.models.backbone import (
     add_adapter,
     config_record,
     default_lora,
     load_causal_lm,
     token_logits,
 )
-from clinical_peft.data.loader import is_filler
-from clinical_peft.losses import causal_lm_loss_sums
-from clinical_peft.metrics import TokenWeightedLoss
 from clinical_peft.stages.base import AdapterStage, OptimSpec
+from clinical_peft.stages.losses import causal_lm_loss_sums
 
 
 class CausalLMStage(AdapterStage):

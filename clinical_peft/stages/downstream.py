@@ -18,18 +18,20 @@ import torch.nn.functional as F
 from peft import LoraConfig
 from torchmetrics import SumMetric
 
-from clinical_peft.backbone import config_record, default_lora, is_encoder
-from clinical_peft.classifier import (
+from clinical_peft.cli.run_dir import RunDir
+from clinical_peft.data.loader import is_filler
+from clinical_peft.metrics.outcomes import OutcomeScores
+from clinical_peft.metrics.predictions import write_predictions
+from clinical_peft.models.backbone import config_record, default_lora, is_encoder
+from clinical_peft.models.classifier import (
     head_names,
     load_sequence_classifier,
     needs_left_padding,
     stack_adapters,
 )
-from clinical_peft.data.loader import is_filler
-from clinical_peft.errors import InputError
-from clinical_peft.metrics import OutcomeScores
-from clinical_peft.prediction_files import write_predictions
-from clinical_peft.stages.base import AdapterStage, OptimSpec, write_json
+from clinical_peft.stages.base import AdapterStage, OptimSpec
+from clinical_peft.util.atomic import write_json
+from clinical_peft.util.errors import InputError
 
 
 def pool_chunks(logits: torch.Tensor, doc_index: torch.Tensor, n_docs: int) -> torch.Tensor:
@@ -238,11 +240,11 @@ class OutcomePrediction(AdapterStage):
             else:
                 (result,) = trainer.test(self, datamodule=datamodule, verbose=False)
             metrics.update({k: float(v) for k, v in result.items()})
-            self._write_predictions(trainer, run_dir / "predictions", split)
+            self._write_predictions(trainer, RunDir(run_dir).predictions, split)
             self._collect = None
         metrics.update({k: float(v) for k, v in datamodule.stats.items()})
         if trainer.is_global_zero:  # what `predict` / `evaluate` need to score notes as here
-            write_json(run_dir / "labels.json", run_labels(datamodule))
+            write_json(RunDir(run_dir).labels, run_labels(datamodule))
         return metrics
 
     def _write_predictions(self, trainer: L.Trainer, folder: Path, split: str) -> None:

@@ -14,8 +14,9 @@ import torch
 from peft import PeftConfig, PeftModel
 from torchmetrics import SumMetric
 
-from clinical_peft.atomic import write_atomic
-from clinical_peft.backbone import (
+from clinical_peft.data.cache import file_stamp
+from clinical_peft.data.loader import is_filler
+from clinical_peft.models.backbone import (
     REFERENCE_ADAPTER,
     add_adapter,
     config_record,
@@ -25,11 +26,9 @@ from clinical_peft.backbone import (
     token_logits,
     use_adapter,
 )
-from clinical_peft.data.cache import file_stamp
-from clinical_peft.data.loader import is_filler
-from clinical_peft.errors import InputError
-from clinical_peft.generation import GenerationEvaluation
-from clinical_peft.losses import (
+from clinical_peft.stages.base import AdapterStage, OptimSpec
+from clinical_peft.stages.generation import GenerationEvaluation
+from clinical_peft.stages.losses import (
     DPO_LOSSES,
     LossConfigError,
     check_dpo_loss,
@@ -37,7 +36,8 @@ from clinical_peft.losses import (
     dpo_loss,
     sequence_logps,
 )
-from clinical_peft.stages.base import AdapterStage, OptimSpec
+from clinical_peft.util.atomic import write_atomic
+from clinical_peft.util.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
             sft_adapter: adapter folder of an SFT run (e.g. runs/sft/triage/adapter): it becomes
                 the frozen reference, and the policy starts as a copy of it.
             beta: strength of the implicit KL penalty (the study: 0.1, 0.3, 0.5).
-            loss_type: a loss of `clinical_peft.losses.DPO_LOSSES` (sigmoid: DPO).
+            loss_type: a loss of `clinical_peft.stages.losses.DPO_LOSSES` (sigmoid: DPO).
             label_smoothing: assumed share of flipped preferences (for the losses that use it).
             precompute_reference: compute reference log-probs once before training, cached on
                 disk beside the tokenized data; training then needs one forward per step.

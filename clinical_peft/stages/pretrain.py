@@ -6,7 +6,7 @@ from pathlib import Path
 
 import lightning as L
 
-from clinical_peft.backbone import check_packing
+from clinical_peft.models.backbone import check_packing
 from clinical_peft.stages.causal_lm import CausalLMStage
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from peft import PeftConfig
 
-from clinical_peft.backbone import (
+from clinical_peft.models.backbone import (
     check_packing,
 )
-from clinical_peft.generation import GenerationEvaluation
 from clinical_peft.stages.base import OptimSpec
 from clinical_peft.stages.causal_lm import CausalLMStage
+from clinical_peft.stages.generation import GenerationEvaluation
 
 
 class SupervisedFineTuning(GenerationEvaluation, CausalLMStage):

@@ -17,17 +17,17 @@ All files land flat in `--out` (the instruction tasks in one subfolder per task)
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import gzip
 from pathlib import Path
 
 from clinical_peft.data.notes import NOTE_COLUMNS, NOTE_FILES
-from clinical_peft.errors import at_least_one
 from clinical_peft.synthetic import text as T
 from clinical_peft.synthetic import vocab as V
 from clinical_peft.synthetic.files import csv_bytes, jsonl_bytes, rng_for, write_file
 from clinical_peft.synthetic.outcomes import code_space, write_outcome_tasks
+from clinical_peft.util.errors import InputError, at_least_one
+from clinical_peft.util.flags import CommandParser
 
 __all__ = ["INSTRUCTION_TASKS", "code_space", "main", "write_instruction_tasks", "write_notes",
            "write_outcome_tasks"]  # fmt: skip
@@ -169,16 +169,22 @@ def write_instruction_tasks(
 
     Completions start with a space (" Yes"), so prompt + completion reads as one text.
     """
-    from clinical_peft.instruct_tasks import TASKS  # the registry imports this package's items
+    from clinical_peft.synthetic.items import ITEM_MAKERS
+    from clinical_peft.tasks.instructions import TASKS
 
     counts: dict[str, int] = {}
-    for task, spec in TASKS.items():
+    for task in TASKS:
+        if task not in ITEM_MAKERS:
+            raise InputError(
+                "synthetic", f"task {task!r} has no item maker in synthetic/items.py ITEM_MAKERS"
+            )
+        make_item = ITEM_MAKERS[task]
         rng = rng_for(f"instructions/{task}", seed)
         items, prompts = [], set()  # distinct prompts: a repeated one would leak across splits
         for _ in range(50 * n_per_task):
             if len(items) == n_per_task:
                 break
-            item = spec.make_item(rng)
+            item = make_item(rng)
             if item[0] not in prompts:
                 prompts.add(item[0])
                 items.append(item)
@@ -203,7 +209,7 @@ def __getattr__(name: str):
     """`INSTRUCTION_TASKS`: the instruction-task registry, imported when first asked for (the
     registry itself imports this package's item makers)."""
     if name == "INSTRUCTION_TASKS":
-        from clinical_peft.instruct_tasks import TASKS
+        from clinical_peft.tasks.instructions import TASKS
 
         return TASKS
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -211,7 +217,7 @@ def __getattr__(name: str):
 
 # ------------------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m clinical_peft synthetic", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--out", required=True, help="output folder")
@@ -219,12 +225,12 @@ def main(argv: list[str] | None = None) -> None:
         "--what", default="all", choices=["notes", "outcomes", "instructions", "all"]
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-discharge", type=int, default=300)
-    parser.add_argument("--n-radiology", type=int, default=2100)
-    parser.add_argument("--n-admissions", type=int, default=1200)
-    parser.add_argument("--n-per-task", type=int, default=400)
-    parser.add_argument("--n-diag-codes", type=int, default=50)
-    parser.add_argument("--n-proc-codes", type=int, default=30)
+    parser.add_argument("--n_discharge", type=int, default=300)
+    parser.add_argument("--n_radiology", type=int, default=2100)
+    parser.add_argument("--n_admissions", type=int, default=1200)
+    parser.add_argument("--n_per_task", type=int, default=400)
+    parser.add_argument("--n_diag_codes", type=int, default=50)
+    parser.add_argument("--n_proc_codes", type=int, default=30)
     args = parser.parse_args(argv)
     for name, value in vars(args).items():
         if name.startswith("n_"):

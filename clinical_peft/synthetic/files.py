@@ -9,7 +9,7 @@ import json
 import random
 from pathlib import Path
 
-from clinical_peft.atomic import write_atomic
+from clinical_peft.util.atomic import write_atomic
 
 
 def rng_for(family: str, seed: int) -> random.Random:

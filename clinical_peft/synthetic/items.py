@@ -1,10 +1,11 @@
 """Instruction items of the synthetic generator: one (prompt, chosen, rejected) maker per task
-kind of study B, read by the task registry (`clinical_peft.instruct_tasks`). All randomness comes
+kind of study B, read by the task registry (`clinical_peft.tasks.instructions`). All randomness comes
 from the `random.Random` passed in."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 from clinical_peft.synthetic import vocab as V
 from clinical_peft.synthetic.text import pronouns
@@ -176,3 +177,14 @@ def triage_item(rng: random.Random) -> tuple[str, str, str]:
         f"\n\nMessage: {message}\n\nTriage:"
     )
     return prompt, answer, wrong
+
+
+#: task name (clinical_peft.tasks.instructions.TASKS) -> its synthetic (prompt, answer, wrong
+#: answer) maker; completions get their leading space from the writer.
+ITEM_MAKERS: dict[str, Callable[[random.Random], tuple[str, str, str]]] = {
+    "classification": classification_item,
+    "numeric": numeric_item,
+    "reasoning": reasoning_item,
+    "summarisation": summarisation_item,
+    "triage": triage_item,
+}

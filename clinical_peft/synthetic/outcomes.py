@@ -8,10 +8,10 @@ import math
 import random
 from pathlib import Path
 
-from clinical_peft.data.tasks import TASKS as OUTCOME_TASKS
 from clinical_peft.synthetic import text as T
 from clinical_peft.synthetic import vocab as V
 from clinical_peft.synthetic.files import csv_bytes, rng_for, write_file
+from clinical_peft.tasks.outcomes import TASKS as OUTCOME_TASKS
 
 
 def code_space(kind: str, n: int) -> list[tuple[str, list[str], bool]]:

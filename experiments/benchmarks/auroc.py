@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from sklearn import metrics as skm
 
-from clinical_peft.bootstrap import bootstrap_auroc
-from clinical_peft.metrics import outcome_metrics
+from clinical_peft.metrics.bootstrap import bootstrap_auroc
+from clinical_peft.metrics.outcomes import outcome_metrics
 
 
 def make_problem(rows: int, labels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

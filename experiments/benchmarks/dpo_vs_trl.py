@@ -56,8 +56,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 # --- set-up ------------------------------------------------------------------------------------
 def prepare(args: argparse.Namespace, workdir: Path) -> tuple[Path, Path]:
     """Synthetic notes -> tokenizer + LLaMA of the asked shape; synthetic instruction pairs."""
+    from clinical_peft.models.tiny_llama import build_tiny_llama
     from clinical_peft.synthetic import write_instruction_tasks, write_notes
-    from clinical_peft.tiny_model import build_tiny_llama
 
     data_dir, model_dir = workdir / "instructions", workdir / f"llama-{args.hidden}x{args.layers}"
     if not (data_dir / TASK / "dpo_train.jsonl").is_file():

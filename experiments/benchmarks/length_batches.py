@@ -25,8 +25,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from clinical_peft.backbone import load_tokenizer  # noqa: E402
 from clinical_peft.data.outcomes import OutcomeDataModule, length_batches  # noqa: E402
+from clinical_peft.models.backbone import load_tokenizer  # noqa: E402
 from clinical_peft.stages.downstream import OutcomePrediction  # noqa: E402
 
 

@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
 from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
 
-from clinical_peft.backbone import checkpoint_activations  # noqa: E402
+from clinical_peft.models.backbone import checkpoint_activations  # noqa: E402
 
 LLAMA_7B = dict(
     hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,

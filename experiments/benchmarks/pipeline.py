@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(json.dumps(result))
         return result
 
-    from clinical_peft.tiny_model import build_tiny_llama
+    from clinical_peft.models.tiny_llama import build_tiny_llama
 
     sizes = sorted(args.sizes)
     with tempfile.TemporaryDirectory() as tmp:

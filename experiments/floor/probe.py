@@ -17,8 +17,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.multiclass import OneVsRestClassifier
 from transformers import AutoModel, AutoTokenizer
 
-from clinical_peft.baseline import read_task
-from clinical_peft.metrics import outcome_metrics
+from clinical_peft.metrics.outcomes import outcome_metrics
+from clinical_peft.studies.floor import read_task
 
 
 def features(model, tokenizer, texts: list[str], max_length: int, pooling: str) -> np.ndarray:

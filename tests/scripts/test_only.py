@@ -10,7 +10,7 @@ import torch
 from lightning.fabric.utilities.seed import reset_seed
 from lightning.pytorch.strategies import DeepSpeedStrategy as LightningDeepSpeedStrategy
 
-from clinical_peft.strategies import DeepSpeedStrategy
+from clinical_peft.cli.strategies import DeepSpeedStrategy
 
 
 class KillAtStep(L.Callback):

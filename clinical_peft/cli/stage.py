@@ -1,0 +1,320 @@
+"""`python -m clinical_peft STAGE -c CONFIG.yaml [--key value ...]`: one run, one run directory.
+
+Every stage runs the same way: build data and model from the config (Lightning's own CLI),
+score the untrained adapter, fit, pick the best checkpoint, score again, and write the run
+directory: config.yaml, metrics.json, checkpoints/, adapter/, tokenizer/ (see README).
+
+A run directory that holds anything is refused unless the run resumes it (`--ckpt_path` inside
+it) or `--overwrite` is given; all that can be checked cheaply (checkpoint, model and data
+folders, options) is checked before the first byte is written. SIGTERM and SIGINT stop a run
+with a resumable `checkpoints/last.ckpt` and exit code 128 + the signal's number.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import time
+from pathlib import Path
+
+from clinical_peft.util.quiet import quiet_known_noise
+
+quiet_known_noise()  # before the libraries load: some read their switches at import
+
+from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
+from lightning.pytorch.cli import LightningCLI  # noqa: E402
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger  # noqa: E402
+from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E402
+
+from clinical_peft.cli.callbacks import (  # noqa: E402
+    AtomicCheckpointIO,
+    Interrupted,
+    RestoreLoaderPosition,
+    RunState,
+    StopOnSignal,
+    Throughput,
+)
+from clinical_peft.cli.model_card import write_model_cards  # noqa: E402
+from clinical_peft.cli.run_dir import (  # noqa: E402
+    RunDir,
+    before_metrics,
+    check_checkpoint,
+    check_run_dir,
+    clear_run_outputs,
+    is_first_process,
+    keep_logged_rows,
+    read_checkpoint,
+)
+from clinical_peft.data.base import DataModuleBase  # noqa: E402
+from clinical_peft.stages import STAGES  # noqa: E402
+from clinical_peft.studies.tables import plot_run  # noqa: E402
+from clinical_peft.util.atomic import write_json  # noqa: E402
+from clinical_peft.util.errors import InputError, exit_code  # noqa: E402
+from clinical_peft.util.flags import underscored  # noqa: E402
+
+log = logging.getLogger("clinical_peft")
+
+
+#: stage name -> links from a data module attribute to a model argument, made once the data
+#: module exists (e.g. the number of labels a task has); `model.base_model` -> `data.tokenizer`
+#: is linked for every stage.
+INSTANTIATE_LINKS: dict[str, list[tuple[str, str]]] = {}
+INSTANTIATE_LINKS["downstream"] = [
+    ("data.kind", "model.kind"),
+    ("data.num_labels", "model.num_labels"),
+    ("data.class_weights", "model.class_weights"),
+]
+
+
+def _import(path: str):
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+class StageCLI(LightningCLI):
+    """Lightning's CLI plus the run directory, checkpointing and the data <-> model links.
+
+    The data module is any DataModuleBase subclass the config names (`data: class_path:`);
+    `default_data` (else the stage's own, STAGES) where it names none."""
+
+    def __init__(
+        self,
+        stage: str,
+        model_class: type,
+        default_data: type | None = None,
+        *args,
+        stopper: StopOnSignal | None = None,
+        **kwargs,
+    ) -> None:
+        self.stage = stage
+        self.stopper = stopper or StopOnSignal(RunDir(".").last_ckpt)
+        default = default_data or _import(STAGES[stage][1])
+        self.default_data = f"{default.__module__}.{default.__qualname__}"
+        super().__init__(model_class, DataModuleBase, *args, subclass_mode_data=True, **kwargs)
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        given = args if isinstance(args, list) else sys.argv[1:]
+        refuse_dropped_data_arguments(given, self.config.data)
+
+    def before_instantiate_classes(self) -> None:
+        # Before the model loads: these checks read nothing big and write nothing.
+        config = self.config
+        deepspeed = "deepspeed" in str(config.get("trainer", {}).get("strategy")).lower()
+        self.checkpoint = {}
+        if config.ckpt_path:  # what is wrong with it first, then what is in the run directory
+            self.checkpoint = read_checkpoint(config.ckpt_path, self.stage, deepspeed)
+        check_run_dir(config.run_dir, config.ckpt_path, config.overwrite)
+        # config.yaml must not carry it: re-running a saved config would then overwrite unasked
+        self.overwrite, config.overwrite = config.overwrite, False
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            # jsonargparse wraps what a data module chosen by class_path raised: the one-line
+            # InputError is a cause further down the chain.
+            cause: BaseException | None = err
+            while cause is not None and not isinstance(cause, InputError):
+                cause = cause.__cause__
+            if cause is None:
+                raise
+            raise cause from None
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--run_dir", type=str, required=True, help="Where this run writes.")
+        parser.add_argument("--ckpt_path", type=str | None, default=None, help="Resume from this.")
+        parser.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="Replace the outputs of an earlier run in --run_dir (else refused).",
+        )
+        for what in ("base", "data"):
+            parser.add_argument(
+                f"--allow_other_{what}",
+                action="store_true",
+                help=f"Resume a checkpoint made on other {what} than this run's (else refused).",
+            )
+        parser.add_argument(
+            "--checkpoint_every_n_steps",
+            type=int | None,
+            default=None,
+            help="Also write checkpoints/last.ckpt every N optimizer steps (besides each epoch).",
+        )
+        # A config without `data: class_path` (an older run's config.yaml) reads the default.
+        parser.set_defaults({"data": {"class_path": self.default_data}})
+        # Data modules know nothing of models: the CLI hands them the model's tokenizer folder.
+        parser.link_arguments("model.base_model", "data.init_args.tokenizer")
+        for source, target in INSTANTIATE_LINKS.get(self.stage, []):
+            parser.link_arguments(source, target, apply_on="instantiate")
+
+    def instantiate_trainer(self, **kwargs):
+        run_dir = RunDir(self.config.run_dir)
+        model = self.model
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        kwargs.update(
+            logger=run_loggers(run_dir.path, trainer_config.get("logger")),
+            use_distributed_sampler=False,  # our loaders shard themselves (data/loader.py)
+        )
+        strategy = trainer_config.get("strategy")
+        if "deepspeed" not in str(type(strategy)).lower() + str(strategy).lower():
+            kwargs["plugins"] = [AtomicCheckpointIO()]
+        if getattr(strategy, "zero_stage_3", False):
+            self.datamodule.even_evaluation_shards = True
+            log.info(
+                "ZeRO-3: ranks a batch short run a filler batch at evaluation (data/loader.py)"
+            )
+        callbacks = [
+            ModelCheckpoint(
+                dirpath=run_dir.checkpoints,
+                filename=run_dir.best_ckpt.stem,
+                monitor=model.monitor,
+                mode=model.monitor_mode,
+                save_top_k=1,
+                enable_version_counter=False,
+            ),
+            ModelCheckpoint(
+                dirpath=run_dir.checkpoints,
+                save_last=True,
+                save_top_k=0,
+                every_n_train_steps=self.config.checkpoint_every_n_steps,
+                enable_version_counter=False,
+            ),
+            Throughput(),
+            RestoreLoaderPosition(),
+            RunState(self.stage),
+            self.stopper,
+        ]
+        user_callbacks = trainer_config.get("callbacks") or []
+        kwargs["callbacks"] = list(user_callbacks) + callbacks
+        return super().instantiate_trainer(**kwargs)
+
+
+def refuse_dropped_data_arguments(args: list[str], data) -> None:
+    """jsonargparse silently drops the `--data.*` arguments a later `--data <class>` does not take."""
+    keys = []
+    for arg in args:
+        if isinstance(arg, str) and arg.startswith("--data."):
+            key = arg.removeprefix("--data.").split("=", 1)[0].removeprefix("init_args.")
+            if key not in ("class_path", "init_args", "help"):
+                keys.append(key.split(".")[0])
+    dropped = [f"data.{key}" for key in dict.fromkeys(keys) if key not in data.init_args]
+    if dropped:
+        raise InputError(
+            ", ".join(dropped),
+            f"not an argument of {data.class_path}, the data class chosen after it on the "
+            "command line",
+        )
+
+
+def run_loggers(run_dir: Path, user: object) -> list[Logger]:
+    """The CSV logger first (metrics.csv, curves.png and metrics.json read it), TensorBoard's
+    event files in run_dir/tensorboard, then whatever loggers the user named (MLflow, W&B, ...)."""
+    named = user if isinstance(user, list) else [user]
+    return [
+        CSVLogger(save_dir=run_dir, name="", version=""),
+        TensorBoardLogger(
+            save_dir=run_dir, name="", version=RunDir.tensorboard, default_hp_metric=False
+        ),
+        *(logger for logger in named if isinstance(logger, Logger)),
+    ]
+
+
+def log_final_metrics(trainer, metrics: dict) -> None:
+    """The run's final metrics (metrics.json) into every logger but the CSV one, and close them."""
+    numbers = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+    for logger in trainer.loggers[1:]:
+        logger.log_metrics({f"final/{k}": v for k, v in numbers.items()}, step=trainer.global_step)
+        logger.finalize("success")
+
+
+def run_stage(stage: str, args: list[str]) -> dict:
+    stopper = StopOnSignal(RunDir(".").last_ckpt)  # the path is set once run_dir is known
+    with stopper.installed():
+        try:
+            return _run_stage(stage, args, stopper)
+        except (SIGTERMException, Interrupted):
+            raise stopper.interruption() from None
+        except Exception:
+            if stopper.signum is None:
+                raise
+            # raised by the signal inside a library that wrapped it (e.g. `datasets`)
+            raise stopper.interruption() from None
+
+
+def _run_stage(stage: str, args: list[str], stopper: StopOnSignal) -> dict:
+    cli = StageCLI(
+        stage,
+        _import(STAGES[stage][0]),
+        args=args,
+        stopper=stopper,
+        run=False,
+        seed_everything_default=0,
+        auto_configure_optimizers=False,
+        # Metric states reset inside inference mode could not be updated in training later;
+        # the sanity check is redundant since every stage evaluates before fitting.
+        trainer_defaults={
+            "inference_mode": False,
+            "num_sanity_val_steps": 0,
+        },  # stages build their own (trainable parameters only)
+        save_config_kwargs={"overwrite": True, "config_filename": RunDir(".").config.name},
+        parser_kwargs={"prog": f"python -m clinical_peft {stage}"},
+    )
+    paths = RunDir(cli.config.run_dir)
+    run_dir = paths.path
+    stopper.last_path = paths.last_ckpt
+    model, data, trainer = cli.model, cli.datamodule, cli.trainer
+    run_state = next(cb for cb in trainer.callbacks if isinstance(cb, RunState))
+    ckpt_path = cli.config.ckpt_path
+    if ckpt_path:
+        before = check_checkpoint(
+            ckpt_path, model, stage, cli.checkpoint, data,
+            cli.config.allow_other_base, cli.config.allow_other_data,
+        )  # fmt: skip
+        resumed_step = cli.checkpoint.get("global_step", 0)
+        cli.checkpoint = {}  # its optimizer state is not needed twice in memory
+    resumes_inside = ckpt_path and Path(ckpt_path).resolve().is_relative_to(run_dir.resolve())
+    if cli.overwrite and not resumes_inside and is_first_process():
+        clear_run_outputs(run_dir)  # only now: every check above has passed
+    if ckpt_path:
+        # A resumed run keeps what was measured before training in its first part.
+        metrics = before or before_metrics(paths.metrics)
+        keep_logged_rows(trainer, paths.metrics_csv, resumed_step)
+    else:
+        metrics = model.evaluate_before_fit(trainer, data)
+    run_state.metrics_before = dict(metrics)
+    stopper.stop_if_signalled()
+    started = time.perf_counter()
+    trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
+    stopper.stop_if_signalled()
+    metrics["time/fit_seconds"] = time.perf_counter() - started
+    metrics.update(model.evaluate_after_fit(trainer, data, run_dir))
+    throughput = next(cb for cb in trainer.callbacks if isinstance(cb, Throughput))
+    metrics.update(throughput.totals(trainer))
+    metrics.update(model.parameter_counts())
+    metrics["base_fingerprint"] = model.base_fingerprint()
+    model.export(run_dir)  # on every rank: ZeRO-3 gathers the adapter's shards
+    if trainer.is_global_zero:
+        data.tokenizer.save_pretrained(paths.tokenizer)
+        write_json(paths.metrics, metrics)
+        plot_run(run_dir)
+        write_model_cards(run_dir, stage, metrics)
+        log_final_metrics(trainer, metrics)
+    return metrics
+
+
+def main(stage: str, argv: list[str]) -> int:
+    """Run `stage` (the dispatcher, clinical_peft.cli.commands, chose it): exit code 0, 2 with a
+    one-line error, or 128 + the signal's number when SIGTERM / SIGINT stopped it."""
+
+    def run() -> None:
+        metrics = run_stage(stage, underscored(argv))
+        summary = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
+        print(f"{stage} done: {summary}")
+
+    try:
+        return exit_code(run)
+    except Interrupted as err:  # not an `error_line`: exit_code lets it through
+        print(f"error: {err}", file=sys.stderr)
+        return 128 + err.signum

@@ -1,0 +1,30 @@
+"""The sweep's pruning callback, loaded by each trial's run (the sweep runner needs no Lightning)."""
+
+from __future__ import annotations
+
+import lightning as L
+import optuna
+
+from clinical_peft.studies.storage import open_storage
+
+
+class OptunaPruning(L.Callback):
+    """Report `monitor` to trial `trial_id` after each validation epoch of fitting; prune."""
+
+    def __init__(self, storage: str, study_name: str, trial_id: int, monitor: str) -> None:
+        self.storage, self.study_name, self.trial_id, self.monitor = (
+            storage, study_name, trial_id, monitor
+        )  # fmt: skip
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn != "fit" or trainer.sanity_checking or not trainer.is_global_zero:
+            return  # evaluation before / after fitting is no training progress
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            return
+        study = optuna.load_study(study_name=self.study_name, storage=open_storage(self.storage))
+        trial = optuna.trial.Trial(study, self.trial_id)
+        trial.report(float(value), step=trainer.current_epoch)
+        if trial.should_prune():
+            trial.set_user_attr("pruned_at_epoch", trainer.current_epoch)
+            trainer.should_stop = True
