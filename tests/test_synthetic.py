@@ -377,12 +377,13 @@ def test_cli_writes_everything_flat(tmp_path, capsys):
     sizes = "--n-discharge 10 --n-radiology 70 --n-admissions 60 --n-per-task 20 --seed 3"
     main(["--out", str(tmp_path), "--what", "all", *sizes.split()])
     printed = capsys.readouterr().out.strip().splitlines()
-    assert len(printed) == 2 + 15 + 2 + 5 * 6  # one line per file written
+    assert len(printed) == 2 + 15 + 2 + 5 * 9  # one line per file written (sft, dpo, kto x 3)
     for line in printed:
         assert Path(line.split("\t")[0]).is_file()
     assert (tmp_path / "discharge.csv.gz").is_file()
     assert (tmp_path / "MP_IN_adm_train.csv").is_file()
     assert (tmp_path / "triage" / "dpo_test.jsonl").is_file()
+    assert (tmp_path / "triage" / "kto_test.jsonl").is_file()
 
     main(["--out", str(tmp_path / "n"), "--what", "notes", *sizes.split()])
     names = sorted(p.name for p in (tmp_path / "n").iterdir())

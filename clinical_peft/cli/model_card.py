@@ -14,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from clinical_peft.cli.run_dir import RunDir, data_settings
+from clinical_peft.models.quantization import QUANTIZATIONS
 
 #: what each metric in a card means (keys without their split prefix)
 DEFINITIONS = {
@@ -46,6 +47,17 @@ def _definition(key: str) -> str:
     return ""
 
 
+def quantization_line(model: dict) -> str:
+    """How the run loaded its frozen base: quantized for QLoRA, or as stored."""
+    name = str(model.get("quantization", "none"))
+    if name == "none":
+        return f"`{model.get('dtype', 'float32')}` weights as stored (no quantization)"
+    return (
+        f"`{name}`, {QUANTIZATIONS.get(name, 'unknown')}: the adapter was trained on this "
+        "quantized base; load the base the same way to use it"
+    )
+
+
 def model_card(run_dir: Path, stage: str, metrics: dict, adapter_config: dict) -> str:
     config = yaml.safe_load(RunDir(run_dir).config.read_text())
     model, data = config.get("model", {}), data_settings(config)
@@ -74,6 +86,7 @@ Trained with clinical-peft, stage `{stage}`.
 
 - **Base model:** `{base}` (fingerprint `{metrics.get("base_fingerprint", "?")}`; a
   checkpoint of this run is refused on a base with another fingerprint)
+- **Base loaded as:** {quantization_line(model)}
 - **Parameters:** {metrics.get("params/trainable", 0):,.0f} trainable of
   {metrics.get("params/total", 0):,.0f} ({100 * metrics.get("params/share", 0):.4f} %)
 

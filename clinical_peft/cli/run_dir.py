@@ -195,6 +195,13 @@ def check_checkpoint(
             f"field 'base_fingerprint': trained on another base model ({stored}, this base is "
             f"{model.base_fingerprint()}); pass --model.base_model of the model it was trained on",
         )
+    stored, this = checkpoint.get("quantization", "none"), getattr(model, "quantization", "none")
+    if stored != this and not allow_other_base:  # the adapter learnt to correct another base
+        raise InputError(
+            path,
+            f"field 'quantization': trained on a {stored} base, this run loads it {this}; pass "
+            f"--model.quantization {stored}, or --allow_other_base to resume on this one anyway",
+        )
     # Older checkpoints name no stage: their tensors must still be this model's trainable ones.
     state, params = checkpoint["state_dict"], dict(model.named_parameters())
     model.check_holds_trainables(state, path)

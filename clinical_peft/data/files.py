@@ -70,8 +70,9 @@ def check_header(path: Path, found: list[str], columns: list[str]) -> None:
     raise InputError(path, f"missing column '{missing[0]}' (found: {names})")
 
 
-def read_jsonl(path: Path, keys: tuple[str, ...]) -> list[dict]:
-    """Rows of a JSONL file with string values for `keys`; errors name the file and line."""
+def read_jsonl(path: Path, keys: tuple[str, ...], booleans: tuple[str, ...] = ()) -> list[dict]:
+    """Rows of a JSONL file with string values for `keys` (true / false for those also in
+    `booleans`); errors name the file and line."""
     rows = []
     with require_file(path).open("rb") as f:
         for line_no, raw in enumerate(f, start=1):
@@ -93,7 +94,10 @@ def read_jsonl(path: Path, keys: tuple[str, ...]) -> list[dict]:
             for key in keys:
                 if key not in row:
                     raise InputError(f"{path}:{line_no}", f"missing key '{key}'")
-                if not isinstance(row[key], str):
+                if key in booleans:
+                    if not isinstance(row[key], bool):
+                        raise InputError(f"{path}:{line_no}", f"field '{key}' is not true or false")
+                elif not isinstance(row[key], str):
                     raise InputError(f"{path}:{line_no}", f"field '{key}' is not a string")
             rows.append({"line": line_no, **{k: row[k] for k in keys}})
     return rows

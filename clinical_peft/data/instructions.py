@@ -1,4 +1,5 @@
-"""Instruction data of study B: prompt/completion JSONL for SFT, prompt/chosen/rejected for DPO.
+"""Instruction data of study B: prompt/completion JSONL for SFT, prompt/chosen/rejected for DPO
+(prompt/completion/label for KTO: `clinical_peft.data.unpaired`).
 
 Layout: `<data_dir>/<task>/sft_{train,val,test}.jsonl` with `{"prompt", "completion"}` and
 `<data_dir>/<task>/dpo_{train,val,test}.jsonl` with `{"prompt", "chosen", "rejected"}`.
@@ -57,8 +58,9 @@ def pack_examples(examples: list[dict], block_size: int) -> list[dict]:
 class _InstructionData(DataModuleBase):
     """What SFT and DPO data share: files, tokenization of prompts, cache, loaders, test prompts."""
 
-    kind = ""  # "sft" or "dpo": the file prefix
+    kind = ""  # "sft", "dpo" or "kto": the file prefix
     keys: tuple[str, ...] = ()
+    booleans: tuple[str, ...] = ()  # those of `keys` that are true / false, not text
 
     def __init__(
         self,
@@ -116,6 +118,14 @@ class _InstructionData(DataModuleBase):
             return tokenizer(text, add_special_tokens=False)["input_ids"]  # the template has BOS
         return tokenizer(prompt)["input_ids"]  # BOS if the tokenizer adds one
 
+    def fitting_prompt(self, row: dict, counts: dict) -> list[int] | None:
+        """The row's prompt ids, or None (counted) when the prompt alone fills max_length."""
+        prompt = self.prompt_ids(row["prompt"])
+        if len(prompt) >= self.max_length:
+            counts["dropped_long_prompt"] += 1
+            return None
+        return prompt
+
     def completion_ids(self, completion: str) -> list[int]:
         if self.use_chat_template and self.tokenizer.chat_template:
             completion = completion.lstrip()  # the template separates the turns itself
@@ -158,7 +168,7 @@ class _InstructionData(DataModuleBase):
             if not self.path(split).is_file():
                 continue  # a missing test split only skips the generation evaluation
             counts = {"read": 0, "dropped_long_prompt": 0, "skipped_identical": 0}
-            rows = read_jsonl(self.path(split), self.keys)
+            rows = read_jsonl(self.path(split), self.keys, self.booleans)
             counts["read"] = len(rows)
             kept = [row for row in rows if row[answer].strip()]
             counts[f"skipped_empty_{answer}"], rows = len(rows) - len(kept), kept
@@ -288,9 +298,8 @@ class InstructionDataModule(_InstructionData):
     def tokenize_split(self, rows: list[dict], counts: dict) -> list[dict]:
         examples = []
         for row in rows:
-            prompt = self.prompt_ids(row["prompt"])
-            if len(prompt) >= self.max_length:
-                counts["dropped_long_prompt"] += 1
+            prompt = self.fitting_prompt(row, counts)
+            if prompt is None:
                 continue
             completion = self.completion_ids(row["completion"])[: self.max_length - len(prompt)]
             examples.append(
@@ -339,9 +348,8 @@ class PreferenceDataModule(_InstructionData):
             if row["chosen"] == row["rejected"]:
                 counts["skipped_identical"] += 1  # no preference to learn from
                 continue
-            prompt = self.prompt_ids(row["prompt"])
-            if len(prompt) >= self.max_length:
-                counts["dropped_long_prompt"] += 1
+            prompt = self.fitting_prompt(row, counts)
+            if prompt is None:
                 continue
             room = self.max_length - len(prompt)
             chosen = self.completion_ids(row["chosen"])[:room]
@@ -368,14 +376,21 @@ class PreferenceDataModule(_InstructionData):
         )
 
     def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:
-        seqs = [ex["prompt_ids"] + ex["chosen_ids"] for ex in examples]
-        seqs += [ex["prompt_ids"] + ex["rejected_ids"] for ex in examples]
-        labels = [[-100] * len(ex["prompt_ids"]) + ex["chosen_ids"] for ex in examples]
-        labels += [[-100] * len(ex["prompt_ids"]) + ex["rejected_ids"] for ex in examples]
+        answers = [ex["chosen_ids"] for ex in examples] + [ex["rejected_ids"] for ex in examples]
+        return {
+            **self.prompts_and_answers(2 * [ex["prompt_ids"] for ex in examples], answers),
+            "index": torch.tensor([ex["index"] for ex in examples], dtype=torch.long),
+        }
+
+    def prompts_and_answers(
+        self, prompts: list[list[int]], answers: list[list[int]]
+    ) -> dict[str, torch.Tensor]:
+        """One row per prompt + answer, one padding for all, labels on the answers only."""
+        seqs = [p + a for p, a in zip(prompts, answers, strict=True)]
+        labels = [[-100] * len(p) + a for p, a in zip(prompts, answers, strict=True)]
         length = max(len(s) for s in seqs)
         return {
             "input_ids": self.pad(seqs, self.tokenizer.pad_token_id, length),
             "attention_mask": self.pad([[1] * len(s) for s in seqs], 0, length),
             "labels": self.pad(labels, -100, length),
-            "index": torch.tensor([ex["index"] for ex in examples], dtype=torch.long),
         }

@@ -44,6 +44,15 @@ def merged_model(run: Path) -> torch.nn.Module:
         raise InputError(hparams_path, "not a finished run directory (hparams.yaml missing)")
     hparams = yaml.safe_load(hparams_path.read_text())  # the model's arguments, links resolved
     base = hparams["base_model"]
+    quantization = hparams.get("quantization", "none")
+    if quantization != "none":
+        raise InputError(
+            hparams_path,
+            f"field 'quantization': the adapter was trained on a {quantization} base; merged into "
+            "the full-precision weights its outputs would differ from the run's by the "
+            "quantization error (not checked here): serve the adapter with peft on the base "
+            "loaded as in training",
+        )
     if (adapter / "adapter_config.json").is_file():  # pretrain, SFT, DPO: one causal-LM adapter
         return merge(load_causal_lm(base), adapter)
     if (

@@ -32,6 +32,12 @@ from clinical_peft.models.files import (  # noqa: F401
     is_encoder,
     load_tokenizer,
 )
+from clinical_peft.models.quantization import (
+    check_quantization,
+    original_shape,
+    prepare_quantized,
+    quantized_loading,
+)
 from clinical_peft.util.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -79,16 +85,21 @@ def load_causal_lm(
     dtype: str = "float32",
     trust_remote_code: bool = False,
     gradient_checkpointing: bool = False,
+    quantization: str = "none",
 ) -> torch.nn.Module:
     """A local Hugging Face causal LM, all of its own weights frozen (see
-    `checkpoint_activations` for `gradient_checkpointing`)."""
+    `checkpoint_activations` for `gradient_checkpointing`), quantized for QLoRA unless
+    `quantization` is none (see `clinical_peft.models.quantization`)."""
     path = check_model_dir(path)
     if dtype not in DTYPES:
         raise InputError("model.dtype", f"unknown dtype '{dtype}' (valid: {', '.join(DTYPES)})")
+    check_quantization(quantization)
     check_model_files(path)
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code
-    )
+        path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
+        **quantized_loading(quantization),
+    )  # fmt: skip
+    model = prepare_quantized(model, quantization)
     model.requires_grad_(False)
     if gradient_checkpointing:
         checkpoint_activations(model)
@@ -168,7 +179,8 @@ def fingerprint(model: torch.nn.Module) -> str:
         if not any(word in name for word in adapter_words):
             # LoRA moves a wrapped weight to `<module>.base_layer.weight`: same tensor, same name
             name = name.replace(".base_layer", "").replace(".original_module", "")
-            shape = getattr(param, "ds_shape", param.shape)  # whole shape, also under ZeRO-3
+            # whole shape, also under ZeRO-3 and of a packed 4-bit weight
+            shape = param.ds_shape if hasattr(param, "ds_shape") else original_shape(param)
             parts.append(f"{name}:{tuple(shape)}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 

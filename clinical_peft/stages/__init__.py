@@ -7,5 +7,6 @@ STAGES: dict[str, tuple[str, str]] = {
     "pretrain": ("clinical_peft.stages.pretrain:DomainAdaptation", "clinical_peft.data.notes:NotesDataModule"),
     "sft": ("clinical_peft.stages.sft:SupervisedFineTuning", "clinical_peft.data.instructions:InstructionDataModule"),
     "dpo": ("clinical_peft.stages.dpo:PreferenceOptimization", "clinical_peft.data.instructions:PreferenceDataModule"),
+    "kto": ("clinical_peft.stages.dpo:PreferenceOptimization", "clinical_peft.data.unpaired:UnpairedPreferenceDataModule"),
     "downstream": ("clinical_peft.stages.downstream:OutcomePrediction", "clinical_peft.data.outcomes:OutcomeDataModule"),
 }  # fmt: skip

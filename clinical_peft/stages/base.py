@@ -49,6 +49,8 @@ class AdapterStage(L.LightningModule):
 
     #: metric used to pick `checkpoints/best.ckpt`, and its direction
     monitor, monitor_mode = "val/loss", "min"
+    #: how the frozen base is loaded (clinical_peft.models.quantization); recorded in checkpoints
+    quantization: str = "none"
 
     def __init__(self, optim: OptimSpec | None = None) -> None:
         super().__init__()
@@ -104,6 +106,7 @@ class AdapterStage(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
         checkpoint["base_fingerprint"] = self.base_fingerprint()
         checkpoint["base_weights"] = self.base_weights()
+        checkpoint["quantization"] = self.quantization
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
         if datamodule is not None and hasattr(datamodule, "data_fingerprint"):
             checkpoint["data_fingerprint"] = datamodule.data_fingerprint()

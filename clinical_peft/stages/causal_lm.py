@@ -27,6 +27,7 @@ class CausalLMStage(AdapterStage):
         optim: OptimSpec | None = None,
         dtype: str = "float32",
         gradient_checkpointing: bool = False,
+        quantization: str = "none",
     ) -> None:
         """
         Args:
@@ -37,13 +38,20 @@ class CausalLMStage(AdapterStage):
             optim: optimizer and learning-rate schedule.
             dtype: weights of the frozen base: float32, bfloat16 or float16.
             gradient_checkpointing: recompute activations in backward to save memory.
+            quantization: the frozen base in 4-bit NF4 or 8-bit (QLoRA; needs bitsandbytes),
+                or none (`clinical_peft.models.quantization`).
         """
         super().__init__(optim)
         adapter = adapter or default_lora()
         self.save_hyperparameters(
-            {"base_model": base_model, "adapter": config_record(adapter), "dtype": dtype}
-        )
-        base = load_causal_lm(base_model, dtype, gradient_checkpointing=gradient_checkpointing)
+            {"base_model": base_model, "adapter": config_record(adapter), "dtype": dtype,
+             "quantization": quantization}
+        )  # fmt: skip
+        self.quantization = quantization
+        base = load_causal_lm(
+            base_model, dtype, gradient_checkpointing=gradient_checkpointing,
+            quantization=quantization,
+        )  # fmt: skip
         self.model = add_adapter(base, adapter)
         self.train_loss, self.val_loss = TokenWeightedLoss(), TokenWeightedLoss()
 

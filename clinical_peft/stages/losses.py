@@ -1,102 +1,49 @@
-"""Loss functions: DPO variants, sequence log-probs, class weights, causal-LM sums.
+"""Preference losses: the DPO family (paired), its reference-free members (SimPO, CPO, ORPO)
+and KTO (unpaired), in one registry.
 
 Pure functions on tensors; no model code. The DPO formulas follow TRL 1.16's
-``DPOTrainer._compute_loss`` (reverse-KL, ``ld_alpha=None``, no WPO weighting); differences from
-TRL are listed in the loss functions' docstrings.
+``DPOTrainer._compute_loss`` (reverse-KL, ``ld_alpha=None``, no WPO weighting), SimPO and CPO its
+``experimental.cpo.CPOTrainer``, ORPO its ``experimental.orpo.ORPOTrainer`` and KTO its
+``KTOTrainer``; differences from TRL are listed in the loss functions' docstrings.
 
-Every DPO variant lives in one registry, :data:`DPO_LOSSES` (name -> :class:`DPOLoss`), with what
-it needs; :func:`check_dpo_loss` is the one place that validates a name and its hyperparameters,
+Every loss lives in one registry, :data:`DPO_LOSSES` (name -> :class:`DPOLoss`), with what it
+needs; :func:`check_dpo_loss` is the one place that validates a name and its hyperparameters,
 so adding a variant is one decorated function and nothing else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
+
+# the log-prob helpers lived here before; their callers import them from either module
+from clinical_peft.stages.logps import (  # noqa: F401
+    causal_lm_loss_sums,
+    completion_logps,
+    completion_token_logps,
+    sequence_logps,
+    token_logps,
+)
+from clinical_peft.stages.loss_registry import (  # noqa: F401
+    DPO_LOSSES,
+    OPTION_CHECKS,
+    DPOLoss,
+    LogRatios,
+    LossConfigError,
+    UnpairedLogRatios,
+    check_dpo_loss,
+    loss_options,
+    register_dpo_loss,
+)
 
 
-#: ``fn(chosen, rejected, beta, label_smoothing, chosen_lengths, rejected_lengths)`` -> per-example
-#: losses. ``chosen`` / ``rejected`` are the log-ratios ``policy - reference`` of the summed
-#: completion log-probs, shape (batch,); for a loss that needs no reference they are the policy's
-#: log-probs. The lengths (completion token counts) are ``None`` when the caller has none.
-@dataclass(frozen=True)
-class LogRatios:
-    """What every DPO-family loss reads: per-example log-ratios policy - reference (batch,)."""
-
-    chosen: Tensor
-    rejected: Tensor
-    beta: float
-    ls: float  # label smoothing
-    chosen_lengths: Tensor | None = None  # completion token counts (ipo)
-    rejected_lengths: Tensor | None = None
-
-    @property
-    def h(self) -> Tensor:
-        """chosen - rejected log-ratio."""
-        return self.chosen - self.rejected
-
-
-DPOLossFn = Callable[[LogRatios], Tensor]
-
-
-@dataclass(frozen=True)
-class DPOLoss:
-    """A DPO-family loss and what it needs."""
-
-    fn: DPOLossFn
-    label_smoothing: bool = False  # uses label_smoothing (else it must be 0)
-    reference: bool = True  # needs the reference log-probs (else the caller may skip that pass)
-
-
-#: every DPO variant by name; `--model.loss_type` accepts exactly these
-DPO_LOSSES: dict[str, DPOLoss] = {}
-
-
-class LossConfigError(ValueError):
-    """A bad DPO hyperparameter; ``field`` names it (loss_type, beta or label_smoothing)."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        self.field, self.problem = field, problem
-        super().__init__(f"{field}: {problem}")
-
-
-def register_dpo_loss(
-    name: str, *, label_smoothing: bool = False, reference: bool = True
-) -> Callable[[DPOLossFn], DPOLossFn]:
-    """Decorator adding a loss function to :data:`DPO_LOSSES` under `name`."""
-
-    def add(fn: DPOLossFn) -> DPOLossFn:
-        if name in DPO_LOSSES:
-            raise ValueError(f"DPO loss {name!r} is already registered")
-        DPO_LOSSES[name] = DPOLoss(fn, label_smoothing=label_smoothing, reference=reference)
-        return fn
-
-    return add
-
-
-def check_dpo_loss(loss_type: str, beta: float, label_smoothing: float = 0.0) -> DPOLoss:
-    """The registered loss `loss_type`, after checking its hyperparameters (LossConfigError)."""
-    if loss_type not in DPO_LOSSES:
-        valid = ", ".join(DPO_LOSSES)
-        raise LossConfigError("loss_type", f"unknown DPO loss '{loss_type}' (valid: {valid})")
-    if not beta > 0:
-        raise LossConfigError("beta", f"must be > 0, got {beta}")
-    spec = DPO_LOSSES[loss_type]
-    if spec.label_smoothing and not 0.0 <= label_smoothing < 0.5:
-        raise LossConfigError("label_smoothing", f"must lie in [0, 0.5), got {label_smoothing}")
-    if not spec.label_smoothing and label_smoothing != 0.0:
-        # silently ignoring it would make a run differ from what its config says
-        users = ", ".join(k for k, v in DPO_LOSSES.items() if v.label_smoothing)
-        raise LossConfigError(
-            "label_smoothing",
-            f"the '{loss_type}' loss does not use it (got {label_smoothing}; used by: {users})",
-        )
-    return spec
+def nll_shares(nll_sums: Tensor, counts: Tensor) -> Tensor:
+    """Per-example NLL terms whose batch mean is the token-mean NLL ``sum(nll) / sum(counts)``
+    (TRL's ``CrossEntropyLoss`` over all chosen tokens of a batch)."""
+    return nll_sums * nll_sums.shape[0] / counts.sum().clamp(min=1)
 
 
 def dpo_loss(
@@ -110,32 +57,74 @@ def dpo_loss(
     *,
     chosen_lengths: Tensor | None = None,
     rejected_lengths: Tensor | None = None,
+    chosen_nll: tuple[Tensor, Tensor] | None = None,
+    options: Mapping[str, float | None] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Per-example losses of the registered `loss_type` and the (detached) implicit rewards
-    ``beta * (policy - reference)``, as TRL logs them whatever the loss.
+    ``beta * (policy - reference)``, as TRL logs them whatever the loss (per-token averages for
+    a loss with ``normalise=True``).
 
     All log-probs are summed over the completion tokens, shape (batch,). `chosen_lengths` /
-    `rejected_lengths` are completion token counts (used by ``ipo``). For a loss with
-    ``reference=False`` pass zeros as the reference log-probs.
+    `rejected_lengths` are completion token counts (used by ``ipo`` and the normalised losses).
+    For a loss with ``reference=False`` pass zeros as the reference log-probs. `chosen_nll` is
+    (NLL sums, token counts) of the chosen rows over the loss's NLL span; for the ``completion``
+    span it defaults to (-policy_chosen_logps, chosen_lengths).
     """
-    spec = check_dpo_loss(loss_type, beta, label_smoothing)
+    spec = check_dpo_loss(loss_type, beta, label_smoothing, options)
+    if spec.unpaired:
+        raise ValueError(f"'{loss_type}' is an unpaired loss: use kto_loss")
     if (chosen_lengths is None) != (rejected_lengths is None):
         raise ValueError("pass both chosen_lengths and rejected_lengths, or neither")
+    if (spec.normalise or spec.nll) and chosen_lengths is None:
+        raise ValueError(f"the '{loss_type}' loss needs chosen_lengths and rejected_lengths")
     chosen_logratios = policy_chosen_logps - reference_chosen_logps
     rejected_logratios = policy_rejected_logps - reference_rejected_logps
-    losses = spec.fn(
-        LogRatios(
-            chosen_logratios,
-            rejected_logratios,
-            beta,
-            label_smoothing,
-            chosen_lengths,
-            rejected_lengths,
-        )  # fmt: skip
-    )
-    chosen_rewards = beta * chosen_logratios.detach()
-    rejected_rewards = beta * rejected_logratios.detach()
-    return losses, chosen_rewards, rejected_rewards
+    if spec.normalise:  # TRL's average_log_prob: sum / number of completion tokens
+        chosen_logratios = chosen_logratios / chosen_lengths.clamp(min=1)
+        rejected_logratios = rejected_logratios / rejected_lengths.clamp(min=1)
+    nll = None
+    if spec.nll:
+        if chosen_nll is None and spec.nll == "sequence":
+            raise ValueError(f"the '{loss_type}' loss needs chosen_nll over the whole sequence")
+        sums, counts = chosen_nll or (-policy_chosen_logps, chosen_lengths)
+        nll = nll_shares(sums, counts)
+    x = LogRatios(
+        chosen_logratios, rejected_logratios, beta, label_smoothing, chosen_lengths,
+        rejected_lengths, loss_options(loss_type, options), nll,
+    )  # fmt: skip
+    losses = spec.fn(x)
+    return losses, beta * chosen_logratios.detach(), beta * rejected_logratios.detach()
+
+
+def kto_loss(
+    policy_logps: Tensor,
+    reference_logps: Tensor,
+    kl: Tensor,
+    desirable: Tensor,
+    beta: float = 0.1,
+    loss_type: str = "kto",
+    options: Mapping[str, float | None] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Per-example losses of the unpaired `loss_type` and the (detached) rewards
+    ``beta * (policy - reference)``. `desirable` (bool, batch) says which completions are
+    good; `kl` is the batch's KL estimate (see :func:`kto_kl`)."""
+    spec = check_dpo_loss(loss_type, beta, 0.0, options)
+    if not spec.unpaired:
+        raise ValueError(f"'{loss_type}' is a paired loss: use dpo_loss")
+    logratios = policy_logps - reference_logps
+    x = UnpairedLogRatios(logratios, desirable.bool(), kl, beta, loss_options(loss_type, options))
+    return spec.fn(x), beta * logratios.detach()
+
+
+def kto_kl(
+    policy_kl_logps: Tensor,
+    reference_kl_logps: Tensor,
+    mean_over_ranks: Callable[[Tensor], Tensor] = lambda t: t,
+) -> Tensor:
+    """KTO's reference point: the mean log-ratio of mismatched (prompt, completion) pairs,
+    detached, averaged over ranks and clamped at 0, as TRL computes it."""
+    kl = (policy_kl_logps - reference_kl_logps).mean().detach()
+    return mean_over_ranks(kl).clamp(min=0)
 
 
 # --- the variants (h = chosen - rejected log-ratio; ls = label_smoothing) ---------------------
@@ -195,97 +184,61 @@ def sppo_hard_loss(x: LogRatios) -> Tensor:
     return (x.chosen - 0.5 / x.beta) ** 2 + (x.rejected + 0.5 / x.beta) ** 2
 
 
-def _shifted(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """Causal shift: logits at position t predict the label at t + 1."""
-    if logits.dim() != 3 or labels.shape != logits.shape[:2]:
-        raise ValueError(
-            f"expected logits (B, T, V) and labels (B, T), got {tuple(logits.shape)} and "
-            f"{tuple(labels.shape)}"
-        )
-    return logits[:, :-1, :], labels[:, 1:]
+# --- reference-free (reference=False: no reference pass at all) ------------------------------
 
 
-def sequence_logps(logits: Tensor, labels: Tensor, ignore_index: int = -100) -> Tensor:
-    """Sum over tokens of ``log p(label_t | prefix)``, skipping ``ignore_index``; shape (batch,).
-
-    Computed in float32 one row at a time: bf16 sums over hundreds of tokens are too coarse for
-    DPO log-ratio differences, and one row keeps the float32 copy of the logits small.
-    """
-    shift_logits, shift_labels = _shifted(logits, labels)
-    rows = []
-    for row_logits, row_labels in zip(shift_logits, shift_labels, strict=True):
-        nll = F.cross_entropy(
-            row_logits.float(), row_labels, ignore_index=ignore_index, reduction="none"
-        )
-        rows.append(-nll.sum())  # ignored positions contribute exactly 0
-    if not rows:
-        return logits.new_zeros(0, dtype=torch.float32)
-    return torch.stack(rows)
+@register_dpo_loss(
+    "simpo", label_smoothing=True, reference=False, normalise=True,
+    nll="completion", options={"simpo_gamma": 0.5, "cpo_alpha": 0.0},
+)  # fmt: skip
+def simpo_loss(x: LogRatios) -> Tensor:
+    """SimPO (Meng et al. 2024, arXiv 2405.14734): with per-token average log-probs,
+    ``-(1 - ls) * logsigmoid(beta * h - gamma) - ls * logsigmoid(-(beta * h - gamma))``, plus
+    ``cpo_alpha`` times the chosen answers' NLL (0 by default: plain SimPO; TRL's CPOConfig
+    defaults to 1, its CPO-SimPO)."""
+    z = x.beta * x.h - x.options["simpo_gamma"]
+    return -(1 - x.ls) * F.logsigmoid(z) - x.ls * F.logsigmoid(-z) + x.options["cpo_alpha"] * x.nll
 
 
-def completion_logps(
-    hidden: Tensor,
-    labels: Tensor,
-    head: Callable[[Tensor], Tensor],
-    ignore_index: int = -100,
-    chunk_tokens: int = 512,
-) -> Tensor:
-    """:func:`sequence_logps` of ``head(hidden)``, without the (batch, tokens, vocab) logits.
+@register_dpo_loss(
+    "cpo", label_smoothing=True, reference=False, nll="completion", options={"cpo_alpha": 1.0}
+)
+def cpo_loss(x: LogRatios) -> Tensor:
+    """CPO (Xu et al. 2024, arXiv 2401.08417): summed log-probs,
+    ``-(1 - ls) * logsigmoid(beta * h) - ls * logsigmoid(-beta * h)`` plus ``cpo_alpha`` times
+    the token-mean NLL of the chosen completions in the batch (TRL's ``cpo_alpha``, default 1)."""
+    h = x.beta * x.h
+    return -(1 - x.ls) * F.logsigmoid(h) - x.ls * F.logsigmoid(-h) + x.options["cpo_alpha"] * x.nll
 
-    `hidden` holds the last hidden states (batch, tokens, width) and `head` is the LM head. Only
-    the positions that predict a label go through the head, `chunk_tokens` at a time, in float32;
-    each chunk's logits are recomputed in the backward pass rather than kept (as TRL's fused LM
-    head does). In DPO the prompt is most of each row and the vocabulary is the widest axis, so
-    this is most of the memory of the log-probs, and most of the head's compute.
-    """
-    if hidden.dim() != 3 or labels.shape != hidden.shape[:2]:
-        raise ValueError(
-            f"expected hidden (B, T, H) and labels (B, T), got {tuple(hidden.shape)} and "
-            f"{tuple(labels.shape)}"
-        )
-    shift_labels = labels[:, 1:]
-    mask = shift_labels != ignore_index
-    selected, targets = hidden[:, :-1][mask], shift_labels[mask]
 
-    def chunk_logps(states: Tensor, ids: Tensor) -> Tensor:
-        logits = head(states).float()
-        return logits.gather(-1, ids.unsqueeze(-1)).squeeze(-1) - logits.logsumexp(dim=-1)
-
-    keep_graph = torch.is_grad_enabled() and (
-        selected.requires_grad or any(p.requires_grad for p in _parameters(head))
+def log1mexp(x: Tensor) -> Tensor:
+    """``log(1 - exp(x))`` for x < 0, stably (the branch at -ln 2 TRL uses)."""
+    return torch.where(
+        x < -0.6931471805599453, torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x))
     )
-    parts = []
-    for start in range(0, targets.numel(), chunk_tokens):
-        states, ids = selected[start : start + chunk_tokens], targets[start : start + chunk_tokens]
-        if keep_graph:
-            parts.append(checkpoint(chunk_logps, states, ids, use_reentrant=False))
-        else:
-            parts.append(chunk_logps(states, ids))
-    # no completion token at all: an empty tensor still tied to the graph, as TRL keeps it
-    per_token = torch.cat(parts) if parts else selected.sum(dim=-1).float()
-    # back to (batch, tokens) and summed per row, the order TRL sums in
-    full = hidden.new_zeros(mask.shape, dtype=torch.float32).masked_scatter(mask, per_token)
-    return full.sum(dim=1)
 
 
-def _parameters(head: Callable[[Tensor], Tensor]) -> list[Tensor]:
-    return list(head.parameters()) if isinstance(head, torch.nn.Module) else []
+@register_dpo_loss("orpo", reference=False, normalise=True, nll="sequence")
+def orpo_loss(x: LogRatios) -> Tensor:
+    """ORPO (Hong et al. 2024, arXiv 2403.07691): with per-token average log-probs and
+    ``log odds(y) = logp - log(1 - exp(logp))``, ``NLL - beta * logsigmoid(log odds_c -
+    log odds_r)``. The NLL is the token mean over the chosen rows' prompt and completion, as
+    TRL 1.16 computes it (TRL reverted a completion-only NLL to match the ORPO authors' code)."""
+    c, r = x.chosen.float(), x.rejected.float()
+    log_odds = (c - r) - (log1mexp(c) - log1mexp(r))
+    return x.nll - x.beta * F.logsigmoid(log_odds)
 
 
-def causal_lm_loss_sums(
-    logits: Tensor, labels: Tensor, ignore_index: int = -100
-) -> tuple[Tensor, Tensor]:
-    """Summed token NLL (float32, differentiable) and number of predicted tokens (int64).
+# --- unpaired feedback (one completion and a desirable / undesirable label per row) -----------
 
-    Sums rather than means so that perplexity can be token-weighted across batches and ranks:
-    ``exp(sum of nll_sum / sum of n_tokens)``.
-    """
-    shift_logits, shift_labels = _shifted(logits, labels)
-    nll_sum = F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)).float(),
-        shift_labels.reshape(-1),
-        ignore_index=ignore_index,
-        reduction="sum",
-    )
-    n_tokens = (shift_labels != ignore_index).sum()
-    return nll_sum, n_tokens
+
+@register_dpo_loss(
+    "kto", unpaired=True, options={"desirable_weight": 1.0, "undesirable_weight": 1.0}
+)
+def kto_unpaired_loss(x: UnpairedLogRatios) -> Tensor:
+    """KTO (Ethayarajh et al. 2024, arXiv 2402.01306, Eq. 7): with ``z`` the KL estimate,
+    ``desirable_weight * (1 - sigmoid(beta * (r - z)))`` for a desirable completion and
+    ``undesirable_weight * (1 - sigmoid(beta * (z - r)))`` for an undesirable one."""
+    good = x.options["desirable_weight"] * (1 - torch.sigmoid(x.beta * (x.logratios - x.kl)))
+    bad = x.options["undesirable_weight"] * (1 - torch.sigmoid(x.beta * (x.kl - x.logratios)))
+    return torch.where(x.desirable, good, bad)

@@ -23,6 +23,7 @@ class SupervisedFineTuning(GenerationEvaluation, CausalLMStage):
         gradient_checkpointing: bool = False,
         max_new_tokens: int | None = None,
         evaluate_base: bool = True,
+        quantization: str = "none",
     ) -> None:
         """
         Args:
@@ -34,8 +35,10 @@ class SupervisedFineTuning(GenerationEvaluation, CausalLMStage):
             gradient_checkpointing: recompute activations in backward to save memory.
             max_new_tokens: cap on generated tokens at evaluation (default: per task).
             evaluate_base: also score the untrained model by generation (the table's "base").
+            quantization: the frozen base in 4-bit NF4 or 8-bit (QLoRA; needs bitsandbytes),
+                or none.
         """
-        super().__init__(base_model, adapter, optim, dtype, gradient_checkpointing)
+        super().__init__(base_model, adapter, optim, dtype, gradient_checkpointing, quantization)
         self.max_new_tokens, self.evaluate_base = max_new_tokens, evaluate_base
 
     def setup(self, stage: str) -> None:

@@ -163,9 +163,11 @@ def write_notes(
 def write_instruction_tasks(
     out_dir: str | Path, n_per_task: int = 400, seed: int = 0
 ) -> dict[str, int]:
-    """Write `<task>/sft_{split}.jsonl` and `<task>/dpo_{split}.jsonl` (80/10/10) per task of
-    the `instruct_tasks.TASKS` registry, from each spec's item maker; every prompt is distinct,
-    so no val or test prompt repeats a train one.
+    """Write `<task>/sft_{split}.jsonl`, `<task>/dpo_{split}.jsonl` and `<task>/kto_{split}.jsonl`
+    (80/10/10) per task of the `instruct_tasks.TASKS` registry, from each spec's item maker;
+    every prompt is distinct, so no val or test prompt repeats a train one. KTO's unpaired rows
+    are each pair split in two, the chosen answer labelled true and the rejected one false
+    (TRL's `unpair_preference_dataset`), in a seeded shuffled order.
 
     Completions start with a space (" Yes"), so prompt + completion reads as one text.
     """
@@ -199,7 +201,12 @@ def write_instruction_tasks(
         for split, rows in parts.items():
             sft = [{"prompt": p, "completion": " " + a} for p, a, _ in rows]
             dpo = [{"prompt": p, "chosen": " " + a, "rejected": " " + r} for p, a, r in rows]
-            for name, data in [(f"sft_{split}.jsonl", sft), (f"dpo_{split}.jsonl", dpo)]:
+            kto = [{"prompt": p, "completion": " " + c, "label": good}
+                   for p, a, r in rows for c, good in ((a, True), (r, False))]  # fmt: skip
+            rng_for(f"kto/{task}/{split}", seed).shuffle(kto)
+            files = [(f"sft_{split}.jsonl", sft), (f"dpo_{split}.jsonl", dpo),
+                     (f"kto_{split}.jsonl", kto)]  # fmt: skip
+            for name, data in files:
                 write_file(folder / name, jsonl_bytes(data))
                 counts[f"{task}/{name}"] = len(data)
     return counts

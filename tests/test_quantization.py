@@ -1,0 +1,109 @@
+"""QLoRA (`--model.quantization nf4|int8|none`): a missing bitsandbytes or an unknown name is one
+line before anything is written; checkpoints record the quantization and a resume under
+another is refused unless allowed; model cards say how the base was loaded; export refuses a
+quantized run. With bitsandbytes installed, the tiny model trains in 4-bit on CPU."""
+
+from __future__ import annotations
+
+import importlib.util
+from types import SimpleNamespace
+
+import pytest
+import torch
+import yaml
+from test_hardening import assert_one_line_error, cli, pretrain
+
+from clinical_peft.cli.model_card import quantization_line
+from clinical_peft.cli.run_dir import RunDir, check_checkpoint
+from clinical_peft.inference.export import merged_model
+from clinical_peft.models.backbone import fingerprint
+from clinical_peft.models.quantization import original_shape
+from clinical_peft.stages.pretrain import DomainAdaptation
+from clinical_peft.util.errors import InputError
+
+HAS_BNB = importlib.util.find_spec("bitsandbytes") is not None
+needs_bnb = pytest.mark.skipif(not HAS_BNB, reason="bitsandbytes is not installed")
+
+
+def test_unknown_quantization_is_one_line(notes_dir, tiny_model, tmp_path, capfd):
+    run = tmp_path / "run"
+    output = cli(capfd, pretrain(notes_dir, tiny_model, run, "--model.quantization", "fp8"))
+    assert_one_line_error(*output, "model.quantization", "unknown 'fp8' (valid: none, nf4, int8)")
+    assert not run.exists() or not any(run.iterdir())
+
+
+@pytest.mark.skipif(HAS_BNB, reason="bitsandbytes is installed")
+@pytest.mark.parametrize("name", ["nf4", "int8"])
+def test_missing_bitsandbytes_is_one_line(notes_dir, tiny_model, tmp_path, capfd, name):
+    run = tmp_path / "run"
+    output = cli(capfd, pretrain(notes_dir, tiny_model, run, "--model.quantization", name))
+    assert_one_line_error(*output, "model.quantization", f"'{name}' needs the bitsandbytes package")
+    assert not run.exists() or not any(run.iterdir())  # nothing written
+
+
+def stage_checkpoint(stage: DomainAdaptation, quantization: str) -> dict:
+    """What Lightning would save for `stage`, as trained under `quantization`."""
+    checkpoint = {"state_dict": dict(stage.state_dict()), "loops": {}}
+    stage.on_save_checkpoint(checkpoint)
+    return {**checkpoint, "quantization": quantization}
+
+
+def test_resume_refuses_another_quantization(tiny_model):
+    stage = DomainAdaptation(str(tiny_model))
+    saved = stage_checkpoint(stage, "none")
+    assert (
+        saved["quantization"] == "none"
+        and check_checkpoint("x.ckpt", stage, "pretrain", saved) == {}
+    )
+    with pytest.raises(InputError, match=r"x.ckpt: field 'quantization': trained on a nf4 base, "
+                                         r"this run loads it none; pass --model.quantization nf4, "
+                                         r"or --allow_other_base"):  # fmt: skip
+        check_checkpoint("x.ckpt", stage, "pretrain", stage_checkpoint(stage, "nf4"))
+    check_checkpoint("x.ckpt", stage, "pretrain", stage_checkpoint(stage, "nf4"),
+                     allow_other_base=True)  # fmt: skip
+    older = {k: v for k, v in saved.items() if k != "quantization"}  # before QLoRA: none
+    assert check_checkpoint("x.ckpt", stage, "pretrain", older) == {}
+
+
+def test_fingerprint_reads_the_shape_before_quantization():
+    packed = torch.nn.Parameter(torch.zeros(8, 1), requires_grad=False)  # a 4-bit 4x4, packed
+    packed.quant_state = SimpleNamespace(shape=torch.Size([4, 4]))
+    assert original_shape(packed) == (4, 4)
+    assert original_shape(torch.zeros(3, 2)) == (3, 2)
+
+    def model(weight):
+        linear = torch.nn.Linear(4, 4, bias=False)
+        linear.weight = weight
+        linear.config = SimpleNamespace(model_type="toy")
+        return linear
+
+    assert fingerprint(model(packed)) == fingerprint(model(torch.nn.Parameter(torch.zeros(4, 4))))
+
+
+def test_model_card_and_export_say_how_the_base_was_loaded(tmp_path):
+    assert "4-bit NormalFloat" in quantization_line({"quantization": "nf4"})
+    assert "LLM.int8()" in quantization_line({"quantization": "int8"})
+    assert "as stored" in quantization_line({"dtype": "bfloat16"})
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.hparams.write_text(yaml.safe_dump({"base_model": "m", "quantization": "nf4"}))
+    with pytest.raises(InputError, match="field 'quantization': the adapter was trained on a nf4"):
+        merged_model(run.path)
+
+
+@needs_bnb
+@pytest.mark.slow
+def test_nf4_pretraining_trains_an_adapter_only_checkpoint(notes_dir, tiny_model, tmp_path, capfd):
+    import bitsandbytes as bnb
+
+    run = tmp_path / "run"
+    code, output = cli(capfd, pretrain(notes_dir, tiny_model, run, "--model.quantization", "nf4"))
+    assert code == 0, output[-3000:]
+    checkpoint = torch.load(RunDir(run).last_ckpt, weights_only=True)
+    assert checkpoint["quantization"] == "nf4"
+    assert checkpoint["state_dict"] and all("lora_" in k for k in checkpoint["state_dict"])
+    stage = DomainAdaptation(str(tiny_model), quantization="nf4")
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in stage.model.modules())
+    assert stage.base_fingerprint() == DomainAdaptation(str(tiny_model)).base_fingerprint()
+    card = (RunDir(run).adapter / "README.md").read_text()
+    assert "`nf4`" in card
