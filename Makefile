@@ -130,11 +130,12 @@ kto: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## KTO on unpaired feedback (kto_
 	$(CLI) kto $(call instruct_configs,kto) $(INSTRUCT_RUN) --run_dir $(KTO_OUT) \
 	  $(if $(wildcard $(SFT_ADAPTER)/adapter_config.json),--model.sft_adapter $(SFT_ADAPTER)) $(ARGS)
 
-instruct-all: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## base -> SFT -> DPO for every instruction task, then runs/instruct/table.{md,csv}
+instruct-all: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## base -> SFT -> DPO and KTO for every instruction task, then runs/instruct/table.{md,csv}
 	for t in $(INSTRUCT_TASKS); do \
 	  { $(call unless_done,runs/sft/$$t) $(MAKE) --no-print-directory sft TASK=$$t OUT= DATA=$(DATA); } && \
-	  { $(call unless_done,runs/dpo/$$t) $(MAKE) --no-print-directory dpo TASK=$$t OUT= DATA=$(DATA); } || exit 1; done
-	$(CLI) report instruct --tasks $(INSTRUCT_TASKS) --sft runs/sft --dpo runs/dpo --out runs/instruct/table
+	  { $(call unless_done,runs/dpo/$$t) $(MAKE) --no-print-directory dpo TASK=$$t OUT= DATA=$(DATA); } && \
+	  { $(call unless_done,runs/kto/$$t) $(MAKE) --no-print-directory kto TASK=$$t OUT= DATA=$(DATA); } || exit 1; done
+	$(CLI) report instruct --tasks $(INSTRUCT_TASKS) --sft runs/sft --dpo runs/dpo --kto runs/kto --out runs/instruct/table
 
 # --- outcome prediction (study A, stage 2): clinical adapter + downstream LoRA + head ---
 # the tasks of the registry (clinical_peft/tasks/outcomes.py: `python -m clinical_peft tasks outcomes`), in its order

@@ -5,15 +5,22 @@ is needed, and the stage's checks."""
 from __future__ import annotations
 
 import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from test_dpo import copy_policy, data_module, perturb
 
 from clinical_peft.data.unpaired import UnpairedPreferenceDataModule
 from clinical_peft.stages.dpo import UNPAIRED_STAT_KEYS, PreferenceOptimization
 from clinical_peft.util.errors import InputError
 
+ROOT = Path(__file__).parent.parent
 TRL_LOSS = {"cpo": "sigmoid", "simpo": "simpo"}  # our name -> CPOTrainer's loss_type
 
 
@@ -232,3 +239,68 @@ def test_loss_and_data_must_be_the_same_kind(instructions_dir, tiny_model, tmp_p
     check_data_kind(SimpleNamespace(loss=dpo.loss, loss_type="sigmoid"), paired)
     with pytest.raises(InputError, match="model.simpo_gamma: the 'kto' loss does not use it"):
         PreferenceOptimization(str(tiny_model), loss_type="kto", simpo_gamma=1.0)
+
+
+def stage_args(stage: str, tiny_model, data_dir, run_dir, *extra: str) -> list[str]:
+    return [
+        "-c", f"experiments/{stage}/base.yaml", "--data.task", "triage",
+        "--model.base_model", str(tiny_model), "--data.data_dir", str(data_dir),
+        "--data.cache_dir", str(run_dir.parent / "cache"), "--data.max_length", "256",
+        "--data.max_eval_examples", "4", "--model.evaluate_base", "false",
+        "--trainer.max_steps", "3", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false", "--run_dir", str(run_dir), *extra,
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("stage", "loss_type"), [("dpo", "orpo"), ("dpo", "simpo"), ("dpo", "cpo"), ("kto", "kto")]
+)
+def test_runs_from_the_command_line(instructions_dir, tiny_model, tmp_path, stage, loss_type):
+    """`python -m clinical_peft dpo --model.loss_type orpo` (simpo, cpo) and `... kto` train the
+    tiny model and write a run directory."""
+    from clinical_peft.cli.stage import run_stage
+
+    run = tmp_path / "run"
+    args = stage_args(stage, tiny_model, instructions_dir, run, "--model.loss_type", loss_type)
+    metrics = run_stage(stage, args)
+    assert all(math.isfinite(metrics[k]) for k in ("val/loss", "val/loss_before"))
+    assert metrics["val/loss"] != metrics["val/loss_before"]
+    assert (run / "adapter" / "adapter_config.json").is_file()
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["loss_type"] == loss_type
+    if stage == "kto":
+        assert metrics["val/kl_before"] == 0.0 and "val/rewards/chosen" in metrics
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_kto_two_process_ddp_run(instructions_dir, tiny_model, tmp_path):
+    """Two CPU ranks: the KL estimate is averaged over them every step (an all-reduce that
+    would hang or fail if a rank skipped it)."""
+    run = tmp_path / "ddp"
+    args = stage_args("kto", tiny_model, instructions_dir, run,
+                      "--trainer", "experiments/trainer/ddp_cpu.yaml")  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "scripts" / "run_stage.py"), "kto", *args],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MEMBER: 2/2" in result.stderr + result.stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert math.isfinite(metrics["val/loss"]) and metrics["val/loss"] != metrics["val/loss_before"]
+
+
+def test_study_table_has_a_kto_column(tmp_path):
+    from clinical_peft.studies.tables_instruct import main
+
+    for stage, value in (("sft", 0.5), ("dpo", 0.6), ("kto", 0.7)):
+        (tmp_path / stage / "triage").mkdir(parents=True)
+        (tmp_path / stage / "triage" / "metrics.json").write_text(
+            json.dumps({"test/f1_provider": value})
+        )
+    out = tmp_path / "table"
+    main(["--tasks", "triage", "--sft", str(tmp_path / "sft"), "--dpo", str(tmp_path / "dpo"),
+          "--kto", str(tmp_path / "kto"), "--out", str(out)])  # fmt: skip
+    lines = out.with_suffix(".csv").read_text().splitlines()
+    assert lines[:2] == ["task,metric,base,SFT,DPO,KTO", "triage,F1 provider,,0.500,0.600,0.700"]

@@ -265,6 +265,7 @@ def _run_stage(stage: str, args: list[str], stopper: StopOnSignal) -> dict:
     run_dir = paths.path
     stopper.last_path = paths.last_ckpt
     model, data, trainer = cli.model, cli.datamodule, cli.trainer
+    model.base_fingerprint()  # cached now, before a sharding strategy (FSDP) wraps the network
     run_state = next(cb for cb in trainer.callbacks if isinstance(cb, RunState))
     ckpt_path = cli.config.ckpt_path
     if ckpt_path:

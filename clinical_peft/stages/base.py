@@ -99,7 +99,8 @@ class AdapterStage(L.LightningModule):
         return self._weights
 
     def trainable_keys(self) -> set[str]:
-        return {name for name, p in self.named_parameters() if p.requires_grad}
+        # FSDP's shard units sit between a module and its parameters: names as unwrapped
+        return {unwrapped_name(name) for name, p in self.named_parameters() if p.requires_grad}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         keep = self.trainable_keys()
@@ -170,7 +171,7 @@ class AdapterStage(L.LightningModule):
         """Write run_dir/adapter. Called on every rank: under DeepSpeed ZeRO-3 the adapter's
         shards are gathered first, then rank 0 saves."""
         trainer = self._trainer  # None when used outside a Trainer
-        with gathered_parameters(self.model):
+        with gathered_parameters(self.model), whole_fsdp_parameters(trainer):
             if trainer is None or trainer.is_global_zero:
                 self.save_adapters(RunDir(run_dir).adapter)
 
@@ -201,6 +202,31 @@ def gathered_parameters(model: torch.nn.Module):
     import deepspeed
 
     return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+
+
+#: what torch's FSDP (and its activation checkpointing) put into parameter names
+WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+
+
+def unwrapped_name(name: str) -> str:
+    """A parameter's name without FSDP's wrapper modules (its name in a full state dict)."""
+    for prefix in WRAPPER_PREFIXES:
+        name = name.replace(prefix, "")
+    return name
+
+
+def whole_fsdp_parameters(trainer: L.Trainer | None):
+    """Context in which an FSDP-sharded network holds its whole parameters on every rank, for
+    work outside a forward pass (generating, saving the adapter); a no-op under other
+    strategies. Like ZeRO-3's gathering, each rank then holds the whole base while inside."""
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    strategy = getattr(trainer, "strategy", None)
+    if not isinstance(strategy, FSDPStrategy) or strategy.model is None:
+        return contextlib.nullcontext()
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    return FullyShardedDataParallel.summon_full_params(strategy.model, writeback=False)
 
 
 def best_checkpoint(trainer: L.Trainer) -> str:

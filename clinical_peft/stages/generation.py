@@ -20,6 +20,7 @@ from transformers import PreTrainedTokenizerBase
 
 from clinical_peft.cli.run_dir import RunDir
 from clinical_peft.data.loader import busiest_rank_batches, pad_rows, rank_and_world
+from clinical_peft.stages.base import whole_fsdp_parameters
 from clinical_peft.tasks.instructions import get_task, score
 from clinical_peft.util.errors import InputError
 
@@ -208,16 +209,18 @@ class GenerationEvaluation:
         (result,) = trainer.validate(self, datamodule=datamodule, verbose=False)
         metrics = {f"{k}_before": v for k, v in result.items() if k.startswith("val/")}
         if self.evaluate_base:
-            metrics.update(
-                evaluate_stage(
-                    self.model, trainer, datamodule, None, self.max_new_tokens, "_before"
+            with whole_fsdp_parameters(trainer):
+                metrics.update(
+                    evaluate_stage(
+                        self.model, trainer, datamodule, None, self.max_new_tokens, "_before"
+                    )
                 )
-            )
         return metrics
 
     def evaluate_after_fit(self, trainer, datamodule, run_dir: Path) -> dict:
         check_generation_data(datamodule)  # a resumed run skipped the check before fitting
         result = self.validate_best(trainer, datamodule)
         out = RunDir(run_dir).prediction_file("test", ".jsonl")
-        metrics = evaluate_stage(self.model, trainer, datamodule, out, self.max_new_tokens)
+        with whole_fsdp_parameters(trainer):
+            metrics = evaluate_stage(self.model, trainer, datamodule, out, self.max_new_tokens)
         return {**result, **metrics, **datamodule.count_metrics()}
