@@ -47,6 +47,7 @@ from clinical_peft.cli.run_dir import (  # noqa: E402
     read_checkpoint,
 )
 from clinical_peft.data.base import DataModuleBase  # noqa: E402
+from clinical_peft.data.contracts import require_data  # noqa: E402
 from clinical_peft.stages import STAGES  # noqa: E402
 from clinical_peft.studies.tables import plot_run  # noqa: E402
 from clinical_peft.util.atomic import write_json  # noqa: E402
@@ -265,6 +266,7 @@ def _run_stage(stage: str, args: list[str], stopper: StopOnSignal) -> dict:
     run_dir = paths.path
     stopper.last_path = paths.last_ckpt
     model, data, trainer = cli.model, cli.datamodule, cli.trainer
+    require_data(data, model.data_protocol, f"the {stage} stage")  # before any fitting
     run_state = next(cb for cb in trainer.callbacks if isinstance(cb, RunState))
     ckpt_path = cli.config.ckpt_path
     if ckpt_path:
