@@ -204,6 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", action="store_true", help="print the number of jobs, run none")
     parser.add_argument("--report_only", action="store_true", help="write the report, run none")
     parser.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples (1000)")
+    parser.add_argument("--ci", choices=("bca", "percentile"), default="bca",
+                        help="bootstrap interval over test examples (bca)")  # fmt: skip
     args = parser.parse_args(argv)
     path, variables = spec_arguments("grid", args)
     spec = load_spec(path, args.out, args.seeds, variables)
@@ -221,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(1 if counts.get("failed") else 0)
     from clinical_peft.studies.grid_report import write_report  # torch and plotting load only here
 
-    write_report(spec, out, args.n_boot)
+    write_report(spec, out, args.n_boot, args.ci)
     print(f"report: {out / 'report.md'}")
     if not args.report_only and counts.get("failed"):
         raise SystemExit(1)
