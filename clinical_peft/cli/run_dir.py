@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from clinical_peft.util.atomic import HeldLock
@@ -56,6 +57,11 @@ class RunDir:
     """Scores of `predict` / `evaluate` on other data, a folder per input."""
     merged = property(lambda self: self.path / "merged")
     """`export`'s default output."""
+
+    @property
+    def scored_ckpt(self) -> Path:
+        """The checkpoint a finished run's test scores came from: best, else last."""
+        return self.best_ckpt if self.best_ckpt.is_file() else self.last_ckpt
 
     def prediction_file(self, split: str, suffix: str = ".npz") -> Path:
         return self.predictions / f"{split}{suffix}"
@@ -136,6 +142,13 @@ class RunLock:
             except OSError:
                 break
         self.made = []
+
+
+def note_other_base(run: Path, trained: str, base: str, this: str, doing: str) -> None:
+    """Say, on stderr, that `--allow_other_base` let `run` (trained on base weights `trained`)
+    go on `doing` `base` (weights `this`)."""
+    print(f"note: {run} was trained on other base weights ({trained}); {doing} {base} ({this}) "
+          "as --allow_other_base asks", file=sys.stderr)  # fmt: skip
 
 
 def claim_run_dir(lock: RunLock, run_dir: str, ckpt_path: str | None, overwrite: bool) -> None:

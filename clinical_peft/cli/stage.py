@@ -5,9 +5,9 @@ score the untrained adapter, fit, pick the best checkpoint, score again, and wri
 directory: config.yaml, metrics.json, checkpoints/, adapter/, tokenizer/ (see README).
 
 A run holds a lock on its run directory for its whole life (a second run into it is refused,
-naming the first's pid). A run directory that holds anything is refused unless the run resumes it (`--ckpt_path` inside
-it) or `--overwrite` is given; all that can be checked cheaply (checkpoint, model and data
-folders, options) is checked before the first byte is written. SIGTERM and SIGINT stop a run
+naming the first's pid). A run directory that holds anything is refused unless the run resumes
+it (`--ckpt_path` inside it) or `--overwrite` is given; all that can be checked cheaply
+(checkpoint, model and data folders, options) is checked before the first byte is written. SIGTERM and SIGINT stop a run
 with a resumable `checkpoints/last.ckpt` and exit code 128 + the signal's number.
 """
 

@@ -20,7 +20,7 @@ import torch
 import yaml
 from peft import PeftConfig, PeftModel
 
-from clinical_peft.cli.run_dir import RunDir, read_checkpoint
+from clinical_peft.cli.run_dir import RunDir, note_other_base, read_checkpoint
 from clinical_peft.models.backbone import (
     check_adapter_dir,
     check_model_dir,
@@ -50,8 +50,7 @@ def merge(model: torch.nn.Module, adapter_dir: Path) -> torch.nn.Module:
 def check_base(run: Path, base: str, allow_other_base: bool) -> None:
     """Refuse a base with other weights than the run's checkpoint was trained on."""
     check_model_dir(base)  # a missing folder is named as such, not as other weights
-    paths = RunDir(run)
-    ckpt = paths.best_ckpt if paths.best_ckpt.exists() else paths.last_ckpt
+    ckpt = RunDir(run).scored_ckpt
     if not ckpt.exists():
         return  # no checkpoint left to say which base (e.g. deleted to save space)
     trained = read_checkpoint(str(ckpt)).get("base_weights")
@@ -64,8 +63,7 @@ def check_base(run: Path, base: str, allow_other_base: bool) -> None:
             f"{base}'s are {this}); pass --base_model of the model it was trained on, or "
             "--allow_other_base to merge into this one anyway"
         )  # fmt: skip
-    print(f"note: {run} was trained on other base weights ({trained}); merging into {base} "
-          f"({this}) as --allow_other_base asks", file=sys.stderr)  # fmt: skip
+    note_other_base(run, trained, base, this, "merging into")
 
 
 def merged_model(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -15,7 +14,13 @@ import yaml
 from peft import PeftConfig
 from transformers.utils import logging as transformers_logging
 
-from clinical_peft.cli.run_dir import RunDir, check_checkpoint, data_settings, read_checkpoint
+from clinical_peft.cli.run_dir import (
+    RunDir,
+    check_checkpoint,
+    data_settings,
+    note_other_base,
+    read_checkpoint,
+)
 from clinical_peft.data.outcomes import read_split
 from clinical_peft.stages.downstream import OutcomePrediction
 from clinical_peft.tasks.outcomes import get_task, label_space
@@ -112,7 +117,7 @@ def load_stage(
         dtype=hparams.get("dtype", "float32"),
     )
     transformers_logging.set_verbosity(verbosity)
-    ckpt = str(paths.best_ckpt if paths.best_ckpt.is_file() else paths.last_ckpt)
+    ckpt = str(paths.scored_ckpt)
     checkpoint = read_checkpoint(ckpt, "downstream", deepspeed=False)
     check_checkpoint(ckpt, stage, "downstream", checkpoint, allow_other_base=allow_other_base,
                      base_option="--base_model")  # fmt: skip
@@ -121,9 +126,7 @@ def load_stage(
     trained = checkpoint.get("base_weights")
     if trained is not None and trained != base["base_weights"]:  # --allow_other_base asked
         base["other_base"] = f"trained on base weights {trained}, scored on these anyway"
-        print(f"note: {run} was trained on other base weights ({trained}); scoring on "
-              f"{base['base_model']} ({base['base_weights']}) as --allow_other_base asks",
-              file=sys.stderr)  # fmt: skip
+        note_other_base(run, trained, base["base_model"], base["base_weights"], "scoring on")
     return stage.eval(), base
 
 
