@@ -18,6 +18,7 @@ from peft import PeftConfig, PeftModel
 from torchmetrics import SumMetric
 
 from clinical_peft.data.cache import file_stamp
+from clinical_peft.data.contracts import PreferenceData
 from clinical_peft.data.loader import is_filler
 from clinical_peft.models.backbone import (
     REFERENCE_ADAPTER,
@@ -29,7 +30,7 @@ from clinical_peft.models.backbone import (
     token_logits,
     use_adapter,
 )
-from clinical_peft.stages.base import AdapterStage, OptimSpec
+from clinical_peft.stages.base import AdapterStage
 from clinical_peft.stages.generation import GenerationEvaluation
 from clinical_peft.stages.kto import check_data_kind, unpaired_forward
 from clinical_peft.stages.logps import completion_token_logps, token_logps
@@ -52,6 +53,8 @@ UNPAIRED_STAT_KEYS = ("loss", "kl", "rewards/chosen", "rewards/rejected", "logps
 
 
 class PreferenceOptimization(GenerationEvaluation, AdapterStage):
+    data_protocol = PreferenceData
+
     def __init__(
         self,
         base_model: str,
@@ -65,13 +68,11 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
         desirable_weight: float | None = None,
         undesirable_weight: float | None = None,
         precompute_reference: bool = False,
-        optim: OptimSpec | None = None,
-        dtype: str = "float32",
-        gradient_checkpointing: bool = False,
         max_new_tokens: int | None = None,
         evaluate_base: bool = True,
         disable_dropout: bool = True,
         quantization: str = "none",
+        **kwargs,
     ) -> None:
         """
         Args:
@@ -89,17 +90,16 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
                 1 to 4/3 of each other).
             precompute_reference: compute reference log-probs once before training, cached on
                 disk beside the tokenized data; training then needs one forward per step.
-            optim: optimizer and learning-rate schedule.
-            dtype: weights of the frozen base: float32, bfloat16 or float16.
-            gradient_checkpointing: recompute activations in backward to save memory.
             max_new_tokens: cap on generated tokens at evaluation (default: per task).
             evaluate_base: also score the starting model by generation (before training).
             disable_dropout: set every dropout to 0 (TRL's default): with dropout the policy's
                 and the reference's log-probs are noisy, and they differ even at step 0.
             quantization: the frozen base in 4-bit NF4 or 8-bit (QLoRA; needs bitsandbytes),
                 or none (`clinical_peft.models.quantization`).
+            **kwargs: what every stage takes (`AdapterStage`: optim, dtype, ...).
         """
-        super().__init__(optim)
+        super().__init__(base_model, **kwargs)  # optim, dtype, ... (AdapterStage)
+        dtype, gradient_checkpointing = self.dtype_name, self.gradient_checkpointing
         self.loss_options = {"simpo_gamma": simpo_gamma, "cpo_alpha": cpo_alpha,
                              "desirable_weight": desirable_weight,
                              "undesirable_weight": undesirable_weight}  # fmt: skip
@@ -117,7 +117,7 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
         self.quantization = quantization
         self.beta, self.loss_type, self.label_smoothing = beta, loss_type, label_smoothing
         self.stat_keys = UNPAIRED_STAT_KEYS if self.loss.unpaired else STAT_KEYS
-        self.base_model_path, self.sft_adapter, self.dtype_name = base_model, sft_adapter, dtype
+        self.sft_adapter = sft_adapter
         self.precompute_reference, self.max_new_tokens = precompute_reference, max_new_tokens
         self.evaluate_base = evaluate_base
         base = load_causal_lm(
