@@ -69,8 +69,8 @@ def test_make_bench_toy_writes_every_row_finite(notes_dir, tiny_model, tmp_path)
     with open(out / "report.csv") as f:
         rows = list(csv.DictReader(f))
     claims = " ".join(r["claim"] for r in rows)
-    for topic in ("DAPT", "Downstream", "DPO", "Checkpoint", "LLaMA-7B", "Data pipeline",
-                  "anonymous", "Metrics", "GPU"):  # fmt: skip
+    for topic in ("DAPT", "Downstream", "DPO", "Reference-free", "Checkpoint", "LLaMA-7B",
+                  "Data pipeline", "anonymous", "Metrics", "GPU"):  # fmt: skip
         assert topic in claims, topic
     markdown = (out / "report.md").read_text()
     for r in rows:
@@ -86,6 +86,9 @@ def test_make_bench_toy_writes_every_row_finite(notes_dir, tiny_model, tmp_path)
         assert packed > padded, r
     dpo = [r for r in rows if r["claim"].startswith("DPO")]
     assert len(dpo) >= 2 and all(float(r["ratio"]) > 0 for r in dpo), dpo
+    free = [r for r in rows if r["claim"].startswith("Reference-free")]
+    assert {r["claim"].split()[1] for r in free} == {"simpo", "cpo", "orpo"}, free
+    assert len(free) == 6 and all(float(r["ratio"]) > 0 for r in free), free
     gpu = next(r for r in rows if r["claim"].startswith("GPU"))
     import torch
 

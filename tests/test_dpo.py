@@ -287,19 +287,26 @@ def test_short_run_prefers_chosen_answers(instructions_dir, tiny_model, tmp_path
     assert {"train/rewards/accuracies", "val/rewards/margins", "val/logps/rejected"} <= set(logged)
 
 
-@pytest.mark.slow
-def test_two_process_ddp_run(instructions_dir, tiny_model, tmp_path):
-    run = tmp_path / "ddp"
-    args = dpo_args(tiny_model, instructions_dir, run, "--trainer", "experiments/trainer/ddp_cpu.yaml",
-                    "--trainer.max_steps", "3")  # fmt: skip
+def run_two_ranks(stage: str, args: list[str], timeout: int = 400) -> dict:
+    """`stage` with `args` under experiments/trainer/ddp_cpu.yaml (two gloo ranks, one thread
+    each) in a subprocess; the run's metrics.json."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "scripts" / "run_stage.py"), "dpo", *args],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=400,
+        [sys.executable, str(ROOT / "tests" / "scripts" / "run_stage.py"), stage, *args,
+         "--trainer", "experiments/trainer/ddp_cpu.yaml"],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MEMBER: 2/2" in result.stderr + result.stdout
-    metrics = json.loads((run / "metrics.json").read_text())
+    run = Path(args[args.index("--run_dir") + 1])
+    return json.loads((run / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_two_process_ddp_run(instructions_dir, tiny_model, tmp_path):
+    run = tmp_path / "ddp"
+    args = dpo_args(tiny_model, instructions_dir, run, "--trainer.max_steps", "3")
+    metrics = run_two_ranks("dpo", args)
     assert metrics["val/loss_before"] == pytest.approx(math.log(2), abs=1e-5)
     assert math.isfinite(metrics["val/loss"]) and metrics["val/loss"] != metrics["val/loss_before"]
     # generation was shared between the ranks and gathered: every test prompt once

@@ -1,6 +1,6 @@
-"""FSDP (experiments/trainer/fsdp.yaml): Lightning runs torch's FSDP on GPUs only, so here the
-config is validated and the pieces that differ under it are checked; tests/scripts/
-fsdp_gpu_check.sh is the GPU run."""
+"""FSDP (experiments/trainer/fsdp.yaml): the config validated, the pieces that differ under it,
+and a two-process CPU run (fsdp_cpu.yaml: torch's FSDP on gloo); tests/scripts/fsdp_gpu_check.sh
+is the GPU run."""
 
 from __future__ import annotations
 
@@ -59,3 +59,40 @@ def test_every_causal_lm_stage_reads_the_fsdp_trainer(stage, capsys):
         run_stage(stage, args)
     assert exit_info.value.code == 0
     assert "FSDPStrategy" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_two_process_cpu_fsdp_pretrain(notes_dir, tiny_model, tmp_path):
+    """experiments/trainer/fsdp_cpu.yaml: torch's FSDP over two gloo ranks, each decoder layer
+    sharded. The run validates, then fits (one FSDP wrapper for both), clips by FSDP's norm,
+    and saves an adapter-only checkpoint of whole tensors under their plain names: loaded into
+    one process, it gives the run's held-out perplexity."""
+    import json
+
+    import lightning as L
+    import torch
+    from test_scale import on_trainer, run_script
+
+    from clinical_peft.data.notes import NotesDataModule
+    from clinical_peft.stages.pretrain import DomainAdaptation
+
+    run = tmp_path / "fsdp"
+    result = run_script("pretrain", on_trainer("fsdp_cpu", 3, notes_dir, tiny_model, run))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MEMBER: 2/2" in result.stderr + result.stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    stage = DomainAdaptation(base_model=str(tiny_model))
+    assert set(state) == stage.trainable_keys()  # adapter only, names as unwrapped
+    assert all(state[k].shape == p.shape for k, p in stage.named_parameters() if k in state)
+    assert (run / "adapter" / "adapter_model.safetensors").is_file()
+    stage.load_trainable_from(run / "checkpoints" / "last.ckpt")
+    data = NotesDataModule(str(notes_dir), str(tiny_model), block_size=64, max_notes=120,
+                           cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, inference_mode=False
+    )
+    (single,) = trainer.validate(stage, datamodule=data, verbose=False)
+    assert metrics["val/ppl"] == pytest.approx(single["val/ppl"], rel=1e-4)
+    assert metrics["val/ppl"] != pytest.approx(metrics["val/ppl_before"], rel=1e-4)

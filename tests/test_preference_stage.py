@@ -6,22 +6,21 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from test_dpo import copy_policy, data_module, perturb
+from test_dpo import copy_policy, data_module, perturb, run_two_ranks
 
 from clinical_peft.data.unpaired import UnpairedPreferenceDataModule
 from clinical_peft.stages.dpo import UNPAIRED_STAT_KEYS, PreferenceOptimization
+from clinical_peft.stages.losses import DPO_LOSSES
 from clinical_peft.util.errors import InputError
 
 ROOT = Path(__file__).parent.parent
 TRL_LOSS = {"cpo": "sigmoid", "simpo": "simpo"}  # our name -> CPOTrainer's loss_type
+REFERENCE_FREE = {name for name, loss in DPO_LOSSES.items() if not loss.reference}
 
 
 def trl_pair_batch(batch: dict) -> dict:
@@ -256,11 +255,23 @@ def stage_args(stage: str, tiny_model, data_dir, run_dir, *extra: str) -> list[s
 @pytest.mark.parametrize(
     ("stage", "loss_type"), [("dpo", "orpo"), ("dpo", "simpo"), ("dpo", "cpo"), ("kto", "kto")]
 )
-def test_runs_from_the_command_line(instructions_dir, tiny_model, tmp_path, stage, loss_type):
+def test_runs_from_the_command_line(
+    instructions_dir, tiny_model, tmp_path, monkeypatch, stage, loss_type
+):
     """`python -m clinical_peft dpo --model.loss_type orpo` (simpo, cpo) and `... kto` train the
-    tiny model and write a run directory."""
+    tiny model and write a run directory; the reference-free losses run no reference pass (the
+    network's forward passes in training steps counted)."""
     from clinical_peft.cli.stage import run_stage
 
+    calls = {"token_logps": 0, "reference_logps": 0}  # in training steps: network forwards
+    for name in calls:
+        method = getattr(PreferenceOptimization, name)
+
+        def counted(self, *args, _method=method, _name=name, **kwargs):
+            calls[_name] += self.training
+            return _method(self, *args, **kwargs)
+
+        monkeypatch.setattr(PreferenceOptimization, name, counted)
     run = tmp_path / "run"
     args = stage_args(stage, tiny_model, instructions_dir, run, "--model.loss_type", loss_type)
     metrics = run_stage(stage, args)
@@ -268,27 +279,26 @@ def test_runs_from_the_command_line(instructions_dir, tiny_model, tmp_path, stag
     assert metrics["val/loss"] != metrics["val/loss_before"]
     assert (run / "adapter" / "adapter_config.json").is_file()
     assert yaml.safe_load((run / "config.yaml").read_text())["model"]["loss_type"] == loss_type
+    # 3 training steps: one forward each without a reference; KTO's reference (completions and
+    # mismatched ones at once), policy and detached policy-KL forwards, three each
+    per_step = {"token_logps": 1, "reference_logps": 0} if loss_type in REFERENCE_FREE else {
+        "token_logps": 3, "reference_logps": 1}  # fmt: skip
+    assert calls == {k: 3 * v for k, v in per_step.items()}
     if stage == "kto":
         assert metrics["val/kl_before"] == 0.0 and "val/rewards/chosen" in metrics
 
 
 @pytest.mark.slow
 @pytest.mark.distributed
-def test_kto_two_process_ddp_run(instructions_dir, tiny_model, tmp_path):
-    """Two CPU ranks: the KL estimate is averaged over them every step (an all-reduce that
-    would hang or fail if a rank skipped it)."""
+@pytest.mark.parametrize(("stage", "loss_type"), [("kto", "kto"), ("dpo", "orpo")])
+def test_two_process_ddp_run(instructions_dir, tiny_model, tmp_path, stage, loss_type):
+    """Two CPU ranks (gloo): KTO's KL estimate is averaged over them every step (an all-reduce
+    that would hang or fail if a rank skipped it); ORPO, reference-free, trains as DPO does."""
     run = tmp_path / "ddp"
-    args = stage_args("kto", tiny_model, instructions_dir, run,
-                      "--trainer", "experiments/trainer/ddp_cpu.yaml")  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "scripts" / "run_stage.py"), "kto", *args],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "MEMBER: 2/2" in result.stderr + result.stdout
-    metrics = json.loads((run / "metrics.json").read_text())
+    args = stage_args(stage, tiny_model, instructions_dir, run, "--model.loss_type", loss_type)
+    metrics = run_two_ranks(stage, args, timeout=600)
     assert math.isfinite(metrics["val/loss"]) and metrics["val/loss"] != metrics["val/loss_before"]
+    assert json.loads((run / "metrics.json").read_text()) == metrics
 
 
 def test_study_table_has_a_kto_column(tmp_path):

@@ -106,4 +106,31 @@ def test_nf4_pretraining_trains_an_adapter_only_checkpoint(notes_dir, tiny_model
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in stage.model.modules())
     assert stage.base_fingerprint() == DomainAdaptation(str(tiny_model)).base_fingerprint()
     card = (RunDir(run).adapter / "README.md").read_text()
-    assert "`nf4`" in card
+    assert "`nf4`" in card and "4-bit NormalFloat" in card
+    assert yaml.safe_load(RunDir(run).hparams.read_text())["quantization"] == "nf4"
+    # resuming it on a full-precision base: refused in one line, the run left as it was
+    before = RunDir(run).last_ckpt.read_bytes()
+    resume = pretrain(notes_dir, tiny_model, run, "--ckpt_path", str(RunDir(run).last_ckpt))
+    assert_one_line_error(*cli(capfd, resume), "field 'quantization'", "trained on a nf4 base")
+    assert RunDir(run).last_ckpt.read_bytes() == before
+    # export: refused in one line (a merge into full-precision weights is not the run's model)
+    out = tmp_path / "merged"
+    output = cli(capfd, ["export", "--run", str(run), "--out", str(out)])
+    assert_one_line_error(*output, "field 'quantization'", "trained on a nf4 base")
+    assert not out.exists()
+
+
+def test_a_fresh_clone_installs_bitsandbytes():
+    """pyproject.toml (pip, `make setup`) and environment.yml (conda) pin the version this suite
+    runs against, so `--model.quantization nf4` works on a fresh clone."""
+    from importlib.metadata import version
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    root = Path(__file__).parent.parent
+    pins = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    conda = yaml.safe_load((root / "environment.yml").read_text())["dependencies"]
+    pip = next(item["pip"] for item in conda if isinstance(item, dict))
+    assert "bitsandbytes==0.50.2" in pins and "bitsandbytes==0.50.2" in pip
+    assert version("bitsandbytes") == "0.50.2"

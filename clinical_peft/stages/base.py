@@ -96,6 +96,19 @@ class AdapterStage(L.LightningModule):
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ) -> None:
+        # Lightning's FSDP precision refuses to clip by norm: the norm spans every rank's shard,
+        # so FSDP's own clip_grad_norm_ computes it (the adapter's gradients, all-reduced)
+        model = getattr(self._trainer, "strategy", None) and self.trainer.strategy.model
+        if gradient_clip_val and hasattr(model, "clip_grad_norm_"):
+            if gradient_clip_algorithm not in (None, "norm"):
+                raise InputError("trainer.gradient_clip_algorithm", "FSDP clips by norm only")
+            model.clip_grad_norm_(gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     # --- parameters and checkpoints -----------------------------------------------------
     def on_fit_start(self) -> None:
         # The whole network trains, frozen base included, as under HF's Trainer: HF models load in

@@ -42,6 +42,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--precompute-reference", action="store_true")
+    parser.add_argument("--loss-type", default="sigmoid", help="ours only: a loss of DPO_LOSSES")
     parser.add_argument(
         "--gradient-checkpointing", action="store_true",
         help="in both (TRL's DPOConfig turns it on by default; `make dpo` does not)",
@@ -114,6 +115,7 @@ def child_ours(args: argparse.Namespace, data_dir: Path, model_dir: Path, workdi
     )  # fmt: skip
     stage = PreferenceOptimization(
         str(model_dir), beta=0.1, precompute_reference=args.precompute_reference,
+        loss_type=args.loss_type,
         gradient_checkpointing=args.gradient_checkpointing,
         adapter=LoraConfig(r=args.rank, lora_alpha=2 * args.rank, lora_dropout=0.0,
                             target_modules=TARGETS),

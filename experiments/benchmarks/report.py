@@ -135,6 +135,23 @@ def dpo(s: dict) -> list[dict]:
     ]
 
 
+def reference_free(s: dict) -> list[dict]:
+    """SimPO, CPO and ORPO run no reference pass: step time and memory against DPO's, same run."""
+    args = list(s["dpo"])
+    r = call("reference_free.py", args, s["timeout"])
+    cmd, dpo, rows = command("reference_free.py", args), r.pop("sigmoid"), []
+    for loss, x in r.items():
+        rows += [
+            row(f"Reference-free {loss}: step time / DPO's (same run)",
+                f"{x['s_per_step']:.3f} vs {dpo['s_per_step']:.3f} s/step", x["time_ratio"],
+                "<= 0.9x", cmd),
+            row(f"Reference-free {loss}: peak memory / DPO's (same run)",
+                f"{x['peak_mb']:.0f} vs {dpo['peak_mb']:.0f} MB peak", x["memory_ratio"],
+                "<= 1.0x", cmd),
+        ]  # fmt: skip
+    return rows
+
+
 def checkpoint(s: dict) -> list[dict]:
     args = ["--notes", s["notes"], "--model", s["model"]]
     r = call("checkpoint_size.py", args, s["timeout"])
@@ -230,7 +247,8 @@ def gpu(s: dict) -> list[dict]:
 #: name (for --only), its script, its rows
 BENCHMARKS: list[tuple[str, str, Callable[[dict], list[dict]]]] = [
     ("DAPT", "packing.py", dapt), ("Downstream", "length_batches.py", downstream),
-    ("DPO", "dpo_vs_trl.py", dpo), ("Checkpoint", "checkpoint_size.py", checkpoint),
+    ("DPO", "dpo_vs_trl.py", dpo), ("Reference-free", "reference_free.py", reference_free),
+    ("Checkpoint", "checkpoint_size.py", checkpoint),
     ("Data pipeline", "pipeline.py", pipeline), ("Metrics", "auroc.py", metrics),
     ("GPU", "llama7b_lora.py", gpu),
 ]  # fmt: skip
