@@ -98,16 +98,18 @@ def child_ours(args: argparse.Namespace, data_dir: Path, model_dir: Path, workdi
     from clinical_peft.stages.dpo import PreferenceOptimization
 
     times: list[float] = []
-    result: dict = {"padded_tokens": []}
+    result: dict = {"padded_tokens": [], "cpu_times": []}
 
     class StepTimer(L.Callback):
         def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
             result.setdefault("rss_at_start_mb", current_rss_mb())
             result["padded_tokens"].append(batch["input_ids"].numel())
-            self.started = time.perf_counter()
+            self.started, self.cpu_started = time.perf_counter(), time.process_time()
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
             times.append(time.perf_counter() - self.started)
+            # CPU time too: on a loaded machine other processes stretch wall time unevenly
+            result["cpu_times"].append(time.process_time() - self.cpu_started)
 
     data = PreferenceDataModule(
         str(data_dir), TASK, str(model_dir), max_length=args.max_length, batch_size=args.batch,
@@ -128,7 +130,9 @@ def child_ours(args: argparse.Namespace, data_dir: Path, model_dir: Path, workdi
         callbacks=[StepTimer()],
     )  # fmt: skip
     trainer.fit(stage, datamodule=data)
-    return {**result, "step_times": times[args.warmup :]}
+    cpu_times = result.pop("cpu_times")[args.warmup :]
+    return {**result, "step_times": times[args.warmup :], "cpu_s_per_step": sum(cpu_times) /
+            len(cpu_times)}  # fmt: skip
 
 
 def child_trl(args: argparse.Namespace, data_dir: Path, model_dir: Path, workdir: Path) -> dict:

@@ -141,13 +141,14 @@ def reference_free(s: dict) -> list[dict]:
     r = call("reference_free.py", args, s["timeout"])
     cmd, dpo, rows = command("reference_free.py", args), r.pop("sigmoid"), []
     for loss, x in r.items():
+        ratio, clock = clocked({"ratio": x["time_ratio"], "ratio_cpu": x["cpu_time_ratio"]}, s)
+        time_fig = f"{x['s_per_step']:.3f} vs {dpo['s_per_step']:.3f} s/step; {clock}"
+        memory_fig = f"{x['peak_mb']:.0f} vs {dpo['peak_mb']:.0f} MB peak"
         rows += [
-            row(f"Reference-free {loss}: step time / DPO's (same run)",
-                f"{x['s_per_step']:.3f} vs {dpo['s_per_step']:.3f} s/step", x["time_ratio"],
+            row(f"Reference-free {loss}: step time / DPO's (same run)", time_fig, ratio,
                 "<= 0.9x", cmd),
-            row(f"Reference-free {loss}: peak memory / DPO's (same run)",
-                f"{x['peak_mb']:.0f} vs {dpo['peak_mb']:.0f} MB peak", x["memory_ratio"],
-                "<= 1.0x", cmd),
+            row(f"Reference-free {loss}: peak memory / DPO's (same run)", memory_fig,
+                x["memory_ratio"], "<= 1.0x", cmd),
         ]  # fmt: skip
     return rows
 
