@@ -101,8 +101,10 @@ class AdapterStage(L.LightningModule):
     ) -> None:
         # Lightning's FSDP precision refuses to clip by norm: the norm spans every rank's shard,
         # so FSDP's own clip_grad_norm_ computes it (the adapter's gradients, all-reduced)
-        model = getattr(self._trainer, "strategy", None) and self.trainer.strategy.model
-        if gradient_clip_val and hasattr(model, "clip_grad_norm_"):
+        from torch.distributed.fsdp import FullyShardedDataParallel
+
+        model = self._trainer.strategy.model if self._trainer is not None else None
+        if gradient_clip_val and isinstance(model, FullyShardedDataParallel):
             if gradient_clip_algorithm not in (None, "norm"):
                 raise InputError("trainer.gradient_clip_algorithm", "FSDP clips by norm only")
             model.clip_grad_norm_(gradient_clip_val)
