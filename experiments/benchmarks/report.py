@@ -5,7 +5,8 @@ One row per claim: the figure, a ratio against a baseline measured in the same r
 whether it is met, and the command that measures it alone. Each benchmark runs in its own
 process (its `main(argv) -> dict`), so no benchmark's memory or threads colour another's, and
 one that fails gives a row saying so instead of stopping the report. `--size toy` runs every
-benchmark at a tiny size (a smoke test of the report: its figures mean nothing).
+benchmark at a tiny size in this one process (a smoke test of the report: its figures mean
+nothing).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import importlib.util
 import json
 import math
 import os
@@ -30,8 +32,17 @@ COLUMNS = ["claim", "figure", "ratio", "goal", "met", "command"]
 NAN = float("nan")
 
 
-def call(script: str, args: list[str], timeout: int) -> dict:
-    """`main(args)` of experiments/benchmarks/<script> in a fresh process; its returned dict."""
+def call(script: str, args: list[str], s: dict) -> dict:
+    """`main(args)` of experiments/benchmarks/<script> in a fresh process (else, `s["fresh"]`
+    false, in this one: the toy size's figures mean nothing, and a Python start per benchmark is
+    saved); its returned dict."""
+    if not s["fresh"]:
+        os.environ.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        os.environ.setdefault("DS_ACCELERATOR", "cpu" if not has_gpu() else "cuda")
+        spec = importlib.util.spec_from_file_location(f"bench_{Path(script).stem}", HERE / script)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return json.loads(json.dumps(module.main(args), default=float))
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         code = (
             "import importlib.util, json, sys\n"
@@ -44,7 +55,7 @@ def call(script: str, args: list[str], timeout: int) -> dict:
         env.setdefault("DS_ACCELERATOR", "cpu" if not has_gpu() else "cuda")
         proc = subprocess.run(
             [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-            timeout=timeout,
+            timeout=s["timeout"],
         )  # fmt: skip
         sys.stdout.write(proc.stdout)
         if proc.returncode != 0:
@@ -90,7 +101,7 @@ def dapt(s: dict) -> list[dict]:
     for block in (256, 512):
         args = ["--notes", s["notes"], "--model", s["model"], "--block-size", str(block),
                 "--batch-size", "8", *s["packing"]]  # fmt: skip
-        r = call("packing.py", args, s["timeout"])
+        r = call("packing.py", args, s)
         pad, pack = r["pad_per_note"], r["pack"]
         ratio, clock = clocked(r, s)
         figure = (
@@ -104,7 +115,7 @@ def dapt(s: dict) -> list[dict]:
 
 def downstream(s: dict) -> list[dict]:
     args = ["--model", s["model"], "--max-length", "512", "2048", *s["downstream"]]
-    figures, rows = call("length_batches.py", args, s["timeout"]), []
+    figures, rows = call("length_batches.py", args, s), []
     for window, r in figures.items():
         ratio, clock = clocked(r, s)
         figure = (
@@ -124,7 +135,7 @@ def dpo(s: dict) -> list[dict]:
     if not (HERE / "dpo_vs_trl.py").is_file():
         why = "not measured: benchmark pending (experiments/benchmarks/dpo_vs_trl.py)"
         return [not_measured(c, why, "<= 1.0x", command("dpo_vs_trl.py", args)) for c in claims]
-    r = call("dpo_vs_trl.py", args, s["timeout"])
+    r = call("dpo_vs_trl.py", args, s)
     ours, trl = r["ours"], r["trl"]
     time_fig = f"{ours['s_per_step']:.3f} vs {trl['s_per_step']:.3f} s/step"
     memory_fig = f"{ours['peak_mb']:.0f} vs {trl['peak_mb']:.0f} MB peak"
@@ -138,7 +149,7 @@ def dpo(s: dict) -> list[dict]:
 def reference_free(s: dict) -> list[dict]:
     """SimPO, CPO and ORPO run no reference pass: step time and memory against DPO's, same run."""
     args = list(s["dpo"])
-    r = call("reference_free.py", args, s["timeout"])
+    r = call("reference_free.py", args, s)
     cmd, dpo, rows = command("reference_free.py", args), r.pop("sigmoid"), []
     for loss, x in r.items():
         ratio, clock = clocked({"ratio": x["time_ratio"], "ratio_cpu": x["cpu_time_ratio"]}, s)
@@ -155,7 +166,7 @@ def reference_free(s: dict) -> list[dict]:
 
 def checkpoint(s: dict) -> list[dict]:
     args = ["--notes", s["notes"], "--model", s["model"]]
-    r = call("checkpoint_size.py", args, s["timeout"])
+    r = call("checkpoint_size.py", args, s)
     bench, llama = r["bench"], r["llama7b"]
     cmd = command("checkpoint_size.py", args)
     return [
@@ -178,7 +189,7 @@ def checkpoint(s: dict) -> list[dict]:
 def pipeline(s: dict) -> list[dict]:
     args = ["--sizes", *map(str, s["pipeline"]), "--model", s["model"],
             "--workdir", str(s["workdir"] / "pipeline")]  # fmt: skip
-    r = call("pipeline.py", args, s["timeout"])
+    r = call("pipeline.py", args, s)
     rows, cmd = r["rows"], command("pipeline.py", args)
     sizes = " / ".join(f"{x['notes'] // 1000}k" if x["notes"] >= 1000 else str(x["notes"])
                        for x in rows)  # fmt: skip
@@ -217,7 +228,7 @@ def pipeline(s: dict) -> list[dict]:
 
 def metrics(s: dict) -> list[dict]:
     args = list(s["auroc"])
-    r = call("auroc.py", args, s["timeout"])
+    r = call("auroc.py", args, s)
     ratio, clock = clocked({"ratio": r["speedup"], "ratio_cpu": r["speedup_cpu"]}, s)
     figure = (
         f"{r['ours_s']:.3f} vs {r['sklearn_s']:.3f} s for macro+micro AUROC and AP on "
@@ -234,7 +245,7 @@ def gpu(s: dict) -> list[dict]:
     if not has_gpu():
         why = "not measured: no GPU on this machine (run make bench on a GPU node)"
         return [not_measured(claim, why, ">= 1.0x", command("llama7b_lora.py", args))]
-    r = call("llama7b_lora.py", args, s["timeout"])
+    r = call("llama7b_lora.py", args, s)
     plain, zero2 = r["plain bf16 + LoRA"], r["DeepSpeed ZeRO-2 bf16 + LoRA"]
     figure = (
         f"{zero2['tokens_per_s']:.0f} vs {plain['tokens_per_s']:.0f} tokens/s on {r['device']} "
@@ -263,6 +274,7 @@ SIZES = {
         "pipeline": [10_000, 100_000, 300_000],
         "auroc": [],
         "timeout": 3600,
+        "fresh": True,
     },
     "toy": {
         "packing": ["--max-notes", "60", "--steps", "2", "--warmup", "1"],
@@ -272,6 +284,7 @@ SIZES = {
         "pipeline": [300, 600],
         "auroc": ["--rows", "300", "--labels", "20", "--n-boot", "20"],
         "timeout": 600,
+        "fresh": False,
     },
 }
 
