@@ -22,8 +22,11 @@ from tqdm import tqdm
 from transformers.utils import logging as transformers_logging
 
 from clinical_peft.cli.run_dir import RunDir, data_settings
+from clinical_peft.cli.tripod_report import write_report
+from clinical_peft.data.demographics import read_demographics
 from clinical_peft.data.outcomes import collate_notes, encode_notes, length_batches, read_split
 from clinical_peft.metrics.bootstrap import bootstrap_auroc, percentile_ci
+from clinical_peft.metrics.clinical import split_calibration, write_clinical_files
 from clinical_peft.metrics.outcomes import outcome_metrics
 from clinical_peft.stages.downstream import OutcomePrediction, probabilities
 from clinical_peft.tasks.outcomes import get_task, label_space, parse_labels
@@ -170,11 +173,20 @@ def predict(run: str | Path, data: str | Path, out: str | Path | None = None, **
 
 
 def evaluate(
-    run: str | Path, data: str | Path, out: str | Path | None = None, n_boot: int = 1000, **kw
+    run: str | Path,
+    data: str | Path,
+    out: str | Path | None = None,
+    n_boot: int = 1000,
+    demographics: str | Path | None = None,
+    min_group: int = 10,
+    **kw,
 ) -> dict:
     """Score the task's labelled test file in DATA; write OUT/metrics.json (test/auroc as the
-    run's, with a bootstrap interval), OUT/predictions.npz and OUT/predictions.csv."""
+    run's, with a bootstrap interval; calibration), OUT/predictions.npz, OUT/predictions.csv,
+    the reliability diagram, the decision curve (binary), subgroups (with `demographics`) and
+    report.md."""
     run, data = require_dir(run, "run"), Path(data)
+    table = read_demographics(demographics) if demographics is not None else None
     info = run_info(run)
     task = get_task(info["task"])
     path = notes_file(data, run)
@@ -192,12 +204,23 @@ def evaluate(
     except ValueError:
         metrics["test/auroc_ci_low"] = metrics["test/auroc_ci_high"] = float("nan")
     metrics.update({"bootstrap/resamples": float(len(values)), **stats})
+    metrics.update(split_calibration("test", scores, labels, task.kind, n_boot))
     if task.kind == "multilabel":
         metrics["data/unknown_codes"] = float(unknown)
     out.mkdir(parents=True, exist_ok=True)
+    clinical = write_clinical_files(
+        out, ids, scores, labels, task.kind, task.key, table, min_group, n_boot
+    )
+    metrics.update(clinical["metrics"])
     np.savez(out / "predictions.npz", ids=np.array(ids), scores=scores, labels=labels)
     write_predictions_csv(out / "predictions.csv", ids, scores, info)
     write_json(RunDir(out).metrics, {**metrics, "data_file": str(path), "run": str(run)})
+    write_report(
+        out, task=task.key, kind=task.kind, setting=f"External validation of the run `{run}`",
+        run_dir=run, data_files={"test": str(path)}, split_labels={"test": labels},
+        metrics=metrics, clinical=clinical, demographics=demographics and str(demographics),
+        window={k: info[k] for k in ("max_length", "long_mode", "max_chunks")},
+    )  # fmt: skip
     return metrics
 
 
@@ -228,7 +251,13 @@ def evaluate_main(argv: list[str]) -> None:
     parser = _parser("evaluate", "A downstream run's metrics on an external labelled test set.")
     parser.add_argument("--data", required=True, help="folder with the task's test file")
     parser.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples of AUROC")
+    parser.add_argument("--demographics", help="MIMIC ADMISSIONS/PATIENTS folder: subgroups")
+    parser.add_argument("--min_group", type=int, default=10, help="smallest subgroup written")
     args = parser.parse_args(argv)
-    metrics = evaluate(args.run, args.data, args.out, args.n_boot, **_options(args))
+    at_least_one(args.min_group, "--min-group")
+    metrics = evaluate(
+        args.run, args.data, args.out, args.n_boot, args.demographics, args.min_group,
+        **_options(args),
+    )  # fmt: skip
     shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")}
     print(f"evaluate done: {shown}")
