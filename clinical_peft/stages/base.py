@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from clinical_peft.cli.run_dir import RunDir
+from clinical_peft.data.contracts import StageData
 from clinical_peft.models.backbone import fingerprint, parameter_counts, weights_fingerprint
 from clinical_peft.util.errors import InputError
 
@@ -49,9 +50,31 @@ class AdapterStage(L.LightningModule):
 
     #: metric used to pick `checkpoints/best.ckpt`, and its direction
     monitor, monitor_mode = "val/loss", "min"
+    #: what the stage reads from its data module (clinical_peft/data/contracts.py), checked by
+    #: the stage CLI before fitting
+    data_protocol: type = StageData
 
-    def __init__(self, optim: OptimSpec | None = None) -> None:
+    def __init__(
+        self,
+        base_model: str,
+        optim: OptimSpec | None = None,
+        dtype: str = "float32",
+        gradient_checkpointing: bool = False,
+    ) -> None:
+        """What every stage takes, in one place: a stage declares its own arguments and hands
+        these on (`**kwargs`); the CLI still reads them as `--model.base_model`, `--model.optim.lr`.
+
+        Args:
+            base_model: folder of a local Hugging Face model: a LLaMA-family causal LM (a
+                LLaMA checkpoint, an instruct model, or the built-in tiny LLaMA that `make
+                tiny-model` writes); downstream also takes a BERT-family encoder.
+            optim: optimizer and learning-rate schedule.
+            dtype: weights of the frozen base: float32, bfloat16 or float16.
+            gradient_checkpointing: recompute activations in backward to save memory.
+        """
         super().__init__()
+        self.base_model_path, self.dtype_name = base_model, dtype
+        self.gradient_checkpointing = gradient_checkpointing
         self.optim = optim or OptimSpec()
         if self.optim.schedule not in ("cosine", "linear", "constant"):
             raise InputError("model.optim.schedule", f"unknown '{self.optim.schedule}'")
