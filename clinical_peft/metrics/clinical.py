@@ -14,6 +14,11 @@ import pandas as pd
 from clinical_peft.cli.run_dir import RunDir
 from clinical_peft.metrics.calibration import calibration_metrics, plot_reliability
 from clinical_peft.metrics.decision_curve import decision_curve, plot_decision_curve
+from clinical_peft.metrics.recalibration import (
+    apply_recalibration,
+    fit_recalibration,
+    parameter_metrics,
+)
 from clinical_peft.metrics.subgroups import MIN_GROUP, plot_subgroups, subgroup_tables
 from clinical_peft.util.atomic import write_atomic
 
@@ -26,6 +31,21 @@ def split_calibration(
     return {
         f"{split}/{k}": v
         for k, v in calibration_metrics(scores, labels, kind, n_boot, seed).items()
+    }
+
+
+def recalibration_metrics(
+    method: str, val: tuple[Any, Any], test: tuple[Any, Any], kind: str, n_boot: int = 1000
+) -> dict[str, float]:
+    """`test_recalibrated/...` (as split_calibration's) after `method` fitted on val (scores,
+    labels), and the fitted parameters; {} for `none`."""
+    if method == "none":
+        return {}
+    params = fit_recalibration(method, np.asarray(val[0]), np.asarray(val[1]), kind)
+    after = apply_recalibration(params, np.asarray(test[0]), kind)
+    return {
+        **split_calibration("test_recalibrated", after, np.asarray(test[1]), kind, n_boot),
+        **parameter_metrics(params),
     }
 
 
