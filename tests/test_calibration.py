@@ -18,9 +18,9 @@ from clinical_peft.metrics.calibration import (
     bootstrap_calibration,
     calibration,
     calibration_metrics,
-    reliability_points,
 )
 from clinical_peft.metrics.decision_curve import decision_curve
+from clinical_peft.metrics.reliability import reliability_points
 
 N_BOOT = 100
 
@@ -49,7 +49,10 @@ def scipy_intercept(p: np.ndarray, y: np.ndarray) -> float:
 def sklearn_ece(p: np.ndarray, y: np.ndarray, n_bins: int = 10) -> float:
     """ECE from sklearn's quantile calibration curve, each bin weighted by its share."""
     true, pred = calibration_curve(y, p, n_bins=n_bins, strategy="quantile")
-    _, _, counts = reliability_points(p, y, "binary", n_bins)
+    # sklearn's own binning (quantile edges, searchsorted on the inner ones), for the counts
+    edges = np.percentile(p, np.linspace(0, 100, n_bins + 1))
+    counts = np.bincount(np.searchsorted(edges[1:-1], p), minlength=n_bins)
+    counts = counts[counts > 0]
     assert counts.sum() == len(p) and len(counts) == len(true)
     return float(np.sum(counts / len(p) * np.abs(true - pred)))
 
@@ -158,3 +161,23 @@ def test_net_benefit_equals_the_confusion_matrix():
         assert row.net_benefit_treat_none == 0
     perfect = decision_curve(y.astype(float), y)
     np.testing.assert_allclose(perfect.net_benefit_model, y.mean())  # every event, no false alarm
+
+
+def test_bootstrap_keeps_the_point_estimates_label_set():
+    """A label with 2 positives of 60: a resample that loses them is dropped (counted), not
+    averaged over the other labels (issue 27's fixed label set, as AUROC's)."""
+    from clinical_peft.metrics.bootstrap import resample_indices
+
+    rng = np.random.default_rng(6)
+    probs = rng.random((60, 3))
+    labels = (rng.random((60, 3)) < probs).astype(np.int64)
+    labels[:, 2] = 0
+    labels[[5, 17], 2] = 1
+    got = calibration_metrics(probs, labels, "multilabel", n_boot=N_BOOT, seed=1)
+    kept = 0
+    for batch in resample_indices(60, N_BOOT, seed=1):
+        for idx in batch.numpy():
+            n_pos = labels[idx].sum(0)
+            kept += bool(((n_pos > 0) & (n_pos < 60)).all())
+    assert got["brier_resamples"] == kept < N_BOOT
+    assert got["calibration_slope_resamples"] <= kept

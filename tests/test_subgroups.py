@@ -131,3 +131,13 @@ def test_demographics_are_deterministic_and_leave_the_task_files_alone(tmp_path)
     assert {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()} == before
     ages = read_demographics(tmp_path / "d1")["age"]
     assert np.isin(ages, ["18-39", "40-59", "60-79", "80+"]).all()
+
+
+def test_a_small_group_cannot_be_recovered_by_subtraction():
+    from clinical_peft.metrics.subgroups import shown_groups
+
+    # 3 Asian admissions alone would be hidden, but 200 - 120 - 77 = 3 gives them back
+    assert shown_groups({"White": 120, "Black": 77, "Asian": 3}, 10) == {"White"}
+    assert shown_groups({"White": 120, "Black": 77, "Asian": 12}, 10) == {"White", "Black", "Asian"}
+    assert shown_groups({"M": 5, "F": 200}, 10) == set()  # F = total - 5: both left out
+    assert shown_groups({"A": 4, "B": 7, "C": 50}, 10) == {"C"}  # 11 left out: enough

@@ -132,12 +132,14 @@ def tripod_report(
             "- Clinical usefulness (binary): net benefit over threshold probabilities.", ""]  # fmt: skip
     out += ["## Results", "", "| split | AUROC | Brier | ECE | intercept | slope |",
             "|---|---|---|---|---|---|"]  # fmt: skip
-    for split in splits:
-        if f"{split}/auroc" in metrics:
-            keys = ("auroc", "brier", "ece", "calibration_intercept", "calibration_slope")
-            out.append(
-                f"| {split} | " + " | ".join(_ci(metrics, f"{split}/{k}") for k in keys) + " |"
-            )
+    keys = ("auroc", "brier", "ece", "calibration_intercept", "calibration_slope")
+    method = "temperature" if "recalibration/temperature" in metrics else "Platt"
+    shown = [(s, s) for s in splits if f"{s}/auroc" in metrics]
+    if "test_recalibrated/brier" in metrics:  # AUROC: the ranking is (all but) unchanged
+        shown.append(("test_recalibrated", f"test after {method} scaling fitted on val"))
+    for prefix, name in shown:
+        cells = " | ".join(_ci(metrics, f"{prefix}/{k}") for k in keys)
+        out.append(f"| {name} | {cells} |")
     out += ["", f"Reliability diagram: `{RunDir('.').reliability.name}`.", ""]
     out += ["### Subgroups", ""]
     if clinical.get("subgroups") is None:

@@ -18,8 +18,10 @@ the fit has no finite optimum (a split whose classes the logit separates). Proba
 clipped to [1e-7, 1 - 1e-7] before the logit.
 
 Bootstrap intervals: percentiles over resamples of the examples, drawn by
-``clinical_peft.metrics.bootstrap.resample_indices`` (same seed, same resamples as AUROC's);
-resamples where a figure is undefined are left out of its interval.
+``clinical_peft.metrics.bootstrap.resample_indices`` (same seed, same resamples as AUROC's).
+The classes / labels averaged are the point estimate's (those with a finite figure), fixed
+as AUROC's are: a resample where one of them is undefined (lost a class, or its classes are
+separated: no slope) is dropped, and ``{figure}_resamples`` says how many were kept.
 """
 
 from __future__ import annotations
@@ -131,9 +133,22 @@ def _binary_rows(p: Tensor, x: Tensor, y: Tensor, n_bins: int) -> dict[str, Tens
     }
 
 
-def _batched(p: Tensor, x: Tensor, y: Tensor, kind: str, n_bins: int) -> dict[str, Tensor]:
+def _summary(values: Tensor, mask: Tensor | None, per_unit: bool) -> Tensor:
+    """(B, K) per class / label -> (B,): the mean over those defined (the point estimate), or
+    over the fixed set `mask` (a resample where one of them is undefined is NaN: dropped)."""
+    if per_unit:
+        return values
+    return values.nanmean(1) if mask is None else values[:, mask].mean(1)
+
+
+def _batched(
+    p: Tensor, x: Tensor, y: Tensor, kind: str, n_bins: int,
+    masks: dict[str, Tensor] | None = None, per_unit: bool = False,
+) -> dict[str, Tensor]:  # fmt: skip
     """Figures of B (re)samples: p and its logits x (B, N) binary, (B, N, C) otherwise; y (B, N)
-    binary and multiclass, (B, N, L) multilabel."""
+    binary and multiclass, (B, N, L) multilabel. `masks`: the classes / labels each figure
+    averages (else those defined in each sample); `per_unit`: (B, K) per class / label."""
+    masks = masks or {}
     if kind == "binary":
         return _binary_rows(p, x, y.to(p.dtype), n_bins)
     batch, n, width = p.shape
@@ -149,14 +164,15 @@ def _batched(p: Tensor, x: Tensor, y: Tensor, kind: str, n_bins: int) -> dict[st
         return {
             "brier": ((p - onehot) ** 2).sum(dim=2).mean(dim=1),
             "ece": _ece(confidence, correct, n_bins),
-            **{k: per_class[k].view(batch, width).nanmean(1) for k in FIGURES[2:]},
-        }
+            **{k: _summary(per_class[k].view(batch, width), masks.get(k), per_unit)
+               for k in FIGURES[2:]},
+        }  # fmt: skip
     y = y.to(p.dtype)
     per_label = _binary_rows(rows(p), rows(x), rows(y), n_bins)
     n_pos = y.sum(dim=1)
     both = (n_pos > 0) & (n_pos < n)  # (B, L): labels summarised
     return {
-        k: torch.where(both, v.view(batch, width), math.nan).nanmean(1)
+        k: _summary(torch.where(both, v.view(batch, width), math.nan), masks.get(k), per_unit)
         for k, v in per_label.items()
     }
 
@@ -198,9 +214,13 @@ def bootstrap_calibration(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             x = _logit(p)
+            masks = None  # the point estimate's classes / labels, fixed (as AUROC's, issue 27)
+            if kind != "binary":
+                units = _batched(p[None], x[None], y[None], kind, n_bins, per_unit=True)
+                masks = {k: torch.isfinite(v[0]) for k, v in units.items() if v.dim() == 2}
             for idx in _resamples(len(p), n_boot, seed, p[0].numel() * len(p)):
                 idx = idx.to(p.device)
-                for k, v in _batched(p[idx], x[idx], y[idx], kind, n_bins).items():
+                for k, v in _batched(p[idx], x[idx], y[idx], kind, n_bins, masks).items():
                     values[k].append(v.cpu())
     out = {k: torch.cat(v).numpy() if v else np.array([]) for k, v in values.items()}
     return {k: v[np.isfinite(v)] for k, v in out.items()}
@@ -216,48 +236,9 @@ def calibration_metrics(
         "ece_bins": float(n_bins),
     }
     for key, values in bootstrap_calibration(scores, labels, kind, n_boot, seed, n_bins).items():
+        result[f"{key}_resamples"] = float(len(values))  # of n_boot: the others are dropped
         try:
             result[f"{key}_ci_low"], result[f"{key}_ci_high"] = percentile_ci(values)
         except ValueError:
             result[f"{key}_ci_low"] = result[f"{key}_ci_high"] = math.nan
     return result
-
-
-def reliability_points(scores: Any, labels: Any, kind: str, n_bins: int = ECE_BINS) -> tuple:
-    """(mean score, observed share, count) of the non-empty equal-mass bins that ECE uses:
-    binary as is, multiclass by top label, multilabel pooled over every (example, label)."""
-    p, y = _prepare(scores, labels, kind)
-    if kind == "multiclass":
-        p, top = p.max(dim=1)
-        y = (top == y).long()
-    p, y = p.reshape(-1).cpu().numpy(), y.reshape(-1).cpu().numpy().astype(np.float64)
-    inner = np.percentile(p, np.linspace(0, 100, n_bins + 1))[1:-1]
-    bins = np.searchsorted(inner, p)
-    count = np.bincount(bins, minlength=n_bins)
-    keep = count > 0
-    mean_p = np.bincount(bins, weights=p, minlength=n_bins)[keep] / count[keep]
-    share = np.bincount(bins, weights=y, minlength=n_bins)[keep] / count[keep]
-    return mean_p, share, count[keep]
-
-
-def plot_reliability(
-    scores: Any, labels: Any, kind: str, path, title: str, n_bins: int = ECE_BINS
-) -> None:
-    """The reliability diagram: observed share against mean score per equal-mass bin."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    mean_p, share, _ = reliability_points(scores, labels, kind, n_bins)
-    axis = {"binary": "P(positive)", "multiclass": "top-label confidence",
-            "multilabel": "score (pooled over labels)"}[kind]  # fmt: skip
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
-    ax.plot(mean_p, share, "o-", label=f"{n_bins} equal-mass bins")
-    ax.set(xlabel=f"mean {axis}", ylabel="observed share", title=f"{title} reliability",
-           xlim=(0, 1), ylim=(0, 1))  # fmt: skip
-    ax.legend(loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

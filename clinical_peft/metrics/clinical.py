@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 
 from clinical_peft.cli.run_dir import RunDir
-from clinical_peft.metrics.calibration import calibration_metrics, plot_reliability
+from clinical_peft.metrics.calibration import calibration_metrics
 from clinical_peft.metrics.decision_curve import decision_curve, plot_decision_curve
 from clinical_peft.metrics.recalibration import (
     apply_recalibration,
     fit_recalibration,
     parameter_metrics,
 )
+from clinical_peft.metrics.reliability import plot_reliability
 from clinical_peft.metrics.subgroups import MIN_GROUP, plot_subgroups, subgroup_tables
 from clinical_peft.util.atomic import write_atomic
 

@@ -3,7 +3,8 @@ calibration per group with bootstrap intervals, and each attribute's largest AUR
 
 Groups of fewer than `min_group` admissions are never written nor printed (small cells can
 identify patients): they are left out of the table, the figure and the gaps, and only their
-number is reported. Admission ids are used for the join in memory and written nowhere.
+number is reported; where the ones left out of an attribute add up to fewer than `min_group`,
+the next smallest group is left out too (else the split's size minus the others gives it). Admission ids are used for the join in memory and written nowhere.
 Plain pandas grouping (fairlearn is not a dependency).
 """
 
@@ -50,6 +51,19 @@ def group_keys(ids: list, demographics: pd.DataFrame) -> tuple[pd.DataFrame, int
     return table, int((~found).sum())
 
 
+def shown_groups(sizes: dict, min_group: int) -> set:
+    """The groups that may be written: at least `min_group` admissions each, and so many left
+    out together (0 or at least `min_group`) that the test split's size minus the groups
+    written cannot give a small group's size either (the next smallest is left out too)."""
+    shown = {g for g, n in sizes.items() if n >= min_group}
+    while shown:
+        hidden = sum(n for g, n in sizes.items() if g not in shown)
+        if hidden == 0 or hidden >= min_group:
+            break
+        shown.remove(min(shown, key=lambda g: (sizes[g], str(g))))
+    return shown
+
+
 def subgroup_tables(
     ids: list,
     scores: np.ndarray,
@@ -68,10 +82,12 @@ def subgroup_tables(
     rows, gaps, suppressed = [], [], 0
     for attribute in ATTRIBUTES:
         kept = []
-        for group, members in table.groupby(attribute, sort=True).groups.items():
+        members_of = table.groupby(attribute, sort=True).groups
+        shown = shown_groups({g: len(m) for g, m in members_of.items()}, min_group)
+        suppressed += len(members_of) - len(shown)
+        for group, members in members_of.items():
             index = np.asarray(members, dtype=np.int64)
-            if len(index) < min_group:
-                suppressed += 1
+            if group not in shown:
                 continue
             s, y = scores[index], labels[index]
             auroc = outcome_metrics(s, y, kind, n_labels)["auroc"]

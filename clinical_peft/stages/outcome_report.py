@@ -9,7 +9,11 @@ import numpy as np
 import torch
 
 from clinical_peft.cli.tripod_report import write_report
-from clinical_peft.metrics.clinical import split_calibration, write_clinical_files
+from clinical_peft.metrics.clinical import (
+    recalibration_metrics,
+    split_calibration,
+    write_clinical_files,
+)
 
 N_BOOT = 1000  # bootstrap resamples of the calibration intervals (as AUROC's)
 
@@ -34,18 +38,27 @@ def clinical_after_fit(
     for split, part in parts.items():
         scores = torch.from_numpy(part["scores"]).to(device)
         out.update(split_calibration(split, scores, torch.from_numpy(part["labels"]), kind, N_BOOT))
+    val, test = parts["val"], parts["test"]
+    # settings a data source of its own may lack (the OutcomeData contract does not ask them)
+    folder = getattr(datamodule, "demographics", None)
+    method = getattr(datamodule, "recalibrate", "none")
+    out.update(recalibration_metrics(
+        method, (val["scores"], val["labels"]), (test["scores"], test["labels"]), kind, N_BOOT
+    ))  # fmt: skip
     demographics = None
-    if datamodule.demographics is not None:
+    if folder is not None:
         from clinical_peft.data.demographics import read_demographics
 
-        demographics = read_demographics(datamodule.demographics)
-    test = parts["test"]
+        demographics = read_demographics(folder)
     clinical = write_clinical_files(
         run_dir, test["ids"], test["scores"], test["labels"], kind, datamodule.task.key,
-        demographics, datamodule.min_group, N_BOOT,
+        demographics, getattr(datamodule, "min_group", 10), N_BOOT,
     )  # fmt: skip
     out.update(clinical["metrics"])
-    labels = {"train": split_labels(datamodule.datasets["train"], kind, datamodule.num_labels)}
+    labels = {}
+    if "train" in getattr(datamodule, "datasets", {}):
+        train = datamodule.datasets["train"]
+        labels["train"] = split_labels(train, kind, datamodule.num_labels)
     labels.update({split: part["labels"] for split, part in parts.items()})
     write_report(
         run_dir,
@@ -53,11 +66,11 @@ def clinical_after_fit(
         kind=kind,
         setting="Model development with internal validation (a downstream run)",
         run_dir=Path(run_dir),
-        data_files={s: str(p) for s, p in datamodule.paths.items()},
+        data_files={s: str(p) for s, p in getattr(datamodule, "paths", {}).items()},
         split_labels=labels,
         metrics={**metrics, **out},
         clinical=clinical,
-        demographics=datamodule.demographics,
+        demographics=folder,
         window={k: getattr(datamodule, k) for k in ("max_length", "long_mode", "max_chunks")},
     )
     return out
