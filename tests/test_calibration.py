@@ -33,12 +33,14 @@ def binary_data(n: int = 400, a: float = 0.4, b: float = 1.6, seed: int = 0):
 
 
 def sklearn_slope(p: np.ndarray, y: np.ndarray) -> float:
+    p = np.asarray(p, dtype=np.float64)  # a run stores float32: its logit in float64, as ours
     model = LogisticRegression(C=np.inf, tol=1e-12, max_iter=10_000)
     return float(model.fit(logit(np.clip(p, 1e-7, 1 - 1e-7))[:, None], y).coef_[0, 0])
 
 
 def scipy_intercept(p: np.ndarray, y: np.ndarray) -> float:
     """a maximising the likelihood of logit P(y) = a + logit(p) (the slope held at 1)."""
+    p = np.asarray(p, dtype=np.float64)
     offset = logit(np.clip(p, 1e-7, 1 - 1e-7))
     nll = lambda a: -np.sum(y * (a + offset) - np.logaddexp(0, a + offset))  # noqa: E731
     return float(
