@@ -15,6 +15,7 @@ ARGS    ?=#                            extra options, e.g. ARGS="--trainer.max_e
 CKPT    ?=#                            resume from this checkpoint (e.g. $(OUT)/checkpoints/last.ckpt)
 TEST_WORKERS ?= auto#                  make test: pytest-xdist workers (auto: one per core, at most 4; 1: no workers)
 OVERWRITE ?=#                          1: replace the earlier run in OUT (else a non-empty OUT is refused)
+DEMOGRAPHICS ?=#                       downstream, evaluate: MIMIC ADMISSIONS/PATIENTS folder -> subgroups.csv (synthetic: data/synthetic/demographics)
 METHOD  := $(strip $(METHOD))
 MODEL   := $(strip $(MODEL))
 TRAINER := $(strip $(TRAINER))
@@ -168,16 +169,23 @@ endif
 data/synthetic/outcomes/pmv_test.csv: | $(ENV_STAMP)
 	$(CLI) synthetic --out data/synthetic/outcomes --what outcomes
 
+# the synthetic outcome admissions' MIMIC-III ADMISSIONS / PATIENTS tables (same ids)
+DEMOGRAPHICS := $(strip $(DEMOGRAPHICS))
+DEMOGRAPHICS_DEP := $(if $(filter data/synthetic/demographics,$(DEMOGRAPHICS)),data/synthetic/demographics/PATIENTS.csv.gz)
+DEMOGRAPHICS_ARG = $(if $(DEMOGRAPHICS),$(1) $(DEMOGRAPHICS))
+data/synthetic/demographics/PATIENTS.csv.gz: | $(ENV_STAMP)
+	$(CLI) synthetic --out data/synthetic/demographics --what demographics
+
 runs/pretrain/lora/adapter/adapter_config.json: | $(ENV_STAMP)
 	$(MAKE) --no-print-directory pretrain METHOD=lora OUT=runs/pretrain/lora DATA= ARGS= CKPT= OVERWRITE= MODEL=$(MODEL)
 
-downstream: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) ## outcome prediction (TASK, CLINICAL, DOWNSTREAM_LORA, MODEL, DATA, OUT, TRAINER, ARGS)
+downstream: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) $(DEMOGRAPHICS_DEP) ## outcome prediction (TASK, CLINICAL, DOWNSTREAM_LORA, MODEL, DATA, OUT, TRAINER, DEMOGRAPHICS, ARGS)
 	$(CLI) downstream -c experiments/downstream/base.yaml --data.task $(DOWNSTREAM_TASK) --trainer experiments/trainer/$(TRAINER).yaml \
 	  --model.base_model $(DOWNSTREAM_MODEL) $(if $(CLINICAL),--model.clinical $(CLINICAL)) \
 	  $(if $(CLINICAL_ADAPTER),--model.clinical_adapter $(CLINICAL_ADAPTER)) \
 	  $(if $(DOWNSTREAM_LORA),--model.downstream_lora $(if $(filter 0 false,$(DOWNSTREAM_LORA)),false,true)) \
 	  --data.data_dir $(DOWNSTREAM_DATA) --data.cache_dir $(CACHE) --run_dir $(DOWNSTREAM_OUT) \
-	  $(if $(CKPT),--ckpt_path $(CKPT)) $(OVERWRITE_ARG) $(ARGS)
+	  $(call DEMOGRAPHICS_ARG,--data.demographics) $(if $(CKPT),--ckpt_path $(CKPT)) $(OVERWRITE_ARG) $(ARGS)
 
 downstream-all: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) ## the five tasks, then runs/downstream/table.{md,csv} (AUROC, paper-style)
 	for t in $(DOWNSTREAM_TASKS); do $(call unless_done,runs/downstream/$$t) $(MAKE) --no-print-directory downstream TASK=$$t OUT= DATA=$(DATA) || exit 1; done
@@ -207,10 +215,10 @@ predict: $(ENV_STAMP) ## score a CSV of id,text notes with RUN (RUN, DATA, OUT; 
 	$(if $(strip $(DATA)),,$(error DATA: give the CSV of notes (columns id and text)))
 	$(CLI) predict --run $(RUN) --data $(DATA) $(if $(OUT),--out $(OUT)) $(ARGS)
 
-evaluate: $(ENV_STAMP) ## RUN's metrics (AUROC, bootstrap CI) on DATA's labelled test file (RUN, DATA, OUT; default RUN/external/<folder>)
+evaluate: $(ENV_STAMP) $(DEMOGRAPHICS_DEP) ## RUN's metrics (AUROC, calibration, bootstrap CIs, decision curve, report.md) on DATA's labelled test file (RUN, DATA, OUT, DEMOGRAPHICS; default RUN/external/<folder>)
 	$(if $(strip $(RUN)),,$(error RUN: give the downstream run directory, e.g. make evaluate RUN=runs/downstream/mor DATA=/external))
 	$(if $(strip $(DATA)),,$(error DATA: give the folder with the task's test file))
-	$(CLI) evaluate --run $(RUN) --data $(DATA) $(if $(OUT),--out $(OUT)) $(ARGS)
+	$(CLI) evaluate --run $(RUN) --data $(DATA) $(if $(OUT),--out $(OUT)) $(call DEMOGRAPHICS_ARG,--demographics) $(ARGS)
 
 # --- grids (one command per paper table) and hyperparameter sweeps ---
 GRID    ?= smoke#                      grid: experiments/grids/$(GRID).yaml (smoke paper-a-table2 paper-a-table3 paper-b)

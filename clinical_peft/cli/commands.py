@@ -22,7 +22,7 @@ COMMANDS: dict[str, str] = {
     "export": "clinical_peft.inference.export:main",
     "baseline": "clinical_peft.studies.floor:main",
     "predict": "clinical_peft.inference.predict:predict_main",
-    "evaluate": "clinical_peft.inference.predict:evaluate_main",
+    "evaluate": "clinical_peft.inference.evaluate:evaluate_main",
     "grid": "clinical_peft.studies.grid:main",
     "sweep": "clinical_peft.studies.sweep:main",
 }

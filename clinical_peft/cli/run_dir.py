@@ -22,7 +22,9 @@ class RunDir:
 
     #: what a run writes into its directory: what `--overwrite` clears (nothing else is touched)
     OUTPUTS = ("config.yaml", "hparams.yaml", "metrics.csv", "metrics.json", "curves.png",
-               "labels.json", "checkpoints", "adapter", "tokenizer", "predictions", "tensorboard")  # fmt: skip
+               "labels.json", "checkpoints", "adapter", "tokenizer", "predictions", "tensorboard",
+               "reliability.png", "decision_curve.csv", "decision_curve.png", "subgroups.csv",
+               "subgroups.png", "subgroup_gaps.csv", "report.md")  # fmt: skip
 
     #: the lock a run holds for its whole life (see `RunLock`); never counted as an output
     LOCK = ".run.lock"
@@ -51,6 +53,15 @@ class RunDir:
     adapter = property(lambda self: self.path / "adapter")
     tokenizer = property(lambda self: self.path / "tokenizer")
     predictions = property(lambda self: self.path / "predictions")
+    reliability = property(lambda self: self.path / "reliability.png")
+    """The test split's reliability diagram (calibration), as are the files below."""
+    decision_curve = property(lambda self: self.path / "decision_curve.csv")
+    decision_curve_plot = property(lambda self: self.path / "decision_curve.png")
+    subgroups = property(lambda self: self.path / "subgroups.csv")
+    subgroups_plot = property(lambda self: self.path / "subgroups.png")
+    subgroup_gaps = property(lambda self: self.path / "subgroup_gaps.csv")
+    report = property(lambda self: self.path / "report.md")
+    """The TRIPOD+AI-style summary."""
     tensorboard = "tensorboard"
     """The TensorBoard logger's version folder name, under the run directory."""
     external = property(lambda self: self.path / "external")

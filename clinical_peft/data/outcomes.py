@@ -20,11 +20,14 @@ from datasets import Dataset, DatasetDict, load_from_disk
 
 from clinical_peft.data.base import DataModuleBase
 from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
+from clinical_peft.data.demographics import find_tables
 from clinical_peft.data.files import read_csv_chunks
 from clinical_peft.data.loader import ResumableLoader, pad_rows
+from clinical_peft.metrics.recalibration import check_method
 from clinical_peft.tasks.outcomes import SPLITS, class_weights, get_task, label_space, parse_labels
 from clinical_peft.util.errors import (
     InputError,
+    at_least_one,
     require_dir,
     require_file,
     require_option,
@@ -155,6 +158,9 @@ class OutcomeDataModule(DataModuleBase):
         num_workers: int = 0,
         seed: int = 0,
         allow_overlap: bool = False,
+        demographics: str | None = None,
+        min_group: int = 10,
+        recalibrate: Literal["none", "platt", "temperature"] = "none",
     ) -> None:
         """
         Args:
@@ -172,14 +178,26 @@ class OutcomeDataModule(DataModuleBase):
             seed: seed of the batch composition and order.
             allow_overlap: accept admission ids found in train and in val or test (leakage:
                 refused unless asked for).
+            demographics: folder of MIMIC-III ADMISSIONS/PATIENTS.csv.gz (or MIMIC-IV
+                hosp/admissions, patients): the test split's performance per gender, age band,
+                ethnicity and insurance (subgroups.csv; see data/demographics.py).
+            min_group: subgroups of fewer admissions are never written nor printed.
+            recalibrate: fit `platt` or `temperature` scaling on val and report the test
+                split's calibration after it too (`test_recalibrated/...`; scores unchanged).
         """
         super().__init__()
         self.allow_overlap = allow_overlap
+        if demographics is not None:
+            find_tables(demographics)  # refused now, not after training
+        at_least_one(min_group, "data.min_group")
+        self.demographics, self.min_group = demographics, min_group
+        self.recalibrate = recalibrate
         if long_mode not in ("truncate", "chunks"):
             raise InputError("data.long_mode", f"unknown '{long_mode}' (valid: truncate, chunks)")
         if max_length < 8:
             raise InputError("data.max_length", f"{max_length} is too short (at least 8)")
         self.task = get_task(task)
+        check_method(recalibrate, self.task.kind, "data.recalibrate")
         self.data_dir = require_dir(
             require_option(data_dir, "data.data_dir", "the folder of the task CSVs"),
             "outcome task data",

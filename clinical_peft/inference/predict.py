@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -32,10 +31,8 @@ from clinical_peft.inference.run_model import (  # noqa: F401  (their import pat
     run_hparams,
     run_info,
 )
-from clinical_peft.metrics.bootstrap import bootstrap_auroc, percentile_ci
-from clinical_peft.metrics.outcomes import outcome_metrics
 from clinical_peft.stages.downstream import probabilities
-from clinical_peft.tasks.outcomes import get_task, parse_labels
+from clinical_peft.tasks.outcomes import get_task
 from clinical_peft.util.atomic import write_atomic, write_json
 from clinical_peft.util.errors import (
     InputError,
@@ -163,49 +160,6 @@ def predict(
     return out / "predictions.csv"
 
 
-def evaluate(
-    run: str | Path, data: str | Path, out: str | Path | None = None, n_boot: int = 1000,
-    overwrite: bool = False, **kw,
-) -> dict:  # fmt: skip
-    """Score the task's labelled test file in DATA; write OUT/metrics.json (test/auroc as the
-    run's, with a bootstrap interval), OUT/predictions.npz and OUT/predictions.csv."""
-    run, data = require_dir(run, "run"), Path(data)
-    info = run_info(run)
-    task = get_task(info["task"])
-    path = notes_file(data, run)
-    out = output_folder(run, data, out)
-    outputs = [RunDir(out).metrics, out / "predictions.npz", out / "predictions.csv"]
-    refuse_earlier_outputs(outputs, overwrite)
-    rows = read_split(path, task.label_column, None)
-    parsed, unknown = parse_labels(task, rows["label"], rows["id"], path, info["label_names"])
-    ids, scores, labels, stats, _ = score_notes(run, rows, parsed, **kw)
-    n_labels = 1 if task.kind == "binary" else len(info["label_names"])
-    metrics = {
-        f"test/{k}": v for k, v in outcome_metrics(scores, labels, task.kind, n_labels).items()
-    }
-    values = bootstrap_auroc(torch.from_numpy(scores), torch.from_numpy(labels), task.kind, n_boot)
-    try:
-        metrics["test/auroc_ci_low"], metrics["test/auroc_ci_high"] = percentile_ci(values)
-    except ValueError:
-        metrics["test/auroc_ci_low"] = metrics["test/auroc_ci_high"] = float("nan")
-    metrics.update({"bootstrap/resamples": float(len(values)), **stats})
-    # as the stages count them: every note is scored, the count says how many share an id
-    metrics["data/duplicate_ids"] = float(len(ids) - len(set(ids)))
-    if metrics["data/duplicate_ids"]:
-        print(f"{path}: {metrics['data/duplicate_ids']:.0f} duplicate ids", file=sys.stderr)
-    if task.kind == "multilabel":
-        metrics["data/unknown_codes"] = float(unknown)
-
-    def save_npz(tmp: Path) -> None:
-        with tmp.open("wb") as f:  # a file, not a name: np.savez would append ".npz" to one
-            np.savez(f, ids=np.array(ids), scores=scores, labels=labels)
-
-    write_atomic(outputs[1], save_npz)
-    write_predictions_csv(outputs[2], ids, scores, info)
-    write_json(outputs[0], {**metrics, "data_file": str(path), "run": str(run)})
-    return metrics
-
-
 def _parser(name: str, description: str) -> argparse.ArgumentParser:
     parser = CommandParser(prog=f"python -m clinical_peft {name}", description=description)
     parser.add_argument("--run", required=True, help="downstream run directory")
@@ -236,11 +190,10 @@ def predict_main(argv: list[str]) -> None:
     print(f"wrote {predict(args.run, args.data, args.out, **_options(args))}")
 
 
-def evaluate_main(argv: list[str]) -> None:
-    parser = _parser("evaluate", "A downstream run's metrics on an external labelled test set.")
-    parser.add_argument("--data", required=True, help="folder with the task's test file")
-    parser.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples of AUROC")
-    args = parser.parse_args(argv)
-    metrics = evaluate(args.run, args.data, args.out, args.n_boot, **_options(args))
-    shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")}
-    print(f"evaluate done: {shown}")
+def __getattr__(name: str):
+    """`evaluate` and `evaluate_main` live in inference/evaluate.py (their import path before)."""
+    if name in ("evaluate", "evaluate_main"):
+        from clinical_peft.inference import evaluate
+
+        return getattr(evaluate, name)
+    raise AttributeError(name)

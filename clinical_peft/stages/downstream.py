@@ -31,6 +31,7 @@ from clinical_peft.models.classifier import (
     stack_adapters,
 )
 from clinical_peft.stages.base import AdapterStage
+from clinical_peft.stages.outcome_report import clinical_after_fit
 from clinical_peft.util.atomic import write_json
 from clinical_peft.util.errors import InputError
 
@@ -233,6 +234,7 @@ class OutcomePrediction(AdapterStage):
 
     def evaluate_after_fit(self, trainer: L.Trainer, datamodule, run_dir: Path) -> dict:
         metrics: dict = {}
+        parts: dict[str, dict] = {}
         for split in ("val", "test"):
             self._collect = {"ids": [], "scores": [], "labels": []}
             if split == "val":  # the paper: test with the lowest-val-loss checkpoint
@@ -240,15 +242,18 @@ class OutcomePrediction(AdapterStage):
             else:
                 (result,) = trainer.test(self, datamodule=datamodule, verbose=False)
             metrics.update({k: float(v) for k, v in result.items()})
-            self._write_predictions(trainer, RunDir(run_dir).predictions, split)
+            parts[split] = self._write_predictions(trainer, RunDir(run_dir).predictions, split)
             self._collect = None
         metrics.update({k: float(v) for k, v in getattr(datamodule, "stats", {}).items()})
         if trainer.is_global_zero:  # what `predict` / `evaluate` need to score notes as here
             write_json(RunDir(run_dir).labels, run_labels(datamodule))
+            # calibration, decision curve, subgroups and report.md (rank 0 holds every score)
+            metrics.update(clinical_after_fit(run_dir, datamodule, parts, metrics, self.device))
         return metrics
 
-    def _write_predictions(self, trainer: L.Trainer, folder: Path, split: str) -> None:
-        """predictions/{split}.npz (ids, scores, labels over the whole split) and an ROC plot."""
+    def _write_predictions(self, trainer: L.Trainer, folder: Path, split: str) -> dict:
+        """predictions/{split}.npz (ids, scores, labels over the whole split) and an ROC plot;
+        returns the split's ids, scores and labels (rank 0: all of them)."""
         part = {
             "ids": self._collect["ids"],
             "scores": np.concatenate(self._collect["scores"]),
@@ -264,6 +269,7 @@ class OutcomePrediction(AdapterStage):
             }
         if trainer.is_global_zero:
             write_predictions(folder, split, part["ids"], part["scores"], part["labels"], self.kind)
+        return part
 
     def save_adapters(self, folder: Path) -> None:
         """Adapters in peft's format (adapter/clinical, adapter/downstream); a head that no

@@ -29,7 +29,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from clinical_peft.cli.run_dir import RunDir
+from clinical_peft.cli.tripod_report import write_report
 from clinical_peft.data.outcomes import read_split
+from clinical_peft.metrics.clinical import split_calibration, write_clinical_files
 from clinical_peft.metrics.outcomes import outcome_metrics
 from clinical_peft.metrics.predictions import write_predictions
 from clinical_peft.tasks.outcomes import SPLITS, class_weights, get_task, label_space, parse_labels
@@ -225,10 +227,15 @@ def run_baseline(
     for split in ("val", "test"):
         result = outcome_metrics(best[split], data[split]["labels"], kind, n_labels)
         metrics.update({f"{split}/{k}": float(v) for k, v in result.items()})
+        metrics.update(split_calibration(split, best[split], data[split]["labels"], kind))
         part = data[split]
         write_predictions(
             RunDir(run_dir).predictions, split, part["ids"], best[split], part["labels"], kind
         )
+    test = data["test"]
+    clinical = write_clinical_files(
+        run_dir, test["ids"], best["test"], test["labels"], kind, f"{task} ({NAME})"
+    )
     for split in SPLITS:
         metrics[f"data/{split}_notes"] = float(len(data[split]["ids"]))
         if kind == "multilabel":
@@ -251,6 +258,11 @@ def run_baseline(
         "data": {"task": task, "data_dir": str(data_dir), "max_examples": max_examples},
     }  # fmt: skip
     write_run(run_dir, metrics, config)
+    write_report(
+        run_dir, task=task, kind=kind, setting=f"The classical floor ({NAME}): development with "
+        "internal validation", run_dir=run_dir, data_files={s: str(p) for s, p in data["paths"].items()},
+        split_labels={s: data[s]["labels"] for s in SPLITS}, metrics=metrics, clinical=clinical,
+    )  # fmt: skip
     say(
         f"  chosen C={best['C']:g}: val AUROC {metrics['val/auroc']:.4f}, "
         f"test AUROC {metrics['test/auroc']:.4f} ({metrics['time/total_seconds']:.1f} s in all)"

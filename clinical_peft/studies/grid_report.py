@@ -22,7 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from clinical_peft.metrics.delong import FEW_PER_CLASS, MIN_PER_CLASS  # noqa: E402
-from clinical_peft.studies.grid_stats import summarize, t_interval  # noqa: E402, F401
+from clinical_peft.studies import grid_calibration  # noqa: E402
+from clinical_peft.studies.grid_stats import cell_runs, summarize, t_interval  # noqa: E402, F401
 from clinical_peft.studies.spec import Spec, read_status  # noqa: E402
 
 
@@ -127,11 +128,14 @@ def legend(spec: Spec, rows: list[dict], n_boot: int, ci: str) -> list[str]:
 
 def write_report(spec: Spec, out: Path, n_boot: int = 1000, ci: str = "bca") -> list[dict]:
     rows = summarize(spec, out, n_boot, ci)
+    runs = {(c.row, c.task or ""): cell_runs(spec, c, out)[1] for c in spec.cells}
+    grid_calibration.add_calibration(rows, runs, n_boot)
+    columns = COLUMNS + grid_calibration.COLUMNS
     out.mkdir(parents=True, exist_ok=True)
     with (out / "report.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow([name for name, _ in COLUMNS])
-        writer.writerows([[value(row) for _, value in COLUMNS] for row in rows])
+        writer.writerow([name for name, _ in columns])
+        writer.writerows([[value(row) for _, value in columns] for row in rows])
     header = [h.format(ref=spec.reference or "-") for h, _ in TABLE] + ["notes"]
     lines = [f"# Grid {spec.name}", "", f"Spec: `{spec.path}`. Reference row: {spec.reference}.",
              "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
@@ -145,7 +149,7 @@ def write_report(spec: Spec, out: Path, n_boot: int = 1000, ci: str = "bca") -> 
         lines.append(
             "| " + " | ".join([text(row) for _, text in TABLE] + [", ".join(marks)]) + " |"
         )
-    lines += ["", *legend(spec, rows, n_boot, ci)]
+    lines += ["", *legend(spec, rows, n_boot, ci), "", *grid_calibration.table(rows, n_boot)]
     if notes:
         lines += ["", "## Notes", "", *[f"{k}. {n}" for k, n in enumerate(notes, 1)]]
     failed = {k: v for k, v in read_status(out).items() if v.get("state") == "failed"}

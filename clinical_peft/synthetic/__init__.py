@@ -3,6 +3,8 @@
 Three families, each in the exact format the real sources use (see shared/PAPERS.md):
 - `write_notes`: MIMIC-IV-Note `discharge.csv.gz` / `radiology.csv.gz` (pretraining corpus);
 - `write_outcome_tasks`: the five van Aken et al. admission-note tasks (mor, los, diag, proc, pmv);
+- `write_demographics`: MIMIC-III `ADMISSIONS.csv.gz` / `PATIENTS.csv.gz` of those admissions,
+  with a planted subgroup difference (see `demographics.py`);
 - `write_instruction_tasks`: SFT and DPO JSONL for the five Savage et al. task kinds.
 
 Every value comes from a `random.Random` seeded with (family, seed), so the same seed gives
@@ -12,7 +14,9 @@ never leaves a half file. Templates live in `text.py`, vocabularies in
 
     python -m clinical_peft synthetic --out data/synthetic --what all
 
-All files land flat in `--out` (the instruction tasks in one subfolder per task).
+All files land flat in `--out` (the instruction tasks in one subfolder per task). `all` is
+notes, outcomes and instructions; `--what demographics` writes the two MIMIC-III tables of the
+admissions that `--what outcomes` writes with the same options.
 """
 
 from __future__ import annotations
@@ -24,13 +28,14 @@ from pathlib import Path
 from clinical_peft.data.notes import NOTE_COLUMNS, NOTE_FILES
 from clinical_peft.synthetic import text as T
 from clinical_peft.synthetic import vocab as V
+from clinical_peft.synthetic.demographics import write_demographics
 from clinical_peft.synthetic.files import csv_bytes, jsonl_bytes, rng_for, write_file
 from clinical_peft.synthetic.outcomes import code_space, write_outcome_tasks
 from clinical_peft.util.errors import InputError, at_least_one
 from clinical_peft.util.flags import CommandParser
 
-__all__ = ["INSTRUCTION_TASKS", "code_space", "main", "write_instruction_tasks", "write_notes",
-           "write_outcome_tasks"]  # fmt: skip
+__all__ = ["INSTRUCTION_TASKS", "code_space", "main", "write_demographics",
+           "write_instruction_tasks", "write_notes", "write_outcome_tasks"]  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------ notes
@@ -229,7 +234,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
-        "--what", default="all", choices=["notes", "outcomes", "instructions", "all"]
+        "--what",
+        default="all",
+        choices=["notes", "outcomes", "demographics", "instructions", "all"],
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n_discharge", type=int, default=300)
@@ -248,6 +255,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.what in ("outcomes", "all"):
         written.update(
             write_outcome_tasks(
+                out, args.n_admissions, args.seed, args.n_diag_codes, args.n_proc_codes
+            )
+        )
+    if args.what == "demographics":  # the admissions of `outcomes` with the same options
+        written.update(
+            write_demographics(
                 out, args.n_admissions, args.seed, args.n_diag_codes, args.n_proc_codes
             )
         )

@@ -97,18 +97,13 @@ def _mentions(rng: random.Random, space: list, present: list[int]) -> list[str]:
     return terms
 
 
-def write_outcome_tasks(
-    out_dir: str | Path,
-    n_admissions: int = 1200,
-    seed: int = 0,
-    n_diag_codes: int = 50,
-    n_proc_codes: int = 30,
-) -> dict[str, int]:
-    """Write the five van Aken et al. task files and the two code lists; return rows per file."""
+def admissions(
+    n_admissions: int = 1200, seed: int = 0, n_diag_codes: int = 50, n_proc_codes: int = 30
+) -> tuple[dict[str, list[list[dict]]], list, list]:
+    """The admissions of the task files, patient by patient, split 70 / 15 / 15 by patient, and
+    the diagnosis and procedure code spaces. Each admission keeps its latent severity `s`."""
     if n_diag_codes < 1 or n_proc_codes < 1:
         raise ValueError("n_diag_codes and n_proc_codes must be at least 1")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     rng = rng_for("outcomes", seed)
     diag_space, proc_space = code_space("diag", n_diag_codes), code_space("proc", n_proc_codes)
     diag_sampler = _CodeSampler(diag_space, mean_k=4.5)
@@ -149,6 +144,20 @@ def write_outcome_tasks(
     rng.shuffle(patients)  # split by patient, 70 / 15 / 15
     cut1, cut2 = round(0.7 * len(patients)), round(0.85 * len(patients))
     splits = {"train": patients[:cut1], "val": patients[cut1:cut2], "test": patients[cut2:]}
+    return splits, diag_space, proc_space
+
+
+def write_outcome_tasks(
+    out_dir: str | Path,
+    n_admissions: int = 1200,
+    seed: int = 0,
+    n_diag_codes: int = 50,
+    n_proc_codes: int = 30,
+) -> dict[str, int]:
+    """Write the five van Aken et al. task files and the two code lists; return rows per file."""
+    splits, diag_space, proc_space = admissions(n_admissions, seed, n_diag_codes, n_proc_codes)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     for split, group in splits.items():
         adms = [a for p in group for a in p]
