@@ -33,6 +33,7 @@ from clinical_peft.cli.callbacks import (  # noqa: E402
     Interrupted,
     RestoreLoaderPosition,
     RunState,
+    Scored,
     StopOnSignal,
     Throughput,
 )
@@ -187,6 +188,7 @@ class StageCLI(LightningCLI):
                 enable_version_counter=False,
             ),
             Throughput(),
+            Scored(),
             RestoreLoaderPosition(),
             RunState(self.stage),
             self.stopper,
@@ -302,6 +304,8 @@ def _run_stage(stage: str, args: list[str], stopper: StopOnSignal, run_lock: Run
     metrics.update(model.evaluate_after_fit(trainer, data, run_dir))
     throughput = next(cb for cb in trainer.callbacks if isinstance(cb, Throughput))
     metrics.update(throughput.totals(trainer))
+    scored = next(cb for cb in trainer.callbacks if isinstance(cb, Scored))
+    metrics.update(scored.totals(trainer))
     metrics.update(model.parameter_counts())
     metrics["base_fingerprint"] = model.base_fingerprint()
     model.export(run_dir)  # on every rank: ZeRO-3 gathers the adapter's shards

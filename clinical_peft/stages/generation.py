@@ -134,7 +134,7 @@ def evaluate_generation(
     log.info(
         "%s: %.1f %% of %d generations unparsable", prefix, 100 * metrics["unparsable"], len(rows)
     )
-    return {f"{prefix}/{k}": v for k, v in metrics.items()}
+    return {**{f"{prefix}/{k}": v for k, v in metrics.items()}, f"data/{prefix}/scored": len(rows)}
 
 
 def evaluate_stage(
