@@ -12,6 +12,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import RunningStage, TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -67,6 +68,26 @@ class Throughput(L.Callback):
             "train/step_seconds": self.seconds,
             "train/tokens_per_s": tokens / self.seconds if self.seconds else 0.0,
         }
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's bar, with its total (and so its ETA) ending at `max_steps` when that comes
+    first (Lightning caps it only under max_epochs -1), and without `v_num` (the last four
+    letters of a logger's version: "oard" for TensorBoard's)."""
+
+    @property
+    def total_train_batches(self) -> int | float:
+        total = super().total_train_batches
+        max_steps = self.trainer.max_steps
+        if max_steps is not None and max_steps > 0:
+            left = (max_steps - self.trainer.global_step) * self.trainer.accumulate_grad_batches
+            return min(total, max(left, 0))
+        return total
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
 
 
 def batch_examples(batch: dict) -> int:

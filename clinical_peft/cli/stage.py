@@ -24,6 +24,7 @@ from clinical_peft.util.quiet import quiet_known_noise
 quiet_known_noise()  # before the libraries load: some read their switches at import
 
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
+from lightning.pytorch.callbacks.progress import ProgressBar as AnyProgressBar  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger  # noqa: E402
 from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E402
@@ -31,6 +32,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E40
 from clinical_peft.cli.callbacks import (  # noqa: E402
     AtomicCheckpointIO,
     Interrupted,
+    ProgressBar,
     RestoreLoaderPosition,
     RunState,
     Scored,
@@ -202,6 +204,9 @@ class StageCLI(LightningCLI):
             self.stopper,
         ]
         user_callbacks = trainer_config.get("callbacks") or []
+        own_bar = any(isinstance(cb, AnyProgressBar) for cb in user_callbacks)
+        if trainer_config.get("enable_progress_bar") is not False and not own_bar:
+            callbacks.append(ProgressBar())
         kwargs["callbacks"] = list(user_callbacks) + callbacks
         return super().instantiate_trainer(**kwargs)
 
