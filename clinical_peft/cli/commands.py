@@ -16,6 +16,7 @@ from clinical_peft.util.flags import underscored
 
 COMMANDS: dict[str, str] = {
     "tiny-model": "clinical_peft.models.tiny_llama:main",
+    "smollm2": "clinical_peft.models.smollm2:main",
     "synthetic": "clinical_peft.synthetic:main",
     "tasks": "clinical_peft.tasks:main",
     "report": "clinical_peft.studies.tables:main",

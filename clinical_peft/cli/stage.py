@@ -24,6 +24,7 @@ from clinical_peft.util.quiet import quiet_known_noise
 quiet_known_noise()  # before the libraries load: some read their switches at import
 
 from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
+from lightning.pytorch.callbacks.progress import ProgressBar as AnyProgressBar  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger  # noqa: E402
 from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E402
@@ -31,8 +32,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E40
 from clinical_peft.cli.callbacks import (  # noqa: E402
     AtomicCheckpointIO,
     Interrupted,
+    ProgressBar,
     RestoreLoaderPosition,
     RunState,
+    Scored,
     StopOnSignal,
     Throughput,
 )
@@ -113,6 +116,7 @@ class StageCLI(LightningCLI):
         claim_run_dir(self.run_lock, config.run_dir, config.ckpt_path, config.overwrite)
         # config.yaml must not carry it: re-running a saved config would then overwrite unasked
         self.overwrite, config.overwrite = config.overwrite, False
+        apply_budget(config, config.budget)
 
     def instantiate_classes(self) -> None:
         try:
@@ -141,6 +145,13 @@ class StageCLI(LightningCLI):
                 action="store_true",
                 help=f"Resume a checkpoint made on other {what} than this run's (else refused).",
             )
+        parser.add_argument(
+            "--budget",
+            type=int | None,
+            default=None,
+            help="Cap the run's work at N batches per loop: max_steps, limit_val_batches and "
+            "limit_test_batches at most N, generation at most N x eval_batch_size examples.",
+        )
         parser.add_argument(
             "--checkpoint_every_n_steps",
             type=int | None,
@@ -187,13 +198,38 @@ class StageCLI(LightningCLI):
                 enable_version_counter=False,
             ),
             Throughput(),
+            Scored(),
             RestoreLoaderPosition(),
             RunState(self.stage),
             self.stopper,
         ]
         user_callbacks = trainer_config.get("callbacks") or []
+        own_bar = any(isinstance(cb, AnyProgressBar) for cb in user_callbacks)
+        if trainer_config.get("enable_progress_bar") is not False and not own_bar:
+            callbacks.append(ProgressBar())
         kwargs["callbacks"] = list(user_callbacks) + callbacks
         return super().instantiate_trainer(**kwargs)
+
+
+def apply_budget(config, budget: int | None) -> None:
+    """`--budget N`: every loop of the run capped at N batches (a smaller setting is kept), so
+    one number sizes a real-model run for a CPU; config.yaml records the capped values."""
+    if budget is None:
+        return
+    if budget < 1:
+        raise InputError("budget", f"{budget}: at least 1 batch")
+    trainer = config.trainer
+    if trainer.max_steps is None or trainer.max_steps < 0 or trainer.max_steps > budget:
+        trainer.max_steps = budget
+    for key in ("limit_val_batches", "limit_test_batches"):
+        value = trainer.get(key)
+        if value is None or isinstance(value, float) or value > budget:
+            trainer[key] = budget
+    data = config.data.get("init_args") or {}
+    if "max_eval_examples" in data:  # instruction data: generations of the test split
+        cap = budget * (data.get("eval_batch_size") or data.get("batch_size") or 1)
+        if data["max_eval_examples"] is None or data["max_eval_examples"] > cap:
+            data["max_eval_examples"] = cap
 
 
 def refuse_dropped_data_arguments(args: list[str], data) -> None:
@@ -303,6 +339,8 @@ def _run_stage(stage: str, args: list[str], stopper: StopOnSignal, run_lock: Run
     metrics.update(model.evaluate_after_fit(trainer, data, run_dir))
     throughput = next(cb for cb in trainer.callbacks if isinstance(cb, Throughput))
     metrics.update(throughput.totals(trainer))
+    scored = next(cb for cb in trainer.callbacks if isinstance(cb, Scored))
+    metrics.update(scored.totals(trainer))
     metrics.update(model.parameter_counts())
     metrics["base_fingerprint"] = model.base_fingerprint()
     model.export(run_dir)  # on every rank: ZeRO-3 gathers the adapter's shards

@@ -23,6 +23,7 @@ from datasets.exceptions import DatasetGenerationError
 from clinical_peft.data.base import DataModuleBase
 from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
 from clinical_peft.data.files import read_csv_chunks
+from clinical_peft.data.framing import document_frame
 from clinical_peft.data.loader import pad_rows
 from clinical_peft.util.errors import InputError, require_dir, require_file, require_option
 
@@ -164,6 +165,7 @@ class NotesDataModule(DataModuleBase):
         num_workers: int = 0,
         tokenize_num_proc: int = 1,
         seed: int = 0,
+        framing: str = "auto",
     ) -> None:
         """
         Args:
@@ -180,6 +182,10 @@ class NotesDataModule(DataModuleBase):
             cache_dir: where cleaned, tokenized datasets are kept (patient text stays here).
             tokenize_num_proc: processes for tokenization.
             seed: seed of the training order.
+            framing: the tokens around each note: `auto` (the model's own document convention:
+                SmolLM2 no BOS + `<|endoftext|>`, LLaMA-2 `<s>` ... `</s>`, Llama-3
+                `<|begin_of_text|>` ... `<|end_of_text|>`), one of those by name (`endoftext`,
+                `llama2`, `llama3`), or `tokenizer` (its BOS and EOS, chat markers or not).
         """
         super().__init__()
         if mode not in ("pack", "pad_per_note"):
@@ -201,7 +207,7 @@ class NotesDataModule(DataModuleBase):
         self.val_fraction, self.split_seed, self.max_notes = val_fraction, split_seed, max_notes
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.cache_dir, self.num_workers, self.seed = Path(cache_dir), num_workers, seed
-        self.tokenize_num_proc = tokenize_num_proc
+        self.tokenize_num_proc, self.framing = tokenize_num_proc, framing
         self.cache_hit: bool | None = None
         self.stats: dict = {}
 
@@ -217,6 +223,7 @@ class NotesDataModule(DataModuleBase):
             "packing": PACKING_VERSION,
             "stats": STATS_VERSION,
             "tokenizer": tokenizer_stamp(self.tokenizer),
+            "frame": document_frame(self.tokenizer, self.framing),
             **{
                 k: getattr(self, k)
                 for k in ("mode", "block_size", "val_fraction", "split_seed", "max_notes")
@@ -276,8 +283,8 @@ class NotesDataModule(DataModuleBase):
                 f"{self.val_fraction} of {n} patients leaves the {side} split empty",
             )
         tokenizer = self.tokenizer
-        prefix = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-        eos, block, pad = tokenizer.eos_token_id, self.block_size, tokenizer.pad_token_id
+        prefix, suffix = document_frame(tokenizer, self.framing)
+        block, pad = self.block_size, tokenizer.pad_token_id
 
         def tokenize(batch: dict, held_out: bool) -> dict:
             """Token ids of this batch's notes on one side of the split (in file order)."""
@@ -285,7 +292,7 @@ class NotesDataModule(DataModuleBase):
             if not texts:  # the tokenizer refuses an empty batch
                 return {"ids": []}
             ids = tokenizer(texts, add_special_tokens=False, return_attention_mask=False)
-            return {"ids": [prefix + tokens + [eos] for tokens in ids["input_ids"]]}
+            return {"ids": [prefix + tokens + suffix for tokens in ids["input_ids"]]}
 
         def arrange(batch: dict) -> dict:
             if self.mode == "pack":
@@ -337,8 +344,14 @@ class NotesDataModule(DataModuleBase):
         input_ids = pad_rows([ex["input_ids"] for ex in examples], pad_id, self.block_size)
         labels = pad_rows([ex["labels"] for ex in examples], -100, self.block_size)
         # Real tokens (counted for throughput): in packed blocks a note's first token is no
-        # target, so only the pad token marks padding there.
-        real = input_ids != pad_id if self.mode == "pack" else labels != -100
+        # target, and the separator may be the pad token (SmolLM2), so padding is the tail
+        # after the last token that is a target, a later position or not the pad token.
+        if self.mode == "pack":
+            positions = torch.stack([ex["position_ids"] for ex in examples])
+            keep = (labels != -100) | (positions > 0) | (input_ids != pad_id)
+            real = keep.flip(1).cummax(1).values.flip(1)
+        else:
+            real = labels != -100
         batch = {"input_ids": input_ids, "labels": labels, "attention_mask": real.long()}
         if "position_ids" in examples[0]:
             batch["position_ids"] = torch.stack([ex["position_ids"] for ex in examples])

@@ -22,6 +22,7 @@ from clinical_peft.data.base import DataModuleBase
 from clinical_peft.data.cache import cached_build, file_stamp, tokenizer_stamp
 from clinical_peft.data.demographics import find_tables
 from clinical_peft.data.files import read_csv_chunks
+from clinical_peft.data.framing import document_frame
 from clinical_peft.data.loader import ResumableLoader, pad_rows
 from clinical_peft.metrics.recalibration import check_method
 from clinical_peft.tasks.outcomes import SPLITS, class_weights, get_task, label_space, parse_labels
@@ -67,24 +68,30 @@ def windows(tokens: list[int], size: int, max_windows: int | None) -> list[list[
     return cut[:max_windows] if max_windows else cut
 
 
-def with_special(tokenizer, window: list[int]) -> list[int]:
-    """A window with the model's special tokens around it."""
-    if tokenizer.cls_token_id is not None:  # BERT family: [CLS] window [SEP]
-        return [tokenizer.cls_token_id, *window, tokenizer.sep_token_id]
-    # Decoders: BOS (if any) + window + EOS, so the pooled last token is always EOS.
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    return bos + window + [tokenizer.eos_token_id]
+def special_frame(tokenizer, framing: str = "auto") -> tuple[list[int], list[int]]:
+    """The tokens around a window: [CLS] ... [SEP] for the BERT family; for decoders the
+    model's document convention (`clinical_peft.data.framing`), so the pooled last token is
+    its end-of-document token."""
+    if tokenizer.cls_token_id is not None:
+        return [tokenizer.cls_token_id], [tokenizer.sep_token_id]
+    return document_frame(tokenizer, framing)
 
 
 def encode_notes(
-    tokenizer, texts: list[str], max_length: int, long_mode: str, max_chunks: int
+    tokenizer,
+    texts: list[str],
+    max_length: int,
+    long_mode: str,
+    max_chunks: int,
+    framing: str = "auto",
 ) -> tuple[list[list[list[int]]], int, int]:
     """Each note's windows (one when truncating), and the tokens kept and in all: training,
     evaluation and `predict` tokenize notes here, so they see the same windows."""
-    size = max_length - len(with_special(tokenizer, []))
+    begin, end = special_frame(tokenizer, framing)
+    size = max_length - len(begin) - len(end)
     max_windows = 1 if long_mode == "truncate" else max_chunks
     ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    chunks = [[with_special(tokenizer, w) for w in windows(t, size, max_windows)] for t in ids]
+    chunks = [[begin + w + end for w in windows(t, size, max_windows)] for t in ids]
     kept = sum(min(len(t), size * max_windows) for t in ids)
     return chunks, kept, sum(map(len, ids))
 
@@ -161,6 +168,7 @@ class OutcomeDataModule(DataModuleBase):
         demographics: str | None = None,
         min_group: int = 10,
         recalibrate: Literal["none", "platt", "temperature"] = "none",
+        framing: str = "auto",
     ) -> None:
         """
         Args:
@@ -184,9 +192,11 @@ class OutcomeDataModule(DataModuleBase):
             min_group: subgroups of fewer admissions are never written nor printed.
             recalibrate: fit `platt` or `temperature` scaling on val and report the test
                 split's calibration after it too (`test_recalibrated/...`; scores unchanged).
+            framing: decoders: the tokens around each window (`auto`: the model's document
+                convention; see `clinical_peft.data.framing` and the notes module's option).
         """
         super().__init__()
-        self.allow_overlap = allow_overlap
+        self.allow_overlap, self.framing = allow_overlap, framing
         if demographics is not None:
             find_tables(demographics)  # refused now, not after training
         at_least_one(min_group, "data.min_group")
@@ -241,6 +251,7 @@ class OutcomeDataModule(DataModuleBase):
             "files": [file_stamp(p) for p in self.paths.values() if p.exists()],
             "codes": file_stamp(codes) if codes.is_file() else None,
             "tokenizer": tokenizer_stamp(self.tokenizer),
+            "frame": special_frame(self.tokenizer, self.framing),
             **{k: getattr(self, k) for k in ("max_length", "long_mode", "max_chunks", "max_examples",
                                              "allow_overlap")},
         }  # fmt: skip
@@ -260,9 +271,6 @@ class OutcomeDataModule(DataModuleBase):
                     self.paths[split], self.stats[f"data/unknown_codes_{split}"], split,
                 )  # fmt: skip
 
-    def _special(self, window: list[int]) -> list[int]:
-        return with_special(self.tokenizer, window)
-
     def _build(self, out: Path) -> None:
         stats: dict[str, float] = {}
         parts, train_ids = {}, set()
@@ -278,8 +286,9 @@ class OutcomeDataModule(DataModuleBase):
                     raise InputError(path, f"field '{self.task.label_column}': every code list "
                                            "is empty (or no code is in the label space)")  # fmt: skip
             chunks, kept, total = encode_notes(
-                self.tokenizer, rows["text"], self.max_length, self.long_mode, self.max_chunks
-            )
+                self.tokenizer, rows["text"], self.max_length, self.long_mode, self.max_chunks,
+                self.framing,
+            )  # fmt: skip
             stats[f"data/{split}_notes"] = len(chunks)
             stats[f"data/{split}_tokens_dropped_share"] = 1 - kept / max(1, total)
             if self.kind == "multilabel":

@@ -109,6 +109,30 @@ def merged_model(
     return model
 
 
+PROBLEM_TYPES = {"multilabel": "multi_label_classification"}  # else single-label
+
+
+def align_config(model: torch.nn.Module, run: Path, base: str) -> None:
+    """The merged model's config as the run used it, so plain transformers reloads it alike:
+    the pad token of the run's tokenizer (a base may name EOS there while the run padded with
+    another token), and for a classifier the run's labels and problem type (else a multilabel
+    export loads as a 2-label single-label model)."""
+    from clinical_peft.inference.run_model import load_run_tokenizer, run_info
+
+    pad = load_run_tokenizer(run, base).pad_token_id
+    model.config.pad_token_id = pad
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.pad_token_id = pad
+    if (RunDir(run).adapter / "adapter_config.json").is_file():
+        return  # pretrain, SFT, DPO: a causal LM, no labels
+    info = run_info(run)
+    names = [str(name) for name in info["label_names"]]
+    if len(names) == model.config.num_labels:
+        model.config.id2label = dict(enumerate(names))
+        model.config.label2id = {name: i for i, name in enumerate(names)}
+    model.config.problem_type = PROBLEM_TYPES.get(info["kind"], "single_label_classification")
+
+
 def export(
     run: str | Path, out: str | Path, base_model: str | None = None, allow_other_base: bool = False
 ) -> Path:
@@ -116,6 +140,8 @@ def export(
     if out.exists() and any(out.iterdir()):
         raise InputError(out, "output folder is not empty")
     model = merged_model(run, base_model, allow_other_base)
+    hparams = yaml.safe_load(RunDir(run).hparams.read_text())
+    align_config(model, run, base_model or hparams["base_model"])
     model.requires_grad_(True)  # saved as an ordinary, trainable model
     partial = out.with_name(f".{out.name}.partial")
     if partial.exists():

@@ -62,9 +62,12 @@ def score_notes(
     stage, base = load_stage(run, base_model, allow_other_base)
     stage.to(dev)
     tokenizer = load_run_tokenizer(run, stage.hparams.base_model)
+    # a run from before labels.json recorded its framing framed with BOS/EOS (`tokenizer`)
+    framing = info.get("framing", "tokenizer")
     chunks, kept, total = encode_notes(
-        tokenizer, rows["text"], info["max_length"], info["long_mode"], info["max_chunks"]
-    )
+        tokenizer, rows["text"], info["max_length"], info["long_mode"], info["max_chunks"],
+        "auto" if framing == "cls" else framing,
+    )  # fmt: skip
     examples = [
         {"id": i, "chunks": c, "labels": y}
         for i, c, y in zip(rows["id"], chunks, labels or [[0]] * len(chunks), strict=True)

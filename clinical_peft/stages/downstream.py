@@ -20,6 +20,7 @@ from torchmetrics import SumMetric
 
 from clinical_peft.cli.run_dir import RunDir
 from clinical_peft.data.contracts import OutcomeData
+from clinical_peft.data.framing import framing_record
 from clinical_peft.data.loader import is_filler
 from clinical_peft.metrics.outcomes import OutcomeScores
 from clinical_peft.metrics.predictions import write_predictions
@@ -294,4 +295,5 @@ def run_labels(datamodule) -> dict:
     return {
         "task": datamodule.task.key, "kind": datamodule.kind,
         "label_names": list(datamodule.label_names), **{k: getattr(datamodule, k) for k in keys},
+        "framing": framing_record(datamodule.tokenizer, getattr(datamodule, "framing", "auto")),
     }  # fmt: skip

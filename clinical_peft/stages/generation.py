@@ -25,6 +25,20 @@ from clinical_peft.tasks.instructions import get_task, score
 log = logging.getLogger(__name__)
 
 
+def stop_ids(model: torch.nn.Module, tokenizer) -> list[int]:
+    """The tokenizer's EOS and every id the model's `generation_config` stops on: instruct
+    models list several (Llama-3-Instruct: `<|eot_id|>` and `<|end_of_text|>`)."""
+    config = getattr(model, "generation_config", None)
+    listed = getattr(config, "eos_token_id", None)
+    listed = [] if listed is None else [listed] if isinstance(listed, int) else list(listed)
+    return list(dict.fromkeys([tokenizer.eos_token_id, *listed]))
+
+
+def cut_at_stop(row: list[int], stops: list[int]) -> list[int]:
+    """`row` up to (without) its first stop id."""
+    return next((row[:i] for i, token in enumerate(row) if token in stops), row)
+
+
 @torch.no_grad()
 def generate(
     model: torch.nn.Module,
@@ -35,7 +49,8 @@ def generate(
     rounds: int | None = None,
     filler: list[int] | None = None,
 ) -> list[str]:
-    """Greedy completions of token-id prompts, batched with left padding; text up to EOS.
+    """Greedy completions of token-id prompts, batched with left padding; text up to the
+    first stop id (`stop_ids`).
 
     `rounds` (ZeRO-3): run exactly this many batches, each step in lockstep with the other
     ranks (`synced_gpus`), since every forward pass gathers sharded weights from all of them; a
@@ -47,7 +62,7 @@ def generate(
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    pad, stops = tokenizer.pad_token_id, stop_ids(model, tokenizer)
     texts = []
     for start in range(0, rounds * batch_size, batch_size):
         batch = prompts[start : start + batch_size]
@@ -62,14 +77,13 @@ def generate(
             max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=pad,
-            eos_token_id=eos,
+            eos_token_id=stops,
             synced_gpus=synced,
         )
         if is_filler:
             continue
         for row in output[:, input_ids.shape[1] :].tolist():
-            row = row[: row.index(eos)] if eos in row else row
-            texts.append(tokenizer.decode(row, skip_special_tokens=True))
+            texts.append(tokenizer.decode(cut_at_stop(row, stops), skip_special_tokens=True))
     model.train(was_training)
     return texts
 
@@ -121,7 +135,7 @@ def evaluate_generation(
     log.info(
         "%s: %.1f %% of %d generations unparsable", prefix, 100 * metrics["unparsable"], len(rows)
     )
-    return {f"{prefix}/{k}": v for k, v in metrics.items()}
+    return {**{f"{prefix}/{k}": v for k, v in metrics.items()}, f"data/{prefix}/scored": len(rows)}
 
 
 def evaluate_stage(
