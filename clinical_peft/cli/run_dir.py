@@ -158,6 +158,14 @@ def deepspeed_client_state(path: str | Path) -> dict:
     return client
 
 
+def checkpoint_step(path: str | Path) -> int:
+    """The optimizer step a checkpoint (file or DeepSpeed folder) was written at; its tensors are
+    memory-mapped, not read."""
+    path = Path(path)
+    state = deepspeed_client_state(path) if path.is_dir() else load_checkpoint_file(path, mmap=True)
+    return int(state.get("global_step", 0))
+
+
 def read_checkpoint(path: str, stage: str | None = None, deepspeed: bool | None = None) -> dict:
     """A checkpoint of `stage`, loaded (a DeepSpeed folder: what its strategy stored beside the
     shards, see `deepspeed_client_state`); else InputError."""

@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from clinical_peft.cli.run_dir import RunDir
+from clinical_peft.cli.run_dir import RunDir, checkpoint_step
 from clinical_peft.models.backbone import fingerprint, parameter_counts, weights_fingerprint
 from clinical_peft.util.errors import InputError
 
@@ -53,6 +53,7 @@ class AdapterStage(L.LightningModule):
     def __init__(self, optim: OptimSpec | None = None) -> None:
         super().__init__()
         self.optim = optim or OptimSpec()
+        self.scored_weights: dict = {}  # what `validate_best` scored, for metrics.json
         if self.optim.schedule not in ("cosine", "linear", "constant"):
             raise InputError("model.optim.schedule", f"unknown '{self.optim.schedule}'")
         # Checkpoints hold trainable tensors only; the frozen base comes from `base_model`.
@@ -140,8 +141,10 @@ class AdapterStage(L.LightningModule):
 
         The strategy loads the checkpoint, so DeepSpeed's sharded checkpoints work too; under
         ZeRO-3 (which DeepSpeed cannot load into an evaluation engine) the stage loads it itself.
+        Which weights were scored goes to `scored_weights` (metrics.json).
         """
         best = best_checkpoint(trainer) or None
+        self.scored_weights = scored_weights(trainer, best)
         if best and getattr(trainer.strategy, "zero_stage_3", False):
             self.load_zero3_checkpoint(best)
             best = None
@@ -198,6 +201,14 @@ def gathered_parameters(model: torch.nn.Module):
     import deepspeed
 
     return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+
+
+def scored_weights(trainer: L.Trainer, best: str | None) -> dict:
+    """`scored_checkpoint`: "best" (checkpoints/best.ckpt) or "last" (the final weights, where
+    no best checkpoint was written), and `scored_step`, the optimizer step of those weights."""
+    if best:
+        return {"scored_checkpoint": "best", "scored_step": checkpoint_step(best)}
+    return {"scored_checkpoint": "last", "scored_step": trainer.global_step}
 
 
 def best_checkpoint(trainer: L.Trainer) -> str:

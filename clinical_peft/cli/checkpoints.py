@@ -1,0 +1,92 @@
+"""When a run validates and writes `last.ckpt`, so that a run killed at any point resumes to the
+uninterrupted run's weights, best checkpoint and metrics.
+
+Lightning writes an every-N-steps `last.ckpt` right after the optimizer step, before the
+validation that may follow it. A run killed between the two resumes past that validation: at
+`max_steps` as finished (the final validation and best-checkpoint update never run), mid-run
+without that validation (Lightning skips it on restart). So a step that validation follows is
+saved after the validation (and after `best.ckpt`), and the final weights are always validated
+inside `fit`, where the best-checkpoint callback sees them.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+
+def validation_follows(trainer: L.Trainer) -> bool:
+    """Whether the fit loop validates after the training batch that just ended: Lightning's own
+    decision (it makes it once this batch's hooks are done, from the same state)."""
+    loop = trainer.fit_loop.epoch_loop
+    return loop._should_check_val_fx(trainer.fit_loop._data_fetcher)
+
+
+def training_ends(trainer: L.Trainer) -> bool:
+    """Whether the training batch that just ended is the run's last (max_steps, or the last batch
+    of the last epoch)."""
+    if trainer.max_steps not in (None, -1) and trainer.global_step >= trainer.max_steps:
+        return True
+    progress = trainer.fit_loop.epoch_loop.batch_progress
+    last_batch = progress.is_last_batch or progress.current.ready == trainer.num_training_batches
+    epochs = trainer.max_epochs
+    return last_batch and epochs not in (None, -1) and trainer.current_epoch + 1 >= epochs
+
+
+class ValidateAtEnd(L.Callback):
+    """Validate the final weights inside `fit` even when training stops between two scheduled
+    validations (`max_steps`, `val_check_interval`): Lightning validates after a batch once
+    `trainer.should_stop` is set, and the best checkpoint then considers the final weights."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if training_ends(trainer):
+            trainer.should_stop = True
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """`checkpoints/last.ckpt` every N optimizer steps and at each epoch's end (Lightning's
+    `save_last` with `save_top_k=0` writes it at the end of training only); a step that
+    validation follows is written after that validation and the best checkpoint's update, so a
+    resumed run never skips either."""
+
+    def __init__(self, dirpath: str, every_n_steps: int | None) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            save_last=True,
+            save_top_k=0,
+            every_n_train_steps=every_n_steps,
+            enable_version_counter=False,
+        )
+        self._after_validation: int | None = None  # the step whose save waits for validation
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not validation_follows(trainer):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        elif self._every_n_train_steps and trainer.global_step % self._every_n_train_steps == 0:
+            self._after_validation = trainer.global_step
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        # where the best checkpoint saves (this callback comes after it): here or at epoch end
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_waiting(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        self._after_validation = trainer.global_step  # every epoch's end, waiting or not
+        self._save_waiting(trainer)
+
+    def _save_waiting(self, trainer) -> None:
+        if self._after_validation != trainer.global_step:
+            return
+        self._after_validation = None
+        if not self._should_skip_saving_checkpoint(trainer):  # fitting, not saved at this step
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def align_logging_step(trainer: L.Trainer) -> None:
+    """After `fit`: a resumed fit with nothing left to train (its checkpoint was written at
+    max_steps) skips the loop reset that moves Lightning's logging step past the checkpoint's
+    own, so the final scores would land one step early in metrics.csv. A no-op otherwise."""
+    loop = trainer.fit_loop.epoch_loop
+    loop._batches_that_stepped = max(loop._batches_that_stepped, trainer.global_step)
