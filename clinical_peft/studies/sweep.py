@@ -27,12 +27,18 @@ from clinical_peft.cli.run_dir import RunDir
 from clinical_peft.studies.grid import (
     command,
     exit_on_sigterm,
+    last_error,
     run_to_end,
     spec_arguments,
     spec_parser,
 )
 from clinical_peft.studies.spec import Run, _fill, config_files, read_spec
 from clinical_peft.studies.storage import open_storage, shared_storage
+from clinical_peft.studies.sweep_checks import (
+    check_trial_inputs,
+    refuse_if_none_finished,
+    trial_log,
+)
 from clinical_peft.util.atomic import locked
 from clinical_peft.util.errors import InputError, at_least_one
 
@@ -121,7 +127,7 @@ class Sweep:
             **overlay.get("trainer", {}), "callbacks": [callback]}}, sort_keys=False))  # fmt: skip
         run = Run(f"trial{trial.number}", self.stage, [*self.configs, str(config)], self.args)
         run_dir = self.dir / f"trial{trial.number}"
-        log = self.dir / "logs" / f"trial{trial.number}.log"
+        log = trial_log(self.dir, trial.number)
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w") as handle:
             code = run_to_end(command(run, run_dir, 0), handle)
@@ -130,7 +136,9 @@ class Sweep:
             raise optuna.TrialPruned()
         metrics = RunDir(run_dir).metrics
         if code != 0 or not metrics.is_file():
-            raise RuntimeError(f"trial {trial.number} failed (exit {code}); see {log}")
+            error = last_error(log)
+            trial.set_user_attr("error", error)  # the sweep's one line when no trial finishes
+            raise RuntimeError(f"trial {trial.number} failed (exit {code}): {error}; see {log}")
         import json
 
         value = json.loads(metrics.read_text()).get(self.metric)
@@ -225,10 +233,13 @@ def main(argv: list[str] | None = None) -> None:
     path, variables = spec_arguments("sweep", args)
     search = Sweep(path, args.task, args.out, args.storage, variables)
     if not args.report_only:
+        check_trial_inputs(search.configs, search.args)
         exit_on_sigterm()
         search.optimize(args.trials)
     best = search.write_best()
     search.write_report()
+    if not args.report_only:
+        refuse_if_none_finished(search.study, search.dir)  # exit 2, not 0 with "best: None"
     print(f"sweep {search.name}: {search.finished()} finished trials; best: {best}")
 
 
