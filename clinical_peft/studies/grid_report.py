@@ -29,6 +29,7 @@ from clinical_peft.cli.run_dir import RunDir
 from clinical_peft.metrics.bootstrap import bootstrap_auroc, paired_bootstrap_diff, percentile_ci  # noqa: E402
 from clinical_peft.metrics.delong import delong_test  # noqa: E402
 from clinical_peft.metrics.outcomes import outcome_metrics  # noqa: E402
+from clinical_peft.metrics.predictions import read_ids  # noqa: E402
 from clinical_peft.studies.spec import Cell, Spec, read_status  # noqa: E402
 
 AUROC = "test/auroc"
@@ -50,9 +51,10 @@ def load_predictions(run_dir: Path) -> dict | None:
     if not path.is_file():
         return None
     data = np.load(path)
-    order = np.argsort(data["ids"], kind="stable")
+    ids = read_ids(data["ids"])  # int64, or the ids' text; older files: floats
+    order = np.argsort(ids, kind="stable")
     scores, labels = data["scores"][order], data["labels"][order]
-    return {"ids": data["ids"][order], "scores": scores, "labels": labels,
+    return {"ids": ids[order], "scores": scores, "labels": labels,
             "kind": kind_of(scores, labels)}  # fmt: skip
 
 
