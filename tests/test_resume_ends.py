@@ -35,6 +35,9 @@ def kill(class_path: str, **init_args) -> list[str]:
 KILL_POINTS = {
     "mid-run, as the step-4 validation starts": kill("KillAtValidation", step=4),
     "after the last step, before its checkpoint": kill("KillAtStep", step=6),
+    "after the last step's checkpoint (the old order), as the final validation starts": kill(
+        "KillAtValidation", step=6
+    ),
     "after the final validation, before the checkpoints' update": kill(
         "KillAtValidation", step=6, at="end"
     ),
@@ -106,3 +109,19 @@ def test_a_run_killed_around_its_last_checkpoint_resumes_to_the_same_end(
     a, b = adapter(straight), adapter(run)
     assert a.keys() == b.keys()
     assert max((a[k] - b[k]).abs().max().item() for k in a) <= 1e-6
+
+
+def test_last_checkpoint_is_written_at_each_epochs_end(notes_dir, tiny_model, tmp_path):
+    """Without --checkpoint_every_n_steps, Lightning's last.ckpt (save_top_k 0) came only at the
+    end of training: a run killed in its second epoch had nothing to resume from."""
+    run = tmp_path / "run"
+    epochs = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2"]
+    args = pretrain_args(notes_dir, tiny_model, run, *epochs, *kill("KillAtStep", step=3))
+    result = run_script("pretrain", args)
+    assert result.returncode == -9, result.stderr[-3000:]
+    last = run / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["global_step"] == 2  # the first epoch's end
+    resume = ["--ckpt_path", str(last), *epochs]
+    metrics = run_stage("pretrain", pretrain_args(notes_dir, tiny_model, run, *resume))
+    assert torch.load(last, weights_only=True)["global_step"] == 4
+    assert metrics["scored_step"] in (2, 4)

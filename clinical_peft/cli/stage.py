@@ -24,7 +24,6 @@ from clinical_peft.util.quiet import quiet_known_noise
 
 quiet_known_noise()  # before the libraries load: some read their switches at import
 
-from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger  # noqa: E402
 from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E402
@@ -38,6 +37,7 @@ from clinical_peft.cli.callbacks import (  # noqa: E402
     Throughput,
 )
 from clinical_peft.cli.checkpoints import (  # noqa: E402
+    BestCheckpoint,
     LastCheckpoint,
     ValidateAtEnd,
     align_logging_step,
@@ -173,13 +173,8 @@ class StageCLI(LightningCLI):
                 "ZeRO-3: ranks a batch short run a filler batch at evaluation (data/loader.py)"
             )
         callbacks = [
-            ModelCheckpoint(
-                dirpath=run_dir.checkpoints,
-                filename=run_dir.best_ckpt.stem,
-                monitor=model.monitor,
-                mode=model.monitor_mode,
-                save_top_k=1,
-                enable_version_counter=False,
+            BestCheckpoint(
+                run_dir.checkpoints, run_dir.best_ckpt.stem, model.monitor, model.monitor_mode
             ),
             LastCheckpoint(run_dir.checkpoints, self.config.checkpoint_every_n_steps),
             ValidateAtEnd(),
