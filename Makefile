@@ -183,7 +183,7 @@ BASELINE_OUT := $(strip $(or $(OUT),runs/baseline/$(DOWNSTREAM_TASK)))
 BASELINE_RUNS = $(patsubst %/metrics.json,%,$(wildcard $(foreach t,$(DOWNSTREAM_TASKS),runs/baseline/$(t)/metrics.json)))
 
 baseline: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) ## TF-IDF + logistic regression on an outcome task (TASK, DATA, OUT, ARGS)
-	$(CLI) baseline --task $(DOWNSTREAM_TASK) --data-dir $(DOWNSTREAM_DATA) --run-dir $(BASELINE_OUT) $(ARGS)
+	$(CLI) baseline --task $(DOWNSTREAM_TASK) --data_dir $(DOWNSTREAM_DATA) --run_dir $(BASELINE_OUT) $(ARGS)
 
 baseline-all: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) ## the floor on the five tasks, then runs/baseline/table.{md,csv}
 	for t in $(DOWNSTREAM_TASKS); do $(MAKE) --no-print-directory baseline TASK=$$t OUT= DATA=$(DATA) || exit 1; done

@@ -85,13 +85,18 @@ def test_scorer_keys_must_match_the_spec(monkeypatch):
         score("colour", ["Red"], [" Red"])
 
 
-def test_makefile_and_experiment_files_list_the_registered_tasks():
+def make_variable(name: str) -> list[str]:
+    """The words of a Makefile variable, as make evaluates it."""
     result = subprocess.run(
         ["make", "-s", "--no-print-directory", "--eval", "print-%: ; @echo $($*)",
-         "print-INSTRUCT_TASKS"],
+         f"print-{name}"],
         capture_output=True, text=True, cwd=ROOT, check=True,
     )  # fmt: skip
-    assert result.stdout.split() == sorted(TASKS)
+    return result.stdout.split()
+
+
+def test_makefile_and_experiment_files_list_the_registered_tasks():
+    assert make_variable("INSTRUCT_TASKS") == sorted(TASKS)
     for stage in ("sft", "dpo"):  # one base YAML; overlays only for tasks that differ
         overlays = {p.stem for p in (ROOT / "experiments" / stage).glob("*.yaml")} - {"base"}
         assert (ROOT / "experiments" / stage / "base.yaml").is_file() and overlays <= set(TASKS)

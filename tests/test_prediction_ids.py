@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from clinical_peft.metrics.predictions import write_predictions
-from clinical_peft.studies.grid_report import load_predictions
+from clinical_peft.studies.grid_stats import load_predictions
 
 SCORES, LABELS = np.array([0.9, 0.2, 0.6]), np.array([1, 0, 1])
 

@@ -46,7 +46,7 @@ def failing_trial(message: str):
     """In place of a trial's process: print a traceback's end and `message`, exit 2."""
     started = []
 
-    def run(cmd: list[str], log) -> int:
+    def run(cmd: list[str], log, env: dict | None = None) -> int:
         started.append(cmd)
         log.write(f"Traceback (most recent call last):\n  ...\n{message}\n")
         return 2

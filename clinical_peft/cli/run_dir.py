@@ -1,6 +1,7 @@
 """The run directory: every path in it (`RunDir`, the one place that spells its file names), and
-its life: refuse to overwrite a finished run, check a checkpoint before a byte is written, clear
-what `--overwrite` replaces, and carry a resumed run's history over."""
+its life: one run at a time (`RunLock`), refuse to overwrite a finished run, check a checkpoint
+before a byte is written, clear what `--overwrite` replaces, and carry a resumed run's history
+over."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import csv
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
+from clinical_peft.util.atomic import HeldLock
 from clinical_peft.util.errors import InputError, path_problem
 
 
@@ -21,6 +24,9 @@ class RunDir:
     OUTPUTS = ("config.yaml", "hparams.yaml", "metrics.csv", "metrics.json", "curves.png",
                "labels.json", "checkpoints", "adapter", "tokenizer", "predictions", "tensorboard")  # fmt: skip
 
+    #: the lock a run holds for its whole life (see `RunLock`); never counted as an output
+    LOCK = ".run.lock"
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
 
@@ -30,6 +36,7 @@ class RunDir:
     def __fspath__(self) -> str:
         return str(self.path)
 
+    lock = property(lambda self: self.path / RunDir.LOCK)
     config = property(lambda self: self.path / "config.yaml")
     """The run's whole configuration (Lightning's CLI writes it; the floor writes its own)."""
     hparams = property(lambda self: self.path / "hparams.yaml")
@@ -50,6 +57,18 @@ class RunDir:
     """Scores of `predict` / `evaluate` on other data, a folder per input."""
     merged = property(lambda self: self.path / "merged")
     """`export`'s default output."""
+
+    @property
+    def scored_ckpt(self) -> Path:
+        """The checkpoint a finished run's test scores came from: the one metrics.json's
+        `scored_checkpoint` names (`scored_weights`); runs written before it: best, else last."""
+        try:
+            named = json.loads(self.metrics.read_text()).get("scored_checkpoint")
+        except (OSError, ValueError, AttributeError):
+            named = None
+        if named in ("best", "last"):  # even if deleted since: not other weights in its place
+            return self.best_ckpt if named == "best" else self.last_ckpt
+        return self.best_ckpt if self.best_ckpt.is_file() else self.last_ckpt
 
     def prediction_file(self, split: str, suffix: str = ".npz") -> Path:
         return self.predictions / f"{split}{suffix}"
@@ -80,7 +99,7 @@ def check_run_dir(run_dir: str, ckpt_path: str | None, overwrite: bool) -> None:
     path = Path(run_dir)
     problem = path_problem(path, "folder")
     if problem is None:
-        entries = sorted(p.name for p in path.iterdir())
+        entries = sorted(p.name for p in path.iterdir() if p.name != RunDir.LOCK)
     elif problem == "not found" and not path.is_symlink():
         return
     else:
@@ -96,6 +115,56 @@ def check_run_dir(run_dir: str, ckpt_path: str | None, overwrite: bool) -> None:
             f"run directory is not empty ({shown}): pass --overwrite to replace its run "
             f"(make: OVERWRITE=1), {resume}or another run directory",
         )
+
+
+class RunLock:
+    """The lock on a run directory (`RunDir.lock`) that a run holds from before its first byte
+    to its end: a second run into the folder is refused, naming the holder; a crashed run's
+    lock is free. Folders made to hold the lock are removed again if the run wrote nothing."""
+
+    def __init__(self) -> None:
+        self.held: HeldLock | None = None
+        self.made: list[Path] = []
+
+    def acquire(self, run_dir: Path) -> None:
+        made = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        held = HeldLock(RunDir(run_dir).lock)
+        holder = held.acquire()
+        if holder is not None:
+            raise InputError(
+                run_dir,
+                f"run directory is in use by another run ({holder}): wait for it to end, or "
+                "choose another run directory",
+            )
+        self.held, self.made = held, made
+
+    def release(self) -> None:
+        if self.held is not None:
+            self.held.release()
+            self.held = None
+        for folder in self.made:  # innermost first; a folder the run wrote into stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        self.made = []
+
+
+def note_other_base(run: Path, trained: str, base: str, this: str, doing: str) -> None:
+    """Say, on stderr, that `--allow_other_base` let `run` (trained on base weights `trained`)
+    go on `doing` `base` (weights `this`)."""
+    print(f"note: {run} was trained on other base weights ({trained}); {doing} {base} ({this}) "
+          "as --allow_other_base asks", file=sys.stderr)  # fmt: skip
+
+
+def claim_run_dir(lock: RunLock, run_dir: str, ckpt_path: str | None, overwrite: bool) -> None:
+    """Take the run directory's lock, then `check_run_dir`. Only the job's first process takes
+    it: the other ranks of a multi-process run write into the same folder."""
+    path = Path(run_dir)
+    if is_first_process() and path_problem(path, "folder") in (None, "not found"):
+        lock.acquire(path)  # a file or a broken link where the folder belongs: refused below
+    check_run_dir(run_dir, ckpt_path, overwrite)
 
 
 def check_checkpoint_path(path: str, deepspeed: bool) -> None:
@@ -166,6 +235,15 @@ def checkpoint_step(path: str | Path) -> int:
     return int(state.get("global_step", 0))
 
 
+def scored_weights(best: str | Path | None, final_step: int) -> dict:
+    """metrics.json's record of the weights a run was scored with (`RunDir.scored_ckpt` reads it
+    back): `scored_checkpoint` "best" (checkpoints/best.ckpt) or "last" (the final weights,
+    where no best checkpoint was written) and `scored_step`, the optimizer step of those weights."""
+    if best:
+        return {"scored_checkpoint": "best", "scored_step": checkpoint_step(best)}
+    return {"scored_checkpoint": "last", "scored_step": final_step}
+
+
 def read_checkpoint(path: str, stage: str | None = None, deepspeed: bool | None = None) -> dict:
     """A checkpoint of `stage`, loaded (a DeepSpeed folder: what its strategy stored beside the
     shards, see `deepspeed_client_state`); else InputError."""
@@ -189,9 +267,11 @@ def check_checkpoint(
     data=None,
     allow_other_base: bool = False,
     allow_other_data: bool = False,
+    base_option: str = "--model.base_model",
 ) -> dict:
-    """Refuse a missing, truncated or foreign checkpoint before training starts; return the
-    metrics it carries from before training (empty for older checkpoints)."""
+    """Refuse a missing, truncated or foreign checkpoint before training starts (or scoring:
+    `base_option` names the command's base-model option); return the metrics it carries from
+    before training (empty for older checkpoints)."""
     if checkpoint is None:
         checkpoint = read_checkpoint(path, stage)
     if model is None or not checkpoint:
@@ -201,7 +281,7 @@ def check_checkpoint(
         raise InputError(
             path,
             f"field 'base_fingerprint': trained on another base model ({stored}, this base is "
-            f"{model.base_fingerprint()}); pass --model.base_model of the model it was trained on",
+            f"{model.base_fingerprint()}); pass {base_option} of the model it was trained on",
         )
     # Older checkpoints name no stage: their tensors must still be this model's trainable ones.
     state, params = checkpoint["state_dict"], dict(model.named_parameters())
@@ -219,8 +299,8 @@ def check_checkpoint(
         raise InputError(
             path,
             f"field 'base_weights': trained on a base with the same shapes but other weights "
-            f"({stored}, this base's are {model.base_weights()}); pass --model.base_model of the "
-            "model it was trained on, or --allow_other_base to resume on this one anyway",
+            f"({stored}, this base's are {model.base_weights()}); pass {base_option} of the "
+            "model it was trained on, or --allow_other_base to use this one anyway",
         )
     stored = checkpoint.get("data_fingerprint")
     if stored is not None and data is not None and not allow_other_data:

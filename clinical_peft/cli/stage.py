@@ -6,9 +6,10 @@ score again, and write the run directory: config.yaml, metrics.json (`scored_che
 `scored_step` name the weights scored), checkpoints/, adapter/, tokenizer/ (see README). A run
 killed anywhere resumes to the same end (cli/checkpoints.py).
 
-A run directory that holds anything is refused unless the run resumes it (`--ckpt_path` inside
-it) or `--overwrite` is given; all that can be checked cheaply (checkpoint, model and data
-folders, options) is checked before the first byte is written. SIGTERM and SIGINT stop a run
+A run holds a lock on its run directory for its whole life (a second run into it is refused,
+naming the first's pid). A run directory that holds anything is refused unless the run resumes
+it (`--ckpt_path` inside it) or `--overwrite` is given; all that can be checked cheaply
+(checkpoint, model and data folders, options) is checked before the first byte is written. SIGTERM and SIGINT stop a run
 with a resumable `checkpoints/last.ckpt` and exit code 128 + the signal's number.
 """
 
@@ -45,15 +46,17 @@ from clinical_peft.cli.checkpoints import (  # noqa: E402
 from clinical_peft.cli.model_card import write_model_cards  # noqa: E402
 from clinical_peft.cli.run_dir import (  # noqa: E402
     RunDir,
+    RunLock,
     before_metrics,
     check_checkpoint,
-    check_run_dir,
+    claim_run_dir,
     clear_run_outputs,
     is_first_process,
     keep_logged_rows,
     read_checkpoint,
 )
 from clinical_peft.data.base import DataModuleBase  # noqa: E402
+from clinical_peft.data.contracts import require_data  # noqa: E402
 from clinical_peft.stages import STAGES  # noqa: E402
 from clinical_peft.studies.tables import plot_run  # noqa: E402
 from clinical_peft.util.atomic import write_json  # noqa: E402
@@ -92,9 +95,11 @@ class StageCLI(LightningCLI):
         default_data: type | None = None,
         *args,
         stopper: StopOnSignal | None = None,
+        run_lock: RunLock | None = None,
         **kwargs,
     ) -> None:
         self.stage = stage
+        self.run_lock = run_lock or RunLock()  # the caller releases it when the run ends
         self.stopper = stopper or StopOnSignal(RunDir(".").last_ckpt)
         default = default_data or _import(STAGES[stage][1])
         self.default_data = f"{default.__module__}.{default.__qualname__}"
@@ -112,7 +117,7 @@ class StageCLI(LightningCLI):
         self.checkpoint = {}
         if config.ckpt_path:  # what is wrong with it first, then what is in the run directory
             self.checkpoint = read_checkpoint(config.ckpt_path, self.stage, deepspeed)
-        check_run_dir(config.run_dir, config.ckpt_path, config.overwrite)
+        claim_run_dir(self.run_lock, config.run_dir, config.ckpt_path, config.overwrite)
         # config.yaml must not carry it: re-running a saved config would then overwrite unasked
         self.overwrite, config.overwrite = config.overwrite, False
 
@@ -228,9 +233,10 @@ def log_final_metrics(trainer, metrics: dict) -> None:
 
 def run_stage(stage: str, args: list[str]) -> dict:
     stopper = StopOnSignal(RunDir(".").last_ckpt)  # the path is set once run_dir is known
+    run_lock = RunLock()  # taken once the run directory is known, held to the run's end
     with stopper.installed():
         try:
-            return _run_stage(stage, args, stopper)
+            return _run_stage(stage, args, stopper, run_lock)
         except (SIGTERMException, Interrupted):
             raise stopper.interruption() from None
         except Exception:
@@ -238,14 +244,17 @@ def run_stage(stage: str, args: list[str]) -> dict:
                 raise
             # raised by the signal inside a library that wrapped it (e.g. `datasets`)
             raise stopper.interruption() from None
+        finally:
+            run_lock.release()
 
 
-def _run_stage(stage: str, args: list[str], stopper: StopOnSignal) -> dict:
+def _run_stage(stage: str, args: list[str], stopper: StopOnSignal, run_lock: RunLock) -> dict:
     cli = StageCLI(
         stage,
         _import(STAGES[stage][0]),
         args=args,
         stopper=stopper,
+        run_lock=run_lock,
         run=False,
         seed_everything_default=0,
         auto_configure_optimizers=False,
@@ -262,6 +271,7 @@ def _run_stage(stage: str, args: list[str], stopper: StopOnSignal) -> dict:
     run_dir = paths.path
     stopper.last_path = paths.last_ckpt
     model, data, trainer = cli.model, cli.datamodule, cli.trainer
+    require_data(data, model.data_protocol, f"the {stage} stage")  # before any fitting
     run_state = next(cb for cb in trainer.callbacks if isinstance(cb, RunState))
     ckpt_path = cli.config.ckpt_path
     if ckpt_path:

@@ -246,40 +246,14 @@ class InstructionDataModule(_InstructionData):
 
     kind, keys = "sft", ("prompt", "completion")
 
-    def __init__(
-        self,
-        data_dir: str | None = None,
-        task: str = "triage",
-        tokenizer: str | None = None,
-        max_length: int = 512,
-        use_chat_template: bool = False,
-        batch_size: int = 8,
-        eval_batch_size: int | None = None,
-        max_eval_examples: int | None = None,
-        cache_dir: str = "cache",
-        num_workers: int = 0,
-        seed: int = 0,
-        allow_overlap: bool = False,
-        packing: bool = False,
-    ) -> None:
+    def __init__(self, *args, packing: bool = False, **kwargs) -> None:
         """
         Args:
-            data_dir: folder with one subfolder per task holding `sft_{train,val,test}.jsonl`.
-            task: a task of the `clinical_peft.tasks.instructions.TASKS` registry (e.g. triage):
-                the file folder, and the metrics of the generation evaluation.
-            tokenizer: folder of the tokenizer (linked from the model's `base_model`).
-            max_length: tokens per example; longer prompts are dropped (counted), completions
-                are cut to fit.
-            use_chat_template: wrap prompts in the tokenizer's chat template when it has one.
-            max_eval_examples: generate for at most this many test examples.
-            cache_dir: where tokenized datasets are kept.
-            allow_overlap: accept val/test prompts that repeat a train prompt (counted).
             packing: pack whole training examples into blocks of `max_length` tokens.
+            *args, **kwargs: what SFT and DPO data share (`_InstructionData`: data_dir, task,
+                tokenizer, max_length, ...; the files are `sft_{train,val,test}.jsonl`).
         """
-        super().__init__(
-            data_dir, task, tokenizer, max_length, use_chat_template, batch_size,
-            eval_batch_size, max_eval_examples, cache_dir, num_workers, seed, allow_overlap,
-        )  # fmt: skip
+        super().__init__(*args, **kwargs)
         self.packing = packing
 
     def _setting_names(self) -> list[str]:

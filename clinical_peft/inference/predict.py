@@ -2,104 +2,50 @@
 
 The model is rebuilt from RUN/hparams.yaml (clinical adapter from RUN/adapter/clinical), with
 the trainable weights of RUN/checkpoints/best.ckpt (last.ckpt when no best exists: the weights
-the run's own test metrics come from). Notes are tokenized, windowed and batched as the run's
-test split was (RUN/labels.json), so `evaluate` on the run's own test file gives its metrics.
+the run's own test metrics come from), on the base it was trained on (`--allow_other_base`:
+another one, said in metrics.json). Notes are tokenized, windowed and batched as the run's test
+split was (RUN/labels.json), so `evaluate` on the run's own test file gives its metrics.
+Earlier scores are never replaced unless `--overwrite`; the default output folder is named
+after the input and a hash of its path, so two inputs never share one.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
+import hashlib
+import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-import yaml
-from peft import PeftConfig
 from tqdm import tqdm
-from transformers.utils import logging as transformers_logging
 
-from clinical_peft.cli.run_dir import RunDir, data_settings
+from clinical_peft.cli.run_dir import RunDir
 from clinical_peft.data.outcomes import collate_notes, encode_notes, length_batches, read_split
+from clinical_peft.inference.run_model import (  # noqa: F401  (their import path before)
+    load_run_tokenizer,
+    load_stage,
+    pick_device,
+    precision_context,
+    run_hparams,
+    run_info,
+)
 from clinical_peft.metrics.bootstrap import bootstrap_auroc, percentile_ci
 from clinical_peft.metrics.outcomes import outcome_metrics
-from clinical_peft.stages.downstream import OutcomePrediction, probabilities
-from clinical_peft.tasks.outcomes import get_task, label_space, parse_labels
+from clinical_peft.stages.downstream import probabilities
+from clinical_peft.tasks.outcomes import get_task, parse_labels
 from clinical_peft.util.atomic import write_atomic, write_json
-from clinical_peft.util.errors import InputError, at_least_one, require_dir, require_file
+from clinical_peft.util.errors import (
+    InputError,
+    at_least_one,
+    path_problem,
+    quote_value,
+    require_dir,
+    require_file,
+)
 from clinical_peft.util.flags import CommandParser
-
-AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
-
-
-def run_info(run: Path) -> dict:
-    """Task, label names and the data settings of the run (labels.json; else config.yaml)."""
-    labels = RunDir(run).labels
-    if labels.is_file():
-        return json.loads(labels.read_text())
-    config = require_file(RunDir(run).config, "run config")  # a run from before labels.json
-    data = data_settings(yaml.safe_load(config.read_text()))
-    task = get_task(data["task"])
-    train = task.path(data["data_dir"], "train")
-    if task.kind == "multilabel" and not train.is_file():
-        raise InputError(labels, "not found: the run's label names are needed (re-run training)")
-    codes = read_split(train, task.label_column, None)["label"] if task.kind == "multilabel" else []
-    return {
-        "task": task.key, "kind": task.kind, "label_names": label_space(task, data["data_dir"], codes),
-        **{k: data[k] for k in ("max_length", "long_mode", "max_chunks")},
-        "eval_batch_size": data["eval_batch_size"] or data["batch_size"],
-    }  # fmt: skip
-
-
-def load_stage(run: Path, base_model: str | None = None) -> OutcomePrediction:
-    """The run's model with its trained weights, in eval mode."""
-    hparams = yaml.safe_load(require_file(RunDir(run).hparams, "run hyperparameters").read_text())
-    clinical = hparams["clinical"]
-    adapter = RunDir(run).adapter / "clinical"
-    verbosity = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()  # "head newly initialized": the checkpoint has it
-    stage = OutcomePrediction(
-        base_model=base_model or hparams["base_model"],
-        kind=hparams["kind"],
-        num_labels=hparams["num_labels"],
-        class_weights=hparams.get("class_weights"),
-        clinical=clinical,
-        # the run's own copy: the original folder may not exist on this machine
-        clinical_adapter=str(adapter) if adapter.is_dir() else hparams["clinical_adapter"],
-        downstream_lora=hparams["downstream_lora"],
-        downstream=PeftConfig.from_peft_type(**hparams["downstream"]),
-        finetune_base=hparams["finetune_base"],
-        pooling=hparams.get("pooling", "last"),
-        dtype=hparams.get("dtype", "float32"),
-    )
-    transformers_logging.set_verbosity(verbosity)
-    paths = RunDir(run)
-    ckpt = paths.best_ckpt if paths.best_ckpt.is_file() else paths.last_ckpt
-    stage.load_trainable_from(require_file(ckpt, "checkpoint"))
-    return stage.eval()
-
-
-def load_run_tokenizer(run: Path, base_model: str):
-    """The tokenizer the run saved (pad token included); the base's for an older run."""
-    from transformers import AutoTokenizer
-
-    from clinical_peft.models.backbone import load_tokenizer
-
-    if not RunDir(run).tokenizer.is_dir():
-        return load_tokenizer(base_model)
-    return AutoTokenizer.from_pretrained(RunDir(run).tokenizer)
-
-
-def precision_context(run: Path, device: torch.device):
-    """Autocast as the run's trainer did (its `precision`), so scores match the run's."""
-    config = RunDir(run).config
-    trainer = yaml.safe_load(config.read_text()).get("trainer", {}) if config.is_file() else {}
-    dtype = AUTOCAST.get(str(trainer.get("precision")))
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def score_notes(
@@ -109,12 +55,14 @@ def score_notes(
     device: str | None,
     batch_size: int | None = None,
     base_model: str | None = None,
-) -> tuple[list[str], np.ndarray, np.ndarray, dict]:
+    allow_other_base: bool = False,
+) -> tuple[list[str], np.ndarray, np.ndarray, dict, list[int]]:
     """Ids, probabilities (binary: P(positive) (N,); else (N, C)) and labels (as the run's
-    predictions/test.npz) of the notes in `rows`, in the run's batch order; data statistics."""  # fmt: skip
+    predictions/test.npz) of the notes in `rows`, in the run's batch order; data statistics and
+    the base scored on; each scored note's row in `rows`."""  # fmt: skip
     info = run_info(run)
-    stage = load_stage(run, base_model)
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = pick_device(device)
+    stage, base = load_stage(run, base_model, allow_other_base)
     stage.to(dev)
     tokenizer = load_run_tokenizer(run, stage.hparams.base_model)
     chunks, kept, total = encode_notes(
@@ -137,8 +85,9 @@ def score_notes(
             ids += batch["ids"]
             scores.append(probs.cpu().numpy())
             gold.append(batch["labels"].cpu().numpy().astype(np.int64))
-    stats = {"data/notes": len(ids), "data/tokens_dropped_share": 1 - kept / max(1, total)}
-    return ids, np.concatenate(scores), np.concatenate(gold), stats
+    stats = {"data/notes": len(ids), "data/tokens_dropped_share": 1 - kept / max(1, total), **base}
+    order = [i for batch in batches for i in batch]
+    return ids, np.concatenate(scores), np.concatenate(gold), stats, order
 
 
 def write_predictions_csv(path: Path, ids: list[str], scores: np.ndarray, info: dict) -> None:
@@ -158,30 +107,78 @@ def notes_file(data: Path, run: Path) -> Path:
     return require_file(data, "notes")
 
 
-def predict(run: str | Path, data: str | Path, out: str | Path | None = None, **kw) -> Path:
-    """Score a CSV of `id,text` (other columns ignored); write OUT/predictions.csv."""
+def output_folder(run: Path, data: Path, out: str | Path | None) -> Path:
+    """OUT, or RUN/external/<DATA's name>-<hash of DATA's full path>: `site1/notes.csv` and
+    `site2/notes.csv`, `notes.v1.csv` and `notes.v2.csv` are scored into folders of their own."""
+    if out:
+        return Path(out)
+    digest = hashlib.sha256(str(data.resolve()).encode()).hexdigest()[:8]
+    return RunDir(run).external / f"{data.name}-{digest}"
+
+
+def refuse_earlier_outputs(paths: list[Path], overwrite: bool) -> None:
+    """Earlier scores are kept unless `--overwrite` (checked before the model loads)."""
+    for path in paths:
+        problem = path_problem(path)
+        if problem == "not found":
+            continue
+        if problem:
+            raise InputError(path, f"output {problem}")
+        if not overwrite:
+            raise InputError(
+                path, "exists (earlier scores are kept): pass --overwrite to replace it "
+                "(make: ARGS=--overwrite), or another --out"
+            )  # fmt: skip
+
+
+def refuse_duplicate_ids(path: Path, ids: list[str]) -> None:
+    """Scores are keyed by id: two notes with one id could not be told apart."""
+    repeated = [i for i, n in Counter(ids).items() if n > 1]
+    if repeated:
+        shown = ", ".join(quote_value(i) for i in repeated[:5]) + (", ..." * (len(repeated) > 5))
+        raise InputError(
+            path, f"field 'id': {len(repeated)} ids occur more than once ({shown}); each note "
+            "needs an id of its own, its scores are written by id"
+        )  # fmt: skip
+
+
+def predict(
+    run: str | Path, data: str | Path, out: str | Path | None = None, overwrite: bool = False,
+    **kw,
+) -> Path:  # fmt: skip
+    """Score a CSV of `id,text` (other columns ignored); write OUT/predictions.csv (in the
+    file's order) and OUT/metrics.json (counts, the base scored on)."""
     run, data = require_dir(run, "run"), Path(data)
     path = notes_file(data, run)
-    out = Path(out) if out else RunDir(run).external / path.name.split(".")[0]
+    out = output_folder(run, data, out)
+    refuse_earlier_outputs([out / "predictions.csv", RunDir(out).metrics], overwrite)
     rows = read_split(path, None, None)
-    ids, scores, _, _ = score_notes(run, rows, None, **kw)
-    write_predictions_csv(out / "predictions.csv", ids, scores, run_info(run))
+    refuse_duplicate_ids(path, rows["id"])
+    ids, scores, _, stats, order = score_notes(run, rows, None, **kw)
+    rank = np.argsort(order)  # back to the file's order
+    write_predictions_csv(
+        out / "predictions.csv", [ids[i] for i in rank], scores[rank], run_info(run)
+    )
+    write_json(RunDir(out).metrics, {**stats, "data_file": str(path), "run": str(run)})
     return out / "predictions.csv"
 
 
 def evaluate(
-    run: str | Path, data: str | Path, out: str | Path | None = None, n_boot: int = 1000, **kw
-) -> dict:
+    run: str | Path, data: str | Path, out: str | Path | None = None, n_boot: int = 1000,
+    overwrite: bool = False, **kw,
+) -> dict:  # fmt: skip
     """Score the task's labelled test file in DATA; write OUT/metrics.json (test/auroc as the
     run's, with a bootstrap interval), OUT/predictions.npz and OUT/predictions.csv."""
     run, data = require_dir(run, "run"), Path(data)
     info = run_info(run)
     task = get_task(info["task"])
     path = notes_file(data, run)
-    out = Path(out) if out else RunDir(run).external / (data.name if data.is_dir() else path.stem)
+    out = output_folder(run, data, out)
+    outputs = [RunDir(out).metrics, out / "predictions.npz", out / "predictions.csv"]
+    refuse_earlier_outputs(outputs, overwrite)
     rows = read_split(path, task.label_column, None)
     parsed, unknown = parse_labels(task, rows["label"], rows["id"], path, info["label_names"])
-    ids, scores, labels, stats = score_notes(run, rows, parsed, **kw)
+    ids, scores, labels, stats, _ = score_notes(run, rows, parsed, **kw)
     n_labels = 1 if task.kind == "binary" else len(info["label_names"])
     metrics = {
         f"test/{k}": v for k, v in outcome_metrics(scores, labels, task.kind, n_labels).items()
@@ -192,29 +189,44 @@ def evaluate(
     except ValueError:
         metrics["test/auroc_ci_low"] = metrics["test/auroc_ci_high"] = float("nan")
     metrics.update({"bootstrap/resamples": float(len(values)), **stats})
+    # as the stages count them: every note is scored, the count says how many share an id
+    metrics["data/duplicate_ids"] = float(len(ids) - len(set(ids)))
+    if metrics["data/duplicate_ids"]:
+        print(f"{path}: {metrics['data/duplicate_ids']:.0f} duplicate ids", file=sys.stderr)
     if task.kind == "multilabel":
         metrics["data/unknown_codes"] = float(unknown)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "predictions.npz", ids=np.array(ids), scores=scores, labels=labels)
-    write_predictions_csv(out / "predictions.csv", ids, scores, info)
-    write_json(RunDir(out).metrics, {**metrics, "data_file": str(path), "run": str(run)})
+
+    def save_npz(tmp: Path) -> None:
+        with tmp.open("wb") as f:  # a file, not a name: np.savez would append ".npz" to one
+            np.savez(f, ids=np.array(ids), scores=scores, labels=labels)
+
+    write_atomic(outputs[1], save_npz)
+    write_predictions_csv(outputs[2], ids, scores, info)
+    write_json(outputs[0], {**metrics, "data_file": str(path), "run": str(run)})
     return metrics
 
 
 def _parser(name: str, description: str) -> argparse.ArgumentParser:
     parser = CommandParser(prog=f"python -m clinical_peft {name}", description=description)
     parser.add_argument("--run", required=True, help="downstream run directory")
-    parser.add_argument("--out", help="output folder (default: RUN/external/<DATA's name>)")
-    parser.add_argument("--device", help="cuda or cpu (default: cuda when there is one)")
+    parser.add_argument("--out", help="output folder (default: RUN/external/<DATA's name>-<hash>)")
+    parser.add_argument(
+        "--device", help="cuda, cuda:N, cpu or mps (default: cuda when there is one)"
+    )
     parser.add_argument("--batch_size", type=int, help="notes per batch (default: the run's)")
     parser.add_argument("--base_model", help="the base model folder, if it moved since training")
+    parser.add_argument("--allow_other_base", action="store_true",
+                        help="score on a base with other weights than the run's (else refused)")  # fmt: skip
+    parser.add_argument("--overwrite", action="store_true", help="replace earlier scores in OUT")
     return parser
 
 
 def _options(args: argparse.Namespace) -> dict:
     at_least_one(args.batch_size, "--batch-size")
     at_least_one(getattr(args, "n_boot", None), "--n-boot")
-    return {"device": args.device, "batch_size": args.batch_size, "base_model": args.base_model}
+    pick_device(args.device)  # before anything loads
+    return {"device": args.device, "batch_size": args.batch_size, "base_model": args.base_model,
+            "allow_other_base": args.allow_other_base, "overwrite": args.overwrite}  # fmt: skip
 
 
 def predict_main(argv: list[str]) -> None:

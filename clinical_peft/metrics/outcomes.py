@@ -197,14 +197,21 @@ def _ovo_ranking(p: Tensor, y: Tensor) -> _Ranking:
     return _Ranking(p[:, first], y[:, None] == first, include)
 
 
-def _ovo_macro(auroc: Tensor, n_classes: int) -> Tensor:
-    """(B, C(C-1)) ordered-pair AUROCs -> (B,) mean over unordered pairs of both directions."""
+def _ovo_macro(auroc: Tensor, n_classes: int, fixed: Tensor | None = None) -> Tensor:
+    """(B, C(C-1)) ordered-pair AUROCs -> (B,) mean over unordered pairs of both directions.
+
+    ``fixed`` (C,) bool: average exactly the pairs of these classes, NaN where one is undefined
+    (a bootstrap keeps the point estimate's pairs); None: the pairs present in each row.
+    """
     full = auroc.new_full((len(auroc), n_classes * n_classes), math.nan)
     off_diagonal = ~torch.eye(n_classes, dtype=torch.bool, device=auroc.device).flatten()
     full[:, off_diagonal] = auroc
     full = full.view(-1, n_classes, n_classes)
     a, b = torch.triu_indices(n_classes, n_classes, 1, device=auroc.device)
-    return ((full[:, a, b] + full[:, b, a]) / 2).nanmean(1)  # a pair present: both defined
+    pairs = (full[:, a, b] + full[:, b, a]) / 2  # a pair present: both directions defined
+    if fixed is None:
+        return pairs.nanmean(1)
+    return pairs[:, fixed[a] & fixed[b]].mean(1)  # no pair: mean of nothing, NaN
 
 
 def multiclass_auroc_ovo(probs: Any, labels: Any, num_classes: int) -> float:
@@ -232,9 +239,14 @@ def multiclass_auroc_ovr(probs: Any, labels: Any, num_classes: int) -> float:
     return float(_Ranking(p, y[:, None] == classes).stats()[0].nanmean())
 
 
+def scorable_labels(y: Any) -> Tensor:
+    """(L,) bool: the labels of a (N, L) 0/1 matrix with both classes (the macro average's set)."""
+    positives = torch.as_tensor(y).sum(dim=0)
+    return (positives > 0) & (positives < len(y))
+
+
 def _n_scorable(y: Tensor) -> float:
-    positives = y.sum(dim=0)
-    return float(((positives > 0) & (positives < y.shape[0])).sum())
+    return float(scorable_labels(y).sum())
 
 
 def multilabel_auroc(probs: Any, labels: Any) -> dict[str, float]:
@@ -344,7 +356,10 @@ def weighted_auroc(scores: Any, labels: Any, kind: str) -> Callable[[Tensor], Te
     """A function: example weights (B, N) -> headline AUROC (B,) as ``outcome_metrics``' ``auroc``.
 
     The binning of the scores is done once here; each call only sums weights (bootstrap counts),
-    so resamples cost no sort. NaN where a weighting leaves the AUROC undefined.
+    so resamples cost no sort. The set averaged is fixed to the unweighted data's: the labels
+    with both classes (multilabel), the pairs of classes present (multiclass). A weighting where
+    one of them loses a class gives NaN, never a mean over fewer labels: that would mix
+    different estimands across resamples (a label with one positive drops out of ~37 %).
     """
     p = _scores(scores)
     y = _labels(labels, p.device)
@@ -361,11 +376,13 @@ def weighted_auroc(scores: Any, labels: Any, kind: str) -> Callable[[Tensor], Te
         n_classes = p.shape[1] if p.dim() == 2 else 0
         _check_multiclass(p, y, n_classes)
         ovo = _ovo_ranking(p, y)
-        return lambda w: _ovo_macro(ovo.stats(w, ap=False)[0], n_classes)
+        present = torch.bincount(y, minlength=n_classes) > 0
+        return lambda w: _ovo_macro(ovo.stats(w, ap=False)[0], n_classes, present)
     if p.dim() != 2 or p.shape != y.shape:
         raise ValueError(f"expected probs and labels of shape (N, L), got {p.shape} and {y.shape}")
-    multilabel = _Ranking(p, y)
-    return lambda w: multilabel.stats(w, ap=False)[0].nanmean(1)
+    scored = scorable_labels(y)
+    multilabel = _Ranking(p[:, scored], y[:, scored])
+    return lambda w: multilabel.stats(w, ap=False)[0].mean(1)  # no label scored: NaN
 
 
 class TokenWeightedLoss(torch.nn.Module):

@@ -26,6 +26,7 @@ from transformers import AutoModelForCausalLM
 
 # what a model folder holds (re-exported: callers build models and read folders from here)
 from clinical_peft.models.files import (  # noqa: F401
+    check_adapter_dir,
     check_model_dir,
     check_model_files,
     first_error_line,
@@ -148,6 +149,7 @@ def load_adapter(model: torch.nn.Module, adapter_dir: str | Path, trainable: boo
     adapter_dir = Path(adapter_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise InputError(adapter_dir, "adapter folder not found (expected adapter_config.json)")
+    check_adapter_dir(adapter_dir)
     try:
         return PeftModel.from_pretrained(model, adapter_dir, is_trainable=trainable)
     except RuntimeError as err:  # size mismatch: adapter trained on another base model

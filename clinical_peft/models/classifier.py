@@ -12,6 +12,7 @@ from peft import LoraConfig, PeftConfig, PeftModel, TaskType, get_peft_model
 
 from clinical_peft.models.backbone import (
     DTYPES,
+    check_adapter_dir,
     check_model_dir,
     check_model_files,
     checkpoint_activations,
@@ -147,7 +148,7 @@ def stack_adapters(
             )
         # A CAUSAL_LM adapter cannot be loaded onto a classifier as such (peft would build a
         # causal-LM wrapper): its task type is replaced.
-        config = PeftConfig.from_pretrained(str(clinical_dir))
+        config = PeftConfig.from_pretrained(str(check_adapter_dir(clinical_dir)))
         check_stackable(config, clinical_dir, lora is not None)
         try:
             if config.is_prompt_learning:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from safetensors import SafetensorError, safe_open
 from transformers import AutoConfig, AutoTokenizer, PreTrainedTokenizerBase
+from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
-from clinical_peft.util.errors import InputError, path_problem, require_file
+from clinical_peft.util.errors import InputError, path_problem, quote_value, require_file
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
@@ -31,6 +32,14 @@ def check_model_dir(path: str | Path) -> Path:
         raise InputError(config, f"not valid JSON ({err})") from None
     if not isinstance(fields, dict) or "model_type" not in fields:
         raise InputError(config, "field 'model_type' missing: not a transformers model config")
+    model_type = fields["model_type"]
+    if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING_NAMES:
+        # A model type of the folder's own code (auto_map): never run, trust_remote_code is off.
+        own = ", and the folder's own code (auto_map) is never run" if "auto_map" in fields else ""
+        raise InputError(
+            config, f"field 'model_type': {quote_value(model_type)} is not a model type that "
+            f"transformers knows{own}: use a model of a type it ships"
+        )  # fmt: skip
     return path
 
 
@@ -55,11 +64,30 @@ def check_model_files(path: Path) -> None:
     for file in files:
         require_file(file, "weights")
         if file.suffix == ".safetensors":
-            try:
-                with safe_open(str(file), "pt"):  # reads the header: checks the file's length
-                    pass
-            except SafetensorError as err:
-                raise InputError(file, f"truncated or corrupt weights file ({err})") from None
+            check_safetensors(file, "weights")
+
+
+def check_safetensors(file: Path, what: str) -> None:
+    """Refuse a truncated or corrupt safetensors file (its header names every tensor's bytes)."""
+    try:
+        with safe_open(str(file), "pt"):  # reads the header: checks the file's length
+            pass
+    except SafetensorError as err:
+        raise InputError(file, f"truncated or corrupt {what} file ({err})") from None
+
+
+def check_adapter_dir(folder: str | Path) -> Path:
+    """Refuse an adapter folder (peft's `save_pretrained`) whose config is not JSON or whose
+    weights are cut short, before peft reads it (and fails with a traceback)."""
+    folder = Path(folder)
+    config = require_file(folder / "adapter_config.json", "adapter config")
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(config, f"not valid JSON ({err})") from None
+    for file in sorted(folder.glob("*.safetensors")):
+        check_safetensors(file, "adapter")
+    return folder
 
 
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:

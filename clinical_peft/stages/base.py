@@ -12,7 +12,8 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from clinical_peft.cli.run_dir import RunDir, checkpoint_step
+from clinical_peft.cli.run_dir import RunDir, scored_weights
+from clinical_peft.data.contracts import StageData
 from clinical_peft.models.backbone import fingerprint, parameter_counts, weights_fingerprint
 from clinical_peft.util.errors import InputError
 
@@ -49,9 +50,31 @@ class AdapterStage(L.LightningModule):
 
     #: metric used to pick `checkpoints/best.ckpt`, and its direction
     monitor, monitor_mode = "val/loss", "min"
+    #: what the stage reads from its data module (clinical_peft/data/contracts.py), checked by
+    #: the stage CLI before fitting
+    data_protocol: type = StageData
 
-    def __init__(self, optim: OptimSpec | None = None) -> None:
+    def __init__(
+        self,
+        base_model: str,
+        optim: OptimSpec | None = None,
+        dtype: str = "float32",
+        gradient_checkpointing: bool = False,
+    ) -> None:
+        """What every stage takes, in one place: a stage declares its own arguments and hands
+        these on (`**kwargs`); the CLI still reads them as `--model.base_model`, `--model.optim.lr`.
+
+        Args:
+            base_model: folder of a local Hugging Face model: a LLaMA-family causal LM (a
+                LLaMA checkpoint, an instruct model, or the built-in tiny LLaMA that `make
+                tiny-model` writes); downstream also takes a BERT-family encoder.
+            optim: optimizer and learning-rate schedule.
+            dtype: weights of the frozen base: float32, bfloat16 or float16.
+            gradient_checkpointing: recompute activations in backward to save memory.
+        """
         super().__init__()
+        self.base_model_path, self.dtype_name = base_model, dtype
+        self.gradient_checkpointing = gradient_checkpointing
         self.optim = optim or OptimSpec()
         self.scored_weights: dict = {}  # what `validate_best` scored, for metrics.json
         if self.optim.schedule not in ("cosine", "linear", "constant"):
@@ -144,7 +167,7 @@ class AdapterStage(L.LightningModule):
         Which weights were scored goes to `scored_weights` (metrics.json).
         """
         best = best_checkpoint(trainer) or None
-        self.scored_weights = scored_weights(trainer, best)
+        self.scored_weights = scored_weights(best, trainer.global_step)
         if best and getattr(trainer.strategy, "zero_stage_3", False):
             self.load_zero3_checkpoint(best)
             best = None
@@ -201,14 +224,6 @@ def gathered_parameters(model: torch.nn.Module):
     import deepspeed
 
     return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
-
-
-def scored_weights(trainer: L.Trainer, best: str | None) -> dict:
-    """`scored_checkpoint`: "best" (checkpoints/best.ckpt) or "last" (the final weights, where
-    no best checkpoint was written), and `scored_step`, the optimizer step of those weights."""
-    if best:
-        return {"scored_checkpoint": "best", "scored_step": checkpoint_step(best)}
-    return {"scored_checkpoint": "last", "scored_step": trainer.global_step}
 
 
 def best_checkpoint(trainer: L.Trainer) -> str:

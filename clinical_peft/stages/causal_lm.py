@@ -15,30 +15,21 @@ from clinical_peft.models.backbone import (
     load_causal_lm,
     token_logits,
 )
-from clinical_peft.stages.base import AdapterStage, OptimSpec
+from clinical_peft.stages.base import AdapterStage
 from clinical_peft.stages.losses import causal_lm_loss_sums
 
 
 class CausalLMStage(AdapterStage):
-    def __init__(
-        self,
-        base_model: str,
-        adapter: PeftConfig | None = None,
-        optim: OptimSpec | None = None,
-        dtype: str = "float32",
-        gradient_checkpointing: bool = False,
-    ) -> None:
+    def __init__(self, base_model: str, adapter: PeftConfig | None = None, **kwargs) -> None:
         """
         Args:
-            base_model: folder of a local Hugging Face causal LM (a LLaMA checkpoint, or the
-                built-in tiny LLaMA that `make tiny-model` writes).
+            base_model: folder of a local Hugging Face causal LM.
             adapter: a peft config (YAML: `class_path: peft.LoraConfig` + `init_args`; any peft
                 config class); default: the paper's LoRA (r 16, alpha 32, q_proj and v_proj).
-            optim: optimizer and learning-rate schedule.
-            dtype: weights of the frozen base: float32, bfloat16 or float16.
-            gradient_checkpointing: recompute activations in backward to save memory.
+            **kwargs: what every stage takes (`AdapterStage`: optim, dtype, ...).
         """
-        super().__init__(optim)
+        super().__init__(base_model, **kwargs)
+        dtype, gradient_checkpointing = self.dtype_name, self.gradient_checkpointing
         adapter = adapter or default_lora()
         self.save_hyperparameters(
             {"base_model": base_model, "adapter": config_record(adapter), "dtype": dtype}

@@ -19,6 +19,7 @@ from peft import LoraConfig
 from torchmetrics import SumMetric
 
 from clinical_peft.cli.run_dir import RunDir
+from clinical_peft.data.contracts import OutcomeData
 from clinical_peft.data.loader import is_filler
 from clinical_peft.metrics.outcomes import OutcomeScores
 from clinical_peft.metrics.predictions import write_predictions
@@ -29,7 +30,7 @@ from clinical_peft.models.classifier import (
     needs_left_padding,
     stack_adapters,
 )
-from clinical_peft.stages.base import AdapterStage, OptimSpec
+from clinical_peft.stages.base import AdapterStage
 from clinical_peft.util.atomic import write_json
 from clinical_peft.util.errors import InputError
 
@@ -58,6 +59,8 @@ def probabilities(logits: torch.Tensor, kind: str) -> torch.Tensor:
 
 
 class OutcomePrediction(AdapterStage):
+    data_protocol = OutcomeData
+
     def __init__(
         self,
         base_model: str,
@@ -71,9 +74,7 @@ class OutcomePrediction(AdapterStage):
         finetune_base: bool = False,
         select_by: Literal["loss", "auroc"] = "loss",
         pooling: Literal["last", "mean"] = "last",
-        optim: OptimSpec | None = None,
-        dtype: str = "float32",
-        gradient_checkpointing: bool = False,
+        **kwargs,
     ) -> None:
         """
         Args:
@@ -92,11 +93,10 @@ class OutcomePrediction(AdapterStage):
             pooling: a decoder's note representation: the `last` real token (the paper, and
                 transformers' default) or the `mean` over real tokens (of the head's per-token
                 logits, which equals the head on the mean hidden state: the head is linear).
-            optim: optimizer and learning-rate schedule.
-            dtype: weights of the frozen base: float32, bfloat16 or float16.
-            gradient_checkpointing: recompute activations in backward to save memory.
+            **kwargs: what every stage takes (`AdapterStage`: optim, dtype, ...).
         """
-        super().__init__(optim)
+        super().__init__(base_model, **kwargs)
+        dtype, gradient_checkpointing = self.dtype_name, self.gradient_checkpointing
         downstream = downstream or default_lora()
         if clinical not in ("frozen", "trainable", "none"):
             raise InputError(
@@ -242,7 +242,7 @@ class OutcomePrediction(AdapterStage):
             metrics.update({k: float(v) for k, v in result.items()})
             self._write_predictions(trainer, RunDir(run_dir).predictions, split)
             self._collect = None
-        metrics.update({k: float(v) for k, v in datamodule.stats.items()})
+        metrics.update({k: float(v) for k, v in getattr(datamodule, "stats", {}).items()})
         if trainer.is_global_zero:  # what `predict` / `evaluate` need to score notes as here
             write_json(RunDir(run_dir).labels, run_labels(datamodule))
         return metrics

@@ -15,6 +15,7 @@ from peft import PeftConfig, PeftModel
 from torchmetrics import SumMetric
 
 from clinical_peft.data.cache import file_stamp
+from clinical_peft.data.contracts import PreferenceData
 from clinical_peft.data.loader import is_filler
 from clinical_peft.models.backbone import (
     REFERENCE_ADAPTER,
@@ -26,7 +27,7 @@ from clinical_peft.models.backbone import (
     token_logits,
     use_adapter,
 )
-from clinical_peft.stages.base import AdapterStage, OptimSpec
+from clinical_peft.stages.base import AdapterStage
 from clinical_peft.stages.generation import GenerationEvaluation
 from clinical_peft.stages.losses import (
     DPO_LOSSES,
@@ -47,6 +48,8 @@ STAT_KEYS = ("loss", "rewards/chosen", "rewards/rejected", "rewards/margins",
 
 
 class PreferenceOptimization(GenerationEvaluation, AdapterStage):
+    data_protocol = PreferenceData
+
     def __init__(
         self,
         base_model: str,
@@ -56,12 +59,10 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
         loss_type: str = "sigmoid",
         label_smoothing: float = 0.0,
         precompute_reference: bool = False,
-        optim: OptimSpec | None = None,
-        dtype: str = "float32",
-        gradient_checkpointing: bool = False,
         max_new_tokens: int | None = None,
         evaluate_base: bool = True,
         disable_dropout: bool = True,
+        **kwargs,
     ) -> None:
         """
         Args:
@@ -74,15 +75,14 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
             label_smoothing: assumed share of flipped preferences (for the losses that use it).
             precompute_reference: compute reference log-probs once before training, cached on
                 disk beside the tokenized data; training then needs one forward per step.
-            optim: optimizer and learning-rate schedule.
-            dtype: weights of the frozen base: float32, bfloat16 or float16.
-            gradient_checkpointing: recompute activations in backward to save memory.
             max_new_tokens: cap on generated tokens at evaluation (default: per task).
             evaluate_base: also score the starting model by generation (before training).
             disable_dropout: set every dropout to 0 (TRL's default): with dropout the policy's
                 and the reference's log-probs are noisy, and they differ even at step 0.
+            **kwargs: what every stage takes (`AdapterStage`: optim, dtype, ...).
         """
-        super().__init__(optim)
+        super().__init__(base_model, **kwargs)  # optim, dtype, ... (AdapterStage)
+        dtype, gradient_checkpointing = self.dtype_name, self.gradient_checkpointing
         try:
             check_dpo_loss(loss_type, beta, label_smoothing)
         except LossConfigError as err:
@@ -94,7 +94,7 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
              "dtype": dtype}
         )  # fmt: skip
         self.beta, self.loss_type, self.label_smoothing = beta, loss_type, label_smoothing
-        self.base_model_path, self.sft_adapter, self.dtype_name = base_model, sft_adapter, dtype
+        self.sft_adapter = sft_adapter
         self.precompute_reference, self.max_new_tokens = precompute_reference, max_new_tokens
         self.evaluate_base = evaluate_base
         base = load_causal_lm(base_model, dtype, gradient_checkpointing=gradient_checkpointing)

@@ -13,15 +13,13 @@ import json
 import logging
 import math
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from clinical_peft.cli.run_dir import RunDir
+from clinical_peft.data.contracts import GenerationData, require_data
 from clinical_peft.data.loader import busiest_rank_batches, pad_rows, rank_and_world
 from clinical_peft.tasks.instructions import get_task, score
-from clinical_peft.util.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -148,35 +146,9 @@ def evaluate_stage(
     return {key + suffix: value for key, value in metrics.items()}
 
 
-@runtime_checkable
-class GenerationData(Protocol):
-    """What the data module of a generation-evaluated stage provides (InstructionDataModule and
-    PreferenceDataModule do; a data module named by `data: class_path` must too)."""
-
-    tokenizer: PreTrainedTokenizerBase
-    task: str  # a key of the instruct_tasks registry: parser, metrics, new-token cap
-    eval_batch_size: int
-
-    def generation_examples(self, split: str) -> list[dict]:
-        """`{"id", "prompt_ids", "reference"}` per example of `split`."""
-        ...
-
-    def count_metrics(self) -> dict[str, float]:
-        """`data/...` counts for metrics.json (e.g. skipped examples)."""
-        ...
-
-
 def check_generation_data(datamodule: object) -> None:
     """Refuse, naming what is missing, a data module that cannot feed generation evaluation."""
-    if isinstance(datamodule, GenerationData):
-        return
-    members = [*GenerationData.__annotations__, "generation_examples", "count_metrics"]
-    missing = [name for name in members if not hasattr(datamodule, name)]
-    raise InputError(
-        "data.class_path",
-        f"{type(datamodule).__name__} lacks {', '.join(missing)}, which evaluation by "
-        "generation reads (clinical_peft.stages.generation.GenerationData)",
-    )
+    require_data(datamodule, GenerationData, "evaluation by generation")
 
 
 class GenerationEvaluation:

@@ -6,12 +6,15 @@ from pathlib import Path
 
 import lightning as L
 
+from clinical_peft.data.contracts import NotesData
 from clinical_peft.models.backbone import check_packing
 from clinical_peft.stages.causal_lm import CausalLMStage
 
 
 class DomainAdaptation(CausalLMStage):
     """Held-out perplexity before and after, train perplexity per epoch (see CausalLMStage)."""
+
+    data_protocol = NotesData
 
     def setup(self, stage: str) -> None:
         if getattr(self.trainer.datamodule, "mode", None) == "pack":

@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from clinical_peft.cli.run_dir import RunDir
+from clinical_peft.studies.child import exit_on_sigterm, run_to_end
 from clinical_peft.studies.spec import (
     Cell,
     Run,
@@ -37,8 +36,8 @@ from clinical_peft.studies.spec import (
     read_status,
     update_status,
 )
-from clinical_peft.util.atomic import locked
-from clinical_peft.util.errors import InputError
+from clinical_peft.util.atomic import lock_holder, locked
+from clinical_peft.util.errors import InputError, quote_value
 from clinical_peft.util.flags import CommandParser
 
 
@@ -66,27 +65,6 @@ def last_error(log: Path) -> str:
     return (errors or lines or ["(no output)"])[-1][:500]
 
 
-def exit_on_sigterm() -> None:
-    """SIGTERM ends a runner as an exception does, so `run_to_end` stops the run it started."""
-    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
-
-
-def run_to_end(cmd: list[str], log) -> int:
-    """The run's exit code. A runner that is stopped (SIGTERM, Ctrl-C) stops its run first:
-    an orphaned run would go on writing a run directory whose lock is already released."""
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        return proc.wait()
-    except BaseException:
-        proc.terminate()
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        raise
-
-
 def execute(run: Run, run_dir: Path, seed: int | None, out: Path, key: str) -> str:
     """Run one job unless done: 'done' (skipped), 'ok', 'failed' or 'busy' (another holds it)."""
     with locked(run_dir.parent / f".{run_dir.name}.lock", wait=False) as mine:
@@ -94,6 +72,10 @@ def execute(run: Run, run_dir: Path, seed: int | None, out: Path, key: str) -> s
             return "busy"
         if RunDir(run_dir).finished():
             return "done"
+        holder = lock_holder(RunDir(run_dir).lock)
+        if holder is not None:  # a run outlived its runner, or was started by hand
+            print(f"{run_dir}: in use by another run ({holder}); left to it", file=sys.stderr)
+            return "busy"
         resume = None
         if run_dir.exists() and any(run_dir.iterdir()):
             last = RunDir(run_dir).last_ckpt
@@ -195,6 +177,17 @@ def spec_arguments(kind: str, args: argparse.Namespace) -> tuple[Path, dict[str,
     return path, dict(v.split("=", 1) for v in args.var)
 
 
+def array_index() -> int:
+    """`--array`: the job index from Slurm's SLURM_ARRAY_TASK_ID."""
+    value = os.environ.get("SLURM_ARRAY_TASK_ID")
+    if value is None:
+        raise InputError("--array", "SLURM_ARRAY_TASK_ID is not set: --array runs as a task of a "
+                                    "Slurm job array (sbatch --array); elsewhere use --index I")  # fmt: skip
+    if not value.strip().isdigit():
+        raise InputError("SLURM_ARRAY_TASK_ID", f"not a job index: {quote_value(value)}")
+    return int(value)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run a grid spec's (cell, seed) runs, idempotently, then write its report."""
     parser = spec_parser(
@@ -211,6 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", action="store_true", help="print the number of jobs, run none")
     parser.add_argument("--report_only", action="store_true", help="write the report, run none")
     parser.add_argument("--n_boot", type=int, default=1000, help="bootstrap resamples (1000)")
+    parser.add_argument("--ci", choices=("bca", "percentile"), default="bca",
+                        help="bootstrap interval over test examples (bca)")  # fmt: skip
     args = parser.parse_args(argv)
     path, variables = spec_arguments("grid", args)
     spec = load_spec(path, args.out, args.seeds, variables)
@@ -219,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.count:
         print(len(todo.jobs()))
         return
-    index = int(os.environ["SLURM_ARRAY_TASK_ID"]) if args.array else args.index
+    index = array_index() if args.array else args.index
     if not args.report_only:
         exit_on_sigterm()
         counts = run_grid(todo, out, index)
@@ -228,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(1 if counts.get("failed") else 0)
     from clinical_peft.studies.grid_report import write_report  # torch and plotting load only here
 
-    write_report(spec, out, args.n_boot)
+    write_report(spec, out, args.n_boot, args.ci)
     print(f"report: {out / 'report.md'}")
     if not args.report_only and counts.get("failed"):
         raise SystemExit(1)

@@ -1,21 +1,18 @@
 """A grid's report, recomputed from its run directories: runs/grids/<grid>/report.{md,csv} + figures.
 
-Per cell (row x task): the metric of each seed and its mean over seeds with a 95 % t-interval
-(seed level). Where the metric is the headline test AUROC and the runs wrote
-predictions/test.npz, the AUROC is recomputed from the predictions, each seed gets a percentile
-bootstrap 95 % CI over test examples (1,000 resamples), and each row is compared with the grid's
-reference row on the same test examples: the paired difference (seed k against reference seed k,
-averaged over seed pairs on the same resamples) with its bootstrap CI and, for binary tasks,
-DeLong's p per seed pair. Figures: forest.png (AUROC with CIs per task and row), roc_<task>.png
-(overlaid ROC curves, first seed), bars.png (mean and t-interval of the metric per task and row:
-PPL for Table 2, base / SFT / DPO for study B). Numbers only: no patient text is read.
+The numbers are :mod:`clinical_peft.studies.grid_stats`' (what each interval covers is written
+next to the table, see :func:`legend`). Figures: forest.png (AUROC with CIs per task and row),
+roc_<task>.png (overlaid ROC curves, first seed), bars.png (mean and t-interval of the metric
+per task and row: PPL for Table 2, base / SFT / DPO for study B). Numbers only: no patient text
+is read. A column is one entry of ``COLUMNS`` (csv) or ``TABLE`` (markdown): a header and a
+function of the row dict.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -23,161 +20,134 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from scipy import stats  # noqa: E402
 
-from clinical_peft.cli.run_dir import RunDir
-from clinical_peft.metrics.bootstrap import bootstrap_auroc, paired_bootstrap_diff, percentile_ci  # noqa: E402
-from clinical_peft.metrics.delong import delong_test  # noqa: E402
-from clinical_peft.metrics.outcomes import outcome_metrics  # noqa: E402
-from clinical_peft.metrics.predictions import read_ids  # noqa: E402
-from clinical_peft.studies.spec import Cell, Spec, read_status  # noqa: E402
+from clinical_peft.metrics.delong import FEW_PER_CLASS, MIN_PER_CLASS  # noqa: E402
+from clinical_peft.studies.grid_stats import summarize, t_interval  # noqa: E402, F401
+from clinical_peft.studies.spec import Spec, read_status  # noqa: E402
 
-AUROC = "test/auroc"
-COLUMNS = [
-    "row", "task", "metric", "n_seeds", "mean", "t_low", "t_high", "seeds", "values",
-    "boot_low", "boot_high", "reference", "diff", "diff_low", "diff_high", "delong_p", "failed",
+
+def _join(values, fmt: Callable = repr) -> str:
+    return ";".join(map(fmt, values))
+
+
+def _get(key: str) -> Callable[[dict], object]:
+    return lambda row: row.get(key, "")
+
+
+#: report.csv: (column, value of a row); a new metric is one more entry
+COLUMNS: list[tuple[str, Callable[[dict], object]]] = [
+    ("row", _get("row")), ("task", _get("task")), ("metric", _get("metric")),
+    ("n_seeds", _get("n_seeds")), ("mean", _get("mean")), ("t_low", _get("t_low")),
+    ("t_high", _get("t_high")), ("t_clipped", lambda r: int(r["t_clipped"])),
+    ("seeds", lambda r: _join(r["seeds"], str)), ("values", lambda r: _join(r["values"])),
+    ("boot_low", lambda r: _join(b.low for b in r["boot"])),
+    ("boot_high", lambda r: _join(b.high for b in r["boot"])),
+    ("boot_method", lambda r: _join((b.method for b in r["boot"]), str)),
+    ("reference", _get("reference")),
+    ("pairs", lambda r: _join((f"{a}-{b}" for a, b in r.get("pairs", [])), str)),
+    ("diff", _get("diff")), ("diff_low", _get("diff_low")), ("diff_high", _get("diff_high")),
+    ("diff_method", _get("diff_method")), ("p", _get("p")), ("p_method", _get("p_method")),
+    ("p_holm", _get("p_holm")), ("delong_p", lambda r: _join(r.get("delong_p", []))),
+    ("comparison_note", _get("comparison_note")), ("notes", lambda r: " | ".join(r["notes"])),
+    ("failed", lambda r: _join(r["failed"], str)),
 ]  # fmt: skip
-
-
-def kind_of(scores: np.ndarray, labels: np.ndarray) -> str:
-    if labels.ndim == 2:
-        return "multilabel"
-    return "multiclass" if scores.ndim == 2 else "binary"
-
-
-def load_predictions(run_dir: Path) -> dict | None:
-    """predictions/test.npz sorted by example id (so runs pair example by example)."""
-    path = RunDir(run_dir).prediction_file("test")
-    if not path.is_file():
-        return None
-    data = np.load(path)
-    ids = read_ids(data["ids"])  # int64, or the ids' text; older files: floats
-    order = np.argsort(ids, kind="stable")
-    scores, labels = data["scores"][order], data["labels"][order]
-    return {"ids": ids[order], "scores": scores, "labels": labels,
-            "kind": kind_of(scores, labels)}  # fmt: skip
-
-
-def headline_auroc(pred: dict) -> float:
-    num = pred["scores"].shape[1] if pred["scores"].ndim == 2 else 1
-    return outcome_metrics(pred["scores"], pred["labels"], pred["kind"], num)["auroc"]
-
-
-def t_interval(values: list[float]) -> tuple[float, float, float]:
-    """Mean and 95 % t-interval over seeds (NaN bounds with fewer than two seeds)."""
-    x = np.asarray(values, dtype=np.float64)
-    if not len(x):
-        return math.nan, math.nan, math.nan
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
-    return mean, mean - half, mean + half
-
-
-def cell_runs(spec: Spec, cell: Cell, out: Path) -> list[tuple[int, Path]]:
-    """(seed, run dir) of the cell's finished runs (a `source` row reads its source's runs)."""
-    owner = cell
-    if cell.source is not None:
-        owner = next(c for c in spec.cells if c.row == cell.source and c.task == cell.task)
-    runs = [(s, out / owner.name / f"seed{s}") for s in owner.seeds]
-    return [(s, d) for s, d in runs if RunDir(d).finished()]
-
-
-def summarize_cell(spec: Spec, cell: Cell, out: Path, n_boot: int) -> dict:
-    runs = cell_runs(spec, cell, out)
-    row: dict = {"row": cell.row, "task": cell.task or "", "metric": cell.metric,
-                 "seeds": [s for s, _ in runs], "values": [], "boot": [], "preds": []}  # fmt: skip
-    for _, run_dir in runs:
-        pred = load_predictions(run_dir) if cell.metric == AUROC else None
-        if pred is not None:
-            row["values"].append(headline_auroc(pred))
-            boot = bootstrap_auroc(pred["scores"], pred["labels"], pred["kind"], n_boot=n_boot)
-            row["boot"].append(percentile_ci(boot) if len(boot) else (math.nan, math.nan))
-            row["preds"].append(pred)
-        else:
-            metrics = json.loads(RunDir(run_dir).metrics.read_text())
-            row["values"].append(float(metrics.get(cell.metric, math.nan)))
-    row["n_seeds"] = len(row["values"])
-    row["mean"], row["t_low"], row["t_high"] = t_interval(row["values"])
-    return row
-
-
-def paired(row: dict, ref: dict, n_boot: int) -> dict:
-    """Row minus reference on the same test examples, seed pairs (k mod n_row, k mod n_ref)."""
-    a, r = row["preds"], ref["preds"]
-    if not a or not r or len(a) != len(row["values"]) or len(r) != len(ref["values"]):
-        return {}
-    pairs = [(a[k % len(a)], r[k % len(r)]) for k in range(max(len(a), len(r)))]
-    for pa, pr in pairs:
-        if not (np.array_equal(pa["ids"], pr["ids"]) and np.array_equal(pa["labels"], pr["labels"])):  # fmt: skip
-            return {}  # not the same test examples: no paired comparison
-    point = [headline_auroc(pa) - headline_auroc(pr) for pa, pr in pairs]
-    draws = [paired_bootstrap_diff(pa["scores"], pr["scores"], pa["labels"], pa["kind"], n_boot)
-             for pa, pr in pairs]  # fmt: skip
-    # The resamples left out depend on the labels alone, so every pair keeps the same ones.
-    mean_draws = np.vstack(draws).mean(axis=0)
-    low, high = percentile_ci(mean_draws) if len(mean_draws) else (math.nan, math.nan)
-    result = {"diff": float(np.mean(point)), "diff_low": low, "diff_high": high}
-    if pairs[0][0]["kind"] == "binary":
-        result["delong_p"] = [delong_test(pa["scores"], pr["scores"], pa["labels"])["p"]
-                              for pa, pr in pairs]  # fmt: skip
-    return result
-
-
-def summarize(spec: Spec, out: Path, n_boot: int = 1000) -> list[dict]:
-    rows = [summarize_cell(spec, cell, out, n_boot) for cell in spec.cells]
-    status = read_status(out)
-    for cell, row in zip(spec.cells, rows):
-        row["failed"] = sorted(k for k, v in status.items()
-                               if k.startswith(f"{cell.name}/") and v.get("state") == "failed")  # fmt: skip
-        row["reference"] = spec.reference or ""
-        ref = next((r for r in rows if r["row"] == spec.reference and r["task"] == row["task"]), None)  # fmt: skip
-        if ref is not None and ref is not row:
-            row.update(paired(row, ref, n_boot))
-    return rows
 
 
 def _num(value, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
+        return "NaN" if isinstance(value, float) else "-"
     return f"{value:.{digits}f}"
 
 
-def _interval(low, high) -> str:
-    return "-" if low is None or math.isnan(low) else f"[{low:.4f}, {high:.4f}]"
+def _interval(low, high, signed: bool = False) -> str:
+    if low is None or math.isnan(low):
+        return "-"
+    return f"[{low:+.4f}, {high:+.4f}]" if signed else f"[{low:.4f}, {high:.4f}]"
 
 
-def write_report(spec: Spec, out: Path, n_boot: int = 1000) -> list[dict]:
-    rows = summarize(spec, out, n_boot)
+def _mean(row: dict) -> str:
+    if not row["n_seeds"]:
+        return "-"
+    return f"{_num(row['mean'])} {_interval(row['t_low'], row['t_high'])}" + (" †" if row["t_clipped"] else "")  # fmt: skip
+
+
+def _per_seed(row: dict) -> str:
+    boots = row["boot"] or [None] * len(row["values"])
+    return ", ".join(_num(v) + (f" {_interval(b.low, b.high)}" if b else "")
+                     for v, b in zip(row["values"], boots)) or "-"  # fmt: skip
+
+
+def _diff(row: dict) -> str:
+    if "diff" not in row:
+        return f"- ({row['comparison_note']})" if row.get("comparison_note") else "-"
+    text = f"{row['diff']:+.4f} {_interval(row['diff_low'], row['diff_high'], True)}"
+    pairs = ", ".join(f"{a}-{b}" for a, b in row["pairs"])
+    bold = row.get("p_holm", math.nan) < 0.05
+    return (f"**{text}**" if bold else text) + f" (seeds {pairs})"
+
+
+def _p(row: dict) -> str:
+    if "p" not in row:
+        return "-"
+    return f"{row['p']:.3g} ({row['p_holm']:.3g})" if not math.isnan(row["p"]) else "NaN"
+
+
+#: report.md's table: (header, text of a row); {ref} is the reference row
+TABLE: list[tuple[str, Callable[[dict], str]]] = [
+    ("row", lambda r: r["row"]), ("task", lambda r: r["task"]), ("metric", lambda r: r["metric"]),
+    ("seeds", lambda r: str(r["n_seeds"])), ("mean [95% t-CI over seeds]", _mean),
+    ("per seed [95% CI over test examples]", _per_seed),
+    ("vs {ref} [95% CI] (seed pairs)", _diff), ("p (Holm)", _p),
+    ("DeLong p per seed pair", lambda r: "/".join(f"{p:.3g}" for p in r.get("delong_p", [])) or "-"),
+]  # fmt: skip
+
+
+def legend(spec: Spec, rows: list[dict], n_boot: int, ci: str) -> list[str]:
+    """What the table's intervals and marks mean, next to the table."""
+    n_tests = sum(1 for r in rows if not math.isnan(r.get("p", math.nan)))
+    method = "BCa" if ci == "bca" else "percentile"
+    return [
+        f"**Intervals.** *mean [95% t-CI]*: Student-t over seeds; it covers seed-to-seed "
+        f"variation of training on this test set, not test-set sampling (a metric in [0, 1] "
+        f"has its bounds clipped to it, marked †). *Per seed* and *vs {spec.reference}*: "
+        f"{method} bootstrap over test examples ({n_boot} resamples), the models fixed; they "
+        f"cover test-set sampling only. Where BCa is undefined the percentile interval is "
+        f"used (noted below). Multi-label/-class resamples where a label or class of the "
+        f"point estimate loses a class are dropped and counted (the set averaged never changes).",
+        "",
+        f"**Comparisons.** Each row minus {spec.reference} on the same test examples, seeds "
+        f"paired by number (a row run once against every seed), the mean over the pairs listed, "
+        f"each weighing the same (with a seed missing on one side it is not mean minus mean). *p*: two-sided, H0 equal AUROC with the models fixed: DeLong on the "
+        f"mean difference (binary), normal with the bootstrap standard error (multi-class, "
+        f"multi-label); in brackets Holm-adjusted over the {n_tests} comparisons in this table. "
+        f"**Bold**: Holm-adjusted p < 0.05. DeLong p per seed pair: unadjusted; none with fewer "
+        f"than {MIN_PER_CLASS} positives or negatives, loose below {FEW_PER_CLASS}.",
+    ]
+
+
+def write_report(spec: Spec, out: Path, n_boot: int = 1000, ci: str = "bca") -> list[dict]:
+    rows = summarize(spec, out, n_boot, ci)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "report.csv").open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        for row in rows:
-            boot = row["boot"]
-            writer.writerow([
-                row["row"], row["task"], row["metric"], row["n_seeds"], row["mean"], row["t_low"],
-                row["t_high"], ";".join(map(str, row["seeds"])), ";".join(map(repr, row["values"])),
-                ";".join(repr(b[0]) for b in boot), ";".join(repr(b[1]) for b in boot),
-                row["reference"], row.get("diff", ""), row.get("diff_low", ""),
-                row.get("diff_high", ""), ";".join(map(repr, row.get("delong_p", []))),
-                ";".join(row["failed"]),
-            ])  # fmt: skip
-    header = ["row", "task", "metric", "seeds", "mean [95% t-CI]", "per seed [bootstrap 95% CI]",
-              f"vs {spec.reference or '-'} [95% CI]", "DeLong p"]  # fmt: skip
+        writer.writerow([name for name, _ in COLUMNS])
+        writer.writerows([[value(row) for _, value in COLUMNS] for row in rows])
+    header = [h.format(ref=spec.reference or "-") for h, _ in TABLE] + ["notes"]
     lines = [f"# Grid {spec.name}", "", f"Spec: `{spec.path}`. Reference row: {spec.reference}.",
              "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]  # fmt: skip
+    notes: list[str] = []  # numbered below the table; a skipped comparison says why in its cell
     for row in rows:
-        seeds = ", ".join(
-            _num(v) + (f" {_interval(*row['boot'][i])}" if row["boot"] else "")
-            for i, v in enumerate(row["values"])
+        marks = []
+        for note in row["notes"] + ([row["comparison_note"]] if "diff" in row else []):
+            if note:
+                notes.append(f"{row['row']} / {row['task'] or '-'}: {note}")
+                marks.append(str(len(notes)))
+        lines.append(
+            "| " + " | ".join([text(row) for _, text in TABLE] + [", ".join(marks)]) + " |"
         )
-        diff = "" if "diff" not in row else f"{row['diff']:+.4f} {_interval(row['diff_low'], row['diff_high'])}"  # fmt: skip
-        delong = "/".join(f"{p:.3g}" for p in row.get("delong_p", []))
-        mean = f"{_num(row['mean'])} {_interval(row['t_low'], row['t_high'])}"
-        lines.append(f"| {row['row']} | {row['task']} | {row['metric']} | {row['n_seeds']} | "
-                     f"{mean} | {seeds or '-'} | {diff or '-'} | {delong or '-'} |")  # fmt: skip
+    lines += ["", *legend(spec, rows, n_boot, ci)]
+    if notes:
+        lines += ["", "## Notes", "", *[f"{k}. {n}" for k, n in enumerate(notes, 1)]]
     failed = {k: v for k, v in read_status(out).items() if v.get("state") == "failed"}
     if failed:
         lines += ["", "## Failed runs", ""]
@@ -204,8 +174,8 @@ def plot_forest(rows: list[dict], path: Path) -> None:
     for ax, task in zip(axes[0], tasks):
         for row in (r for r in rows if r["task"] == task and r["boot"]):
             y = names.index(row["row"])
-            for i, (low, high) in enumerate(row["boot"]):
-                ax.plot([low, high], [y + 0.12 * (i + 1)] * 2, color="0.6", linewidth=1)
+            for i, boot in enumerate(row["boot"]):
+                ax.plot([boot.low, boot.high], [y + 0.12 * (i + 1)] * 2, color="0.6", linewidth=1)
             if not math.isnan(row["t_low"]):
                 ax.plot([row["t_low"], row["t_high"]], [y, y], color="C0", linewidth=3)
             ax.plot(row["mean"], y, "D", color="C0")
@@ -217,24 +187,29 @@ def plot_forest(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _first_finite(row: dict) -> tuple[int, dict] | None:
+    return next(((s, p) for s, p in row["preds"].items() if p["finite"]), None)
+
+
 def plot_rocs(rows: list[dict], out: Path) -> None:
     """roc_<task>.png: each row's ROC curve (first seed; micro-average for multi-class/label)."""
     from sklearn.metrics import roc_curve
 
     for task in _tasks(rows):
-        shown = [r for r in rows if r["task"] == task and r["preds"]]
+        shown = [r for r in rows if r["task"] == task and _first_finite(r)]
         if not shown:
             continue
         fig, ax = plt.subplots(figsize=(4.5, 4.5))
         for row in shown:
-            pred = row["preds"][0]
+            seed, pred = _first_finite(row)
             labels = pred["labels"]
             if pred["kind"] == "multiclass":
                 labels = np.eye(pred["scores"].shape[1], dtype=np.int64)[labels]
             y, s = labels.reshape(-1), pred["scores"].reshape(-1)
             if 0 < y.sum() < len(y):
                 fpr, tpr, _ = roc_curve(y, s)
-                ax.plot(fpr, tpr, label=f"{row['row']} ({row['values'][0]:.3f})")
+                value = row["values"][row["seeds"].index(seed)]
+                ax.plot(fpr, tpr, label=f"{row['row']} ({value:.3f})")
         ax.plot([0, 1], [0, 1], "k:", linewidth=0.8)
         ax.set(xlabel="false positive rate", ylabel="true positive rate", title=task or "ROC")
         if ax.get_legend_handles_labels()[0]:

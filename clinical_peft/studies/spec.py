@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from clinical_peft.stages import STAGES
+from clinical_peft.studies.schema import check_grid
 from clinical_peft.util.atomic import locked
 from clinical_peft.util.errors import InputError, at_least_one
 
@@ -121,6 +122,7 @@ def load_spec(
     """Read a grid spec; `seeds` (SEEDS=) overrides its seed count (rows with `seeds: 1` stay)."""
     path = Path(path)
     raw = read_spec(path, "grid", "rows, seeds, reference, ...")
+    check_grid(raw, str(path))
     name = raw.get("name", path.stem)
     out = Path(out_root) / name
     mapping = {k: str(v) for k, v in (raw.get("vars") or {}).items()}
@@ -139,7 +141,7 @@ def load_spec(
         where = f"{path}: rows.{row}"
         merged = {**defaults, **(value or {})}
         merged["args"] = {**(defaults.get("args") or {}), **((value or {}).get("args") or {})}
-        for task in merged.get("tasks", tasks):
+        for task in merged.get("tasks") or tasks:
             run = _run(row if task is None else f"{row}-{task}", merged, {**mapping, "task": task or ""}, where)  # fmt: skip
             metric = merged.get("metric", raw.get("metric", "test/auroc"))
             metric = metric.get(task) if isinstance(metric, dict) else metric

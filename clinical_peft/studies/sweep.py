@@ -24,16 +24,17 @@ import yaml
 from optuna.trial import TrialState
 
 from clinical_peft.cli.run_dir import RunDir
-from clinical_peft.studies.grid import (
-    command,
-    exit_on_sigterm,
-    last_error,
-    run_to_end,
-    spec_arguments,
-    spec_parser,
-)
+from clinical_peft.studies.child import exit_on_sigterm, run_to_end
+from clinical_peft.studies.grid import command, last_error, spec_arguments, spec_parser
+from clinical_peft.studies.schema import check_sweep
 from clinical_peft.studies.spec import Run, _fill, config_files, read_spec
-from clinical_peft.studies.storage import open_storage, shared_storage
+from clinical_peft.studies.storage import (
+    STORAGE_ENV,
+    open_storage,
+    redacted,
+    shared_storage,
+    storage_error,
+)
 from clinical_peft.studies.sweep_checks import (
     check_trial_inputs,
     refuse_if_none_finished,
@@ -76,6 +77,7 @@ class Sweep:
                  storage: str | None = None, variables: dict | None = None) -> None:  # fmt: skip
         self.path = Path(path)
         raw = read_spec(self.path, "sweep", "stage, configs, params, objective, ...")
+        check_sweep(raw, str(self.path))
         mapping = {k: str(v) for k, v in (raw.get("vars") or {}).items()}
         mapping.update(variables or {}, task=task or "")
         where = str(self.path)
@@ -98,11 +100,21 @@ class Sweep:
         )
         self.dir.mkdir(parents=True, exist_ok=True)
         with locked(self.dir / ".create.lock"):  # workers starting together create it once
-            self.study = optuna.create_study(
+            self.study = self.open_study(raw.get("sampler_seed"))
+
+    def open_study(self, seed: int | None) -> optuna.Study:
+        """The study in its storage; a storage that cannot be opened (its database driver
+        missing, a bad URL) in one line, credentials hidden."""
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            return optuna.create_study(
                 study_name=self.name, storage=open_storage(self.storage), load_if_exists=True,
                 direction=self.direction, pruner=self.pruner,
-                sampler=optuna.samplers.TPESampler(seed=raw.get("sampler_seed")),
+                sampler=optuna.samplers.TPESampler(seed=seed),
             )  # fmt: skip
+        except (ImportError, SQLAlchemyError) as err:
+            raise storage_error(self.storage, err) from None
 
     def recover_orphans(self) -> None:
         """Fail this host's RUNNING trials whose worker is gone; enqueue their params again."""
@@ -118,9 +130,9 @@ class Sweep:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         params = suggest(trial, self.space, str(self.path))
         overlay = nested(params)
+        # no storage here: the trial reads it from its environment (a URL may hold a password)
         callback = {"class_path": "clinical_peft.studies.pruning.OptunaPruning", "init_args": {
-            "storage": self.storage, "study_name": self.name, "trial_id": trial._trial_id,
-            "monitor": self.metric}}  # fmt: skip
+            "study_name": self.name, "trial_id": trial._trial_id, "monitor": self.metric}}  # fmt: skip
         config = self.dir / "configs" / f"trial{trial.number}.yaml"
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text(yaml.safe_dump({**overlay, "trainer": {
@@ -130,7 +142,8 @@ class Sweep:
         log = trial_log(self.dir, trial.number)
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w") as handle:
-            code = run_to_end(command(run, run_dir, 0), handle)
+            env = {**os.environ, STORAGE_ENV: self.storage}
+            code = run_to_end(command(run, run_dir, 0), handle, env)
         done = self.study.get_trials(deepcopy=False)[trial.number]
         if "pruned_at_epoch" in done.user_attrs:
             raise optuna.TrialPruned()
@@ -184,7 +197,7 @@ class Sweep:
         trials = self.study.get_trials(deepcopy=False)
         keys = list(self.space)
         lines = [f"# Sweep {self.name}", "", f"Objective: {self.direction} `{self.metric}`; "
-                 f"storage `{self.storage}`.", "",
+                 f"storage `{redacted(self.storage)}`.", "",
                  "| trial | state | value | " + " | ".join(keys) + " |",
                  "|" + "---|" * (3 + len(keys))]  # fmt: skip
         for t in trials:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,3 +47,59 @@ def locked(path: Path, wait: bool = True):
             yield True
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class HeldLock:
+    """An exclusive flock on the file `path`, taken without waiting and held until `release`
+    (or the process's end: the kernel drops the lock of a dead process, so a crash never
+    blocks the next taker). The file names its holder ("pid N on HOST") and is removed on
+    release."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.handle = None
+
+    def acquire(self) -> str | None:
+        """None once this process holds the lock; else who holds it."""
+        while True:
+            handle = self.path.open("a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip()
+                handle.close()
+                return holder or "another process"
+            # Its last holder may have removed the file between our open and flock: retry then.
+            try:
+                if os.stat(self.path).st_ino == os.fstat(handle.fileno()).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            handle.close()
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        self.handle = handle
+        return None
+
+    def release(self) -> None:
+        if self.handle is not None:
+            self.path.unlink(missing_ok=True)  # before unlocking: see the retry in `acquire`
+            self.handle.close()
+            self.handle = None
+
+
+def lock_holder(path: str | Path) -> str | None:
+    """Who holds the `HeldLock` on `path` now, or None (no file is made)."""
+    try:
+        handle = Path(path).open()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "another process"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return None

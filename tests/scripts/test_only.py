@@ -74,3 +74,19 @@ class SignalAtStep(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), self.signum)
+
+
+class PauseAtStep(L.Callback):
+    """After optimizer step `step`, write this process's id to `marker` and sleep: a run that
+    is still going while a test does something beside it."""
+
+    def __init__(self, step: int, marker: str, seconds: float = 300) -> None:
+        self.step, self.marker, self.seconds = step, marker, seconds
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            import time
+            from pathlib import Path
+
+            Path(self.marker).write_text(str(os.getpid()))
+            time.sleep(self.seconds)
