@@ -243,10 +243,17 @@ GRID_VARS = --var model=$(MODEL) --var cache=$(CACHE) --var trainer=experiments/
 grid: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) data/synthetic/outcomes/pmv_test.csv data/synthetic/instructions/triage/kto_test.jsonl ## every cell x seed of GRID, then runs/grids/$(GRID)/report.md (GRID, SEEDS, MODEL, TRAINER, ARGS)
 	$(CLI) grid $(strip $(GRID)) $(if $(strip $(SEEDS)),--seeds $(SEEDS)) $(GRID_VARS) $(ARGS)
 
-sweep: $(ENV_STAMP) $(DOWNSTREAM_DATA_DEP) $(MODEL_DEP) ## Optuna search on TASK, best trial -> runs/sweeps/$(SWEEP)-$(TASK)/best.yaml (SWEEP, TASK, TRIALS, STORAGE, ARGS)
-	$(CLI) sweep $(strip $(SWEEP)) --task $(or $(strip $(TASK)),proc) --trials $(TRIALS) \
+# what a sweep's trials read, built as the single-run target builds it: the downstream sweep's
+# data and clinical adapter (CLINICAL, CLINICAL_ADAPTER as for make downstream), the DPO sweep's data
+SWEEP_NAME := $(strip $(SWEEP))
+SWEEP_DEPS_downstream := $(DOWNSTREAM_DATA_DEP) $(CLINICAL_DEP)
+SWEEP_DEPS_dpo := $(INSTRUCT_DEP)
+SWEEP_VARS_downstream := $(if $(CLINICAL),--var clinical=$(CLINICAL)) $(if $(CLINICAL_ADAPTER),--var clinical_adapter=$(CLINICAL_ADAPTER))
+sweep: $(ENV_STAMP) $(MODEL_DEP) $(SWEEP_DEPS_$(SWEEP_NAME)) ## Optuna search on TASK, best trial -> runs/sweeps/$(SWEEP)-$(TASK)/best.yaml (SWEEP, TASK, TRIALS, STORAGE, CLINICAL, ARGS)
+	$(CLI) sweep $(SWEEP_NAME) --task $(or $(strip $(TASK)),proc) --trials $(TRIALS) \
 	  --var model=$(MODEL) --var cache=$(CACHE) --var trainer=experiments/trainer/$(TRAINER).yaml \
-	  $(if $(DATA),--var outcomes=$(DATA) --var instructions=$(DATA)) $(if $(STORAGE),--storage $(STORAGE)) $(ARGS)
+	  $(if $(DATA),--var outcomes=$(DATA) --var instructions=$(DATA)) $(SWEEP_VARS_$(SWEEP_NAME)) \
+	  $(if $(STORAGE),--storage $(STORAGE)) $(ARGS)
 
 # --- performance claims, each a ratio against a baseline measured in the same run ---
 BENCH_SIZE ?= full#                    bench: full (about 15 min on 2 cores) or toy (a smoke test)

@@ -71,7 +71,14 @@ class RunDir:
 
     @property
     def scored_ckpt(self) -> Path:
-        """The checkpoint a finished run's test scores came from: best, else last."""
+        """The checkpoint a finished run's test scores came from: the one metrics.json's
+        `scored_checkpoint` names (`scored_weights`); runs written before it: best, else last."""
+        try:
+            named = json.loads(self.metrics.read_text()).get("scored_checkpoint")
+        except (OSError, ValueError, AttributeError):
+            named = None
+        if named in ("best", "last"):  # even if deleted since: not other weights in its place
+            return self.best_ckpt if named == "best" else self.last_ckpt
         return self.best_ckpt if self.best_ckpt.is_file() else self.last_ckpt
 
     def prediction_file(self, split: str, suffix: str = ".npz") -> Path:
@@ -229,6 +236,23 @@ def deepspeed_client_state(path: str | Path) -> dict:
         name: torch.empty(shape, device="meta") for name, shape in shapes.items()
     }
     return client
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The optimizer step a checkpoint (file or DeepSpeed folder) was written at; its tensors are
+    memory-mapped, not read."""
+    path = Path(path)
+    state = deepspeed_client_state(path) if path.is_dir() else load_checkpoint_file(path, mmap=True)
+    return int(state.get("global_step", 0))
+
+
+def scored_weights(best: str | Path | None, final_step: int) -> dict:
+    """metrics.json's record of the weights a run was scored with (`RunDir.scored_ckpt` reads it
+    back): `scored_checkpoint` "best" (checkpoints/best.ckpt) or "last" (the final weights,
+    where no best checkpoint was written) and `scored_step`, the optimizer step of those weights."""
+    if best:
+        return {"scored_checkpoint": "best", "scored_step": checkpoint_step(best)}
+    return {"scored_checkpoint": "last", "scored_step": final_step}
 
 
 def read_checkpoint(path: str, stage: str | None = None, deepspeed: bool | None = None) -> dict:

@@ -1,8 +1,10 @@
 """`python -m clinical_peft STAGE -c CONFIG.yaml [--key value ...]`: one run, one run directory.
 
 Every stage runs the same way: build data and model from the config (Lightning's own CLI),
-score the untrained adapter, fit, pick the best checkpoint, score again, and write the run
-directory: config.yaml, metrics.json, checkpoints/, adapter/, tokenizer/ (see README).
+score the untrained adapter, fit (the final weights validated too), pick the best checkpoint,
+score again, and write the run directory: config.yaml, metrics.json (`scored_checkpoint` and
+`scored_step` name the weights scored), checkpoints/, adapter/, tokenizer/ (see README). A run
+killed anywhere resumes to the same end (cli/checkpoints.py).
 
 A run holds a lock on its run directory for its whole life (a second run into it is refused,
 naming the first's pid). A run directory that holds anything is refused unless the run resumes
@@ -23,7 +25,6 @@ from clinical_peft.util.quiet import quiet_known_noise
 
 quiet_known_noise()  # before the libraries load: some read their switches at import
 
-from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
 from lightning.pytorch.callbacks.progress import ProgressBar as AnyProgressBar  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger  # noqa: E402
@@ -38,6 +39,12 @@ from clinical_peft.cli.callbacks import (  # noqa: E402
     Scored,
     StopOnSignal,
     Throughput,
+)
+from clinical_peft.cli.checkpoints import (  # noqa: E402
+    BestCheckpoint,
+    LastCheckpoint,
+    ValidateAtEnd,
+    align_logging_step,
 )
 from clinical_peft.cli.model_card import write_model_cards  # noqa: E402
 from clinical_peft.cli.run_dir import (  # noqa: E402
@@ -182,21 +189,11 @@ class StageCLI(LightningCLI):
                 "ZeRO-3: ranks a batch short run a filler batch at evaluation (data/loader.py)"
             )
         callbacks = [
-            ModelCheckpoint(
-                dirpath=run_dir.checkpoints,
-                filename=run_dir.best_ckpt.stem,
-                monitor=model.monitor,
-                mode=model.monitor_mode,
-                save_top_k=1,
-                enable_version_counter=False,
+            BestCheckpoint(
+                run_dir.checkpoints, run_dir.best_ckpt.stem, model.monitor, model.monitor_mode
             ),
-            ModelCheckpoint(
-                dirpath=run_dir.checkpoints,
-                save_last=True,
-                save_top_k=0,
-                every_n_train_steps=self.config.checkpoint_every_n_steps,
-                enable_version_counter=False,
-            ),
+            LastCheckpoint(run_dir.checkpoints, self.config.checkpoint_every_n_steps),
+            ValidateAtEnd(),
             Throughput(),
             Scored(),
             RestoreLoaderPosition(),
@@ -335,12 +332,16 @@ def _run_stage(stage: str, args: list[str], stopper: StopOnSignal, run_lock: Run
     started = time.perf_counter()
     trainer.fit(model, datamodule=data, ckpt_path=ckpt_path)
     stopper.stop_if_signalled()
+    align_logging_step(trainer)
     metrics["time/fit_seconds"] = time.perf_counter() - started
-    metrics.update(model.evaluate_after_fit(trainer, data, run_dir))
+    # before scoring: validating from best.ckpt restores the callbacks' state of its step
     throughput = next(cb for cb in trainer.callbacks if isinstance(cb, Throughput))
-    metrics.update(throughput.totals(trainer))
+    totals = throughput.totals(trainer)
+    metrics.update(model.evaluate_after_fit(trainer, data, run_dir))
+    metrics.update(model.scored_weights)
+    metrics.update(totals)
     scored = next(cb for cb in trainer.callbacks if isinstance(cb, Scored))
-    metrics.update(scored.totals(trainer))
+    metrics.update(scored.totals(trainer))  # the loops evaluate_after_fit ran
     metrics.update(model.parameter_counts())
     metrics["base_fingerprint"] = model.base_fingerprint()
     model.export(run_dir)  # on every rank: ZeRO-3 gathers the adapter's shards

@@ -11,14 +11,32 @@ import torch
 def write_predictions(
     folder: Path, split: str, ids: list, scores: np.ndarray, labels: np.ndarray, kind: str
 ) -> None:
-    """ids (int64 where every id is a number), scores and labels of a split, and its ROC plot."""
-    id_array = np.array(ids)
-    if all(str(i).isdigit() for i in ids):
-        id_array = id_array.astype(np.int64)
+    """ids (see `id_array`), scores and labels of a split, and its ROC plot."""
     labels = labels.astype(np.int64)
     folder.mkdir(parents=True, exist_ok=True)
-    np.savez(folder / f"{split}.npz", ids=id_array, scores=scores, labels=labels)
+    np.savez(folder / f"{split}.npz", ids=id_array(ids), scores=scores, labels=labels)
     plot_roc(scores, labels, kind, folder / f"{split}_roc.png", split)
+
+
+def id_array(ids: list) -> np.ndarray:
+    """The ids as they were read: int64 where every id is an integer that int64 writes back the
+    same ("182362"; not "0182362" or " 7"), so they join the CSVs' integer ids as they are; else
+    the ids' text, unchanged."""
+    texts = [str(i) for i in ids]
+    try:
+        numbers = np.array([int(t) for t in texts], dtype=np.int64)
+    except (ValueError, OverflowError):
+        return np.array(texts)
+    return numbers if [str(n) for n in numbers.tolist()] == texts else np.array(texts)
+
+
+def read_ids(ids: np.ndarray) -> np.ndarray:
+    """The ids of a predictions file, with integers stored as floats (182362.0, older files) read
+    as the int64 that files store now, so old and new files of one split pair."""
+    if ids.dtype.kind == "f" and len(ids) and np.isfinite(ids).all():
+        if (ids == np.round(ids)).all():
+            return ids.astype(np.int64)
+    return ids
 
 
 def plot_roc(scores: np.ndarray, labels: np.ndarray, kind: str, path: Path, title: str) -> None:

@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from clinical_peft.cli.run_dir import RunDir
+from clinical_peft.cli.run_dir import RunDir, scored_weights
 from clinical_peft.data.contracts import StageData
 from clinical_peft.models.backbone import fingerprint, parameter_counts, weights_fingerprint
 from clinical_peft.util.errors import InputError
@@ -78,6 +78,7 @@ class AdapterStage(L.LightningModule):
         self.base_model_path, self.dtype_name = base_model, dtype
         self.gradient_checkpointing = gradient_checkpointing
         self.optim = optim or OptimSpec()
+        self.scored_weights: dict = {}  # what `validate_best` scored, for metrics.json
         if self.optim.schedule not in ("cosine", "linear", "constant"):
             raise InputError("model.optim.schedule", f"unknown '{self.optim.schedule}'")
         # Checkpoints hold trainable tensors only; the frozen base comes from `base_model`.
@@ -182,8 +183,10 @@ class AdapterStage(L.LightningModule):
 
         The strategy loads the checkpoint, so DeepSpeed's sharded checkpoints work too; under
         ZeRO-3 (which DeepSpeed cannot load into an evaluation engine) the stage loads it itself.
+        Which weights were scored goes to `scored_weights` (metrics.json).
         """
         best = best_checkpoint(trainer) or None
+        self.scored_weights = scored_weights(best, trainer.global_step)
         if best and getattr(trainer.strategy, "zero_stage_3", False):
             self.load_zero3_checkpoint(best)
             best = None

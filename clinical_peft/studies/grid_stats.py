@@ -31,6 +31,7 @@ from clinical_peft.metrics.bootstrap import Interval, bootstrap_draws, draws_of,
 from clinical_peft.metrics.delong import SmallSampleWarning, delong_test
 from clinical_peft.metrics.jackknife import leave_one_out_auroc
 from clinical_peft.metrics.outcomes import outcome_metrics, weighted_auroc
+from clinical_peft.metrics.predictions import read_ids
 from clinical_peft.studies.spec import Cell, Spec, read_status
 
 AUROC = "test/auroc"
@@ -50,9 +51,10 @@ def load_predictions(run_dir: Path) -> dict | None:
     if not path.is_file():
         return None
     data = np.load(path)
-    order = np.argsort(data["ids"], kind="stable")
+    ids = read_ids(data["ids"])  # int64, or the ids' text; older files: floats
+    order = np.argsort(ids, kind="stable")
     scores, labels = data["scores"][order], data["labels"][order]
-    return {"ids": data["ids"][order], "scores": scores, "labels": labels,
+    return {"ids": ids[order], "scores": scores, "labels": labels,
             "kind": kind_of(scores, labels), "finite": bool(np.isfinite(scores).all())}  # fmt: skip
 
 

@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 
 from clinical_peft.cli.run_dir import RunDir
 from clinical_peft.studies.child import exit_on_sigterm, run_to_end
-from clinical_peft.studies.grid import command, spec_arguments, spec_parser
+from clinical_peft.studies.grid import command, last_error, spec_arguments, spec_parser
 from clinical_peft.studies.schema import check_sweep
 from clinical_peft.studies.spec import Run, _fill, config_files, read_spec
 from clinical_peft.studies.storage import (
@@ -34,6 +34,11 @@ from clinical_peft.studies.storage import (
     redacted,
     shared_storage,
     storage_error,
+)
+from clinical_peft.studies.sweep_checks import (
+    check_trial_inputs,
+    refuse_if_none_finished,
+    trial_log,
 )
 from clinical_peft.util.atomic import locked
 from clinical_peft.util.errors import InputError, at_least_one
@@ -134,7 +139,7 @@ class Sweep:
             **overlay.get("trainer", {}), "callbacks": [callback]}}, sort_keys=False))  # fmt: skip
         run = Run(f"trial{trial.number}", self.stage, [*self.configs, str(config)], self.args)
         run_dir = self.dir / f"trial{trial.number}"
-        log = self.dir / "logs" / f"trial{trial.number}.log"
+        log = trial_log(self.dir, trial.number)
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("w") as handle:
             env = {**os.environ, STORAGE_ENV: self.storage}
@@ -144,7 +149,9 @@ class Sweep:
             raise optuna.TrialPruned()
         metrics = RunDir(run_dir).metrics
         if code != 0 or not metrics.is_file():
-            raise RuntimeError(f"trial {trial.number} failed (exit {code}); see {log}")
+            error = last_error(log)
+            trial.set_user_attr("error", error)  # the sweep's one line when no trial finishes
+            raise RuntimeError(f"trial {trial.number} failed (exit {code}): {error}; see {log}")
         import json
 
         value = json.loads(metrics.read_text()).get(self.metric)
@@ -239,10 +246,13 @@ def main(argv: list[str] | None = None) -> None:
     path, variables = spec_arguments("sweep", args)
     search = Sweep(path, args.task, args.out, args.storage, variables)
     if not args.report_only:
+        check_trial_inputs(search.configs, search.args)
         exit_on_sigterm()
         search.optimize(args.trials)
     best = search.write_best()
     search.write_report()
+    if not args.report_only:
+        refuse_if_none_finished(search.study, search.dir)  # exit 2, not 0 with "best: None"
     print(f"sweep {search.name}: {search.finished()} finished trials; best: {best}")
 
 

@@ -9,6 +9,7 @@ import lightning as L
 import torch
 from lightning.fabric.utilities.seed import reset_seed
 from lightning.pytorch.strategies import DeepSpeedStrategy as LightningDeepSpeedStrategy
+from lightning.pytorch.trainer.states import TrainerFn
 
 from clinical_peft.cli.strategies import DeepSpeedStrategy
 
@@ -22,6 +23,26 @@ class KillAtStep(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class KillAtValidation(L.Callback):
+    """SIGKILL this process as a validation at optimizer step `step` starts (or ends, before the
+    checkpoint callbacks act on it): during fitting (`fitting` true), or in a Trainer call after
+    it (the stage's final scoring)."""
+
+    def __init__(self, step: int, fitting: bool = True, at: str = "start") -> None:
+        self.step, self.fitting, self.at = step, fitting, at
+
+    def _kill(self, trainer, at: str) -> None:
+        fitting = trainer.state.fn == TrainerFn.FITTING
+        if (trainer.global_step, fitting, at) == (self.step, self.fitting, self.at):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._kill(trainer, "start")
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self._kill(trainer, "end")
 
 
 class CPUDeepSpeedStrategy(DeepSpeedStrategy):
