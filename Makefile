@@ -222,12 +222,12 @@ export: $(ENV_STAMP) ## merge RUN's LoRA adapters into a plain HF model folder (
 	$(CLI) export --run $(RUN) $(if $(OUT),--out $(OUT))
 
 # --- scoring with a finished downstream run: a new cohort, or an external test set ---
-predict: $(ENV_STAMP) ## score a CSV of id,text notes with RUN (RUN, DATA, OUT; default RUN/external/<name>/predictions.csv)
+predict: $(ENV_STAMP) ## score a CSV of id,text notes with RUN (RUN, DATA, OUT; default RUN/external/<file>-<hash>/predictions.csv)
 	$(if $(strip $(RUN)),,$(error RUN: give the downstream run directory, e.g. make predict RUN=runs/downstream/mor DATA=notes.csv))
 	$(if $(strip $(DATA)),,$(error DATA: give the CSV of notes (columns id and text)))
 	$(CLI) predict --run $(RUN) --data $(DATA) $(if $(OUT),--out $(OUT)) $(ARGS)
 
-evaluate: $(ENV_STAMP) $(DEMOGRAPHICS_DEP) ## RUN's metrics (AUROC, calibration, bootstrap CIs, decision curve, report.md) on DATA's labelled test file (RUN, DATA, OUT, DEMOGRAPHICS; default RUN/external/<folder>)
+evaluate: $(ENV_STAMP) $(DEMOGRAPHICS_DEP) ## RUN's metrics (AUROC, calibration, bootstrap CIs, decision curve, report.md) on DATA's labelled test file (RUN, DATA, OUT, DEMOGRAPHICS; default RUN/external/<folder>-<hash>)
 	$(if $(strip $(RUN)),,$(error RUN: give the downstream run directory, e.g. make evaluate RUN=runs/downstream/mor DATA=/external))
 	$(if $(strip $(DATA)),,$(error DATA: give the folder with the task's test file))
 	$(CLI) evaluate --run $(RUN) --data $(DATA) $(if $(OUT),--out $(OUT)) $(call DEMOGRAPHICS_ARG,--demographics) $(ARGS)

@@ -4,6 +4,7 @@ must refuse; every refusal is one line (exit 2) and nothing already written is l
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -55,10 +56,9 @@ def test_a_run_directory_in_use_is_refused_and_a_dead_holder_never_blocks(
     assert (run / "metrics.json").is_file() and not (run / ".run.lock").exists()
 
 
-@pytest.mark.slow
-def test_two_runs_started_together_into_one_folder_one_is_refused(notes_dir, tiny_model, tmp_path):
-    run = tmp_path / "run"
-    command = [sys.executable, "-m", "clinical_peft", *pretrain(notes_dir, tiny_model, run)]
+def race(args: list[str], run: Path) -> str:
+    """Start two runs of `args` together; one must finish, the other be refused in one line."""
+    command = [sys.executable, "-m", "clinical_peft", *args]
     procs = [subprocess.Popen(command, env=ENV, cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
     results = [(p.wait(timeout=600), p.communicate()[1]) for p in procs]
@@ -66,6 +66,31 @@ def test_two_runs_started_together_into_one_folder_one_is_refused(notes_dir, tin
     assert codes == [0, 2], [err[-2000:] for _, err in results]
     refused = next(err for code, err in results if code == 2)
     assert "Traceback" not in refused and str(run) in refused
+    return refused
+
+
+@pytest.mark.slow
+def test_two_runs_started_together_into_one_folder_one_is_refused(notes_dir, tiny_model, tmp_path):
+    run = tmp_path / "run"
+    race(pretrain(notes_dir, tiny_model, run), run)
+
+
+@pytest.mark.slow
+def test_two_downstream_runs_started_together_into_one_folder_one_is_refused(tiny_model, tmp_path):
+    """`make downstream TASK=mor CLINICAL=none OUT=X` twice at once: one run's results stand."""
+    from clinical_peft.synthetic import write_outcome_tasks
+
+    write_outcome_tasks(tmp_path / "outcomes", n_admissions=40, seed=0)
+    run = tmp_path / "mor"
+    args = ["downstream", "-c", str(ROOT / "experiments/downstream/base.yaml"),
+            "--data.task", "mor", "--model.base_model", str(tiny_model), "--model.clinical", "none",
+            "--data.data_dir", str(tmp_path / "outcomes"), "--data.cache_dir", str(tmp_path / "cache"),
+            "--data.max_length", "64", "--trainer.max_steps", "3", "--run_dir", str(run),
+            "--trainer", str(ROOT / "experiments/trainer/cpu.yaml"),
+            "--trainer.enable_progress_bar", "false"]  # fmt: skip
+    assert "in use" in race(args, run)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "test/auroc" in metrics and not (run / ".run.lock").exists()
 
 
 def test_a_failed_start_leaves_no_run_directory_and_no_lock(notes_dir, tiny_model, tmp_path, capfd):
@@ -117,14 +142,15 @@ def test_a_run_dies_with_its_runner_killed_by_sigkill(tmp_path):
 
 def test_a_runner_never_starts_a_run_whose_directory_is_held(tmp_path, capfd):
     from clinical_peft.studies import grid
-    from clinical_peft.util.atomic import HeldLock
 
     marker = tmp_path / "started"
     run_dir = tmp_path / "g" / "one" / "floor" / "seed0"  # an orphan's, killed runner's run
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"the orphan's")
-    held = HeldLock(run_dir / ".run.lock")
-    assert held.acquire() is None
+    held = (run_dir / ".run.lock").open("a+")  # what a running run holds (README: flock)
+    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    held.write(f"pid {os.getpid()} on this host\n")
+    held.flush()
     spec, _ = grid_runner(tmp_path, "")
     original = grid.command
     grid.command = lambda *a, **k: [sys.executable, "-c", f"open({str(marker)!r}, 'w')"]
@@ -134,12 +160,30 @@ def test_a_runner_never_starts_a_run_whose_directory_is_held(tmp_path, capfd):
         assert exit_.code == 0
     finally:
         grid.command = original
-        held.release()
+        held.close()
     output = "".join(capfd.readouterr())
     assert "floor/seed0: busy" in output and f"pid {os.getpid()}" in output
     assert not marker.exists()  # no second process on the held run
     assert (run_dir / "checkpoints" / "last.ckpt").read_bytes() == b"the orphan's"
     assert not run_dir.with_name("seed0.attempt1").exists()
+
+
+# --- 3. two inputs never share predict's default output --------------------------------------
+def test_default_outputs_are_named_by_file_and_path_as_the_makefile_says(tmp_path):
+    from clinical_peft.inference.predict import output_folder
+
+    run = tmp_path / "run"
+    inputs = [tmp_path / "site1" / "notes.csv", tmp_path / "site2" / "notes.csv",
+              tmp_path / "notes.v1.csv", tmp_path / "notes.v2.csv"]  # fmt: skip
+    outputs = [output_folder(run, path, None) for path in inputs]
+    assert len(set(outputs)) == 4 and all(o.parent == run / "external" for o in outputs)
+    assert outputs[0] == output_folder(run, tmp_path / "site1" / "x" / ".." / "notes.csv", None)
+    assert outputs[0].name.startswith("notes.csv-") and outputs[2].name.startswith("notes.v1.csv-")
+    assert output_folder(run, inputs[0], tmp_path / "mine") == tmp_path / "mine"
+    helps = {line.split(":")[0]: line for line in (ROOT / "Makefile").read_text().splitlines()
+             if line.startswith(("predict:", "evaluate:"))}  # fmt: skip
+    assert "default RUN/external/<file>-<hash>/predictions.csv" in helps["predict"]
+    assert "default RUN/external/<folder>-<hash>" in helps["evaluate"]
 
 
 # --- 8, 9. grid and sweep specs: their schema, one line each ----------------------------------

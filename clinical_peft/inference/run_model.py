@@ -132,13 +132,11 @@ def load_stage(
 
 def load_run_tokenizer(run: Path, base_model: str):
     """The tokenizer the run saved (pad token included); the base's for an older run."""
-    from transformers import AutoTokenizer
-
-    from clinical_peft.models.backbone import load_tokenizer
+    from clinical_peft.models.files import load_tokenizer, read_tokenizer
 
     if not RunDir(run).tokenizer.is_dir():
         return load_tokenizer(base_model)
-    return AutoTokenizer.from_pretrained(RunDir(run).tokenizer)
+    return read_tokenizer(RunDir(run).tokenizer)  # its own code (auto_map) never runs
 
 
 def precision_context(run: Path, device: torch.device):

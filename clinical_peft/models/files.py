@@ -90,13 +90,19 @@ def check_adapter_dir(folder: str | Path) -> Path:
     return folder
 
 
+def read_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """AutoTokenizer on a local folder, as saved. trust_remote_code is passed as False, never
+    left unset: unset, transformers asks on a terminal whether to run a folder's own code."""
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise InputError(path, f"cannot load the tokenizer ({first_error_line(err)})") from None
+
+
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """The tokenizer saved beside a local model; a decoder's gets a pad token distinct from EOS."""
     path = check_model_dir(path)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as err:
-        raise InputError(path, f"cannot load the tokenizer ({first_error_line(err)})") from None
+    tokenizer = read_tokenizer(path, trust_remote_code)
     tokenizer.padding_side = "right"
     if is_encoder(path):  # BERT family: [CLS] ... [SEP] and its own [PAD]; no EOS needed
         if tokenizer.pad_token_id is None:
@@ -123,7 +129,7 @@ def first_error_line(err: Exception) -> str:
 
 
 def model_config(path: str | Path):
-    return AutoConfig.from_pretrained(check_model_dir(path))
+    return AutoConfig.from_pretrained(check_model_dir(path), trust_remote_code=False)
 
 
 # --- encoders (BERT family) pool [CLS]; their classifiers live in clinical_peft/classifier.py ---

@@ -2,15 +2,19 @@
 
 A sweep spec (experiments/sweeps/<name>.yaml) names a stage, its configs and fixed args (as a grid
 row), the search space (dotted CLI keys -> Optuna distributions), the objective (a validation
-metric of metrics.json: never a test one) and the pruner. Each trial is an ordinary run directory
+metric of metrics.json: never a test one) and the pruner; it is checked against its schema
+(studies/schema.py) before anything runs. Each trial is an ordinary run directory
 (runs/sweeps/<name>-<task>/trial<k>/) made by a subprocess; the trial's parameters and the
-pruning callback (sweep_pruning.py: the runner itself never loads Lightning) travel in a YAML
+pruning callback (studies/pruning.py: the runner itself never loads Lightning) travel in a YAML
 overlay (configs/trial<k>.yaml), so the run's config.yaml says what it ran. The callback reports
-the monitored metric at each validation epoch end of fitting and stops a hopeless trial (MedianPruner by default). Storage: SQLite inside the sweep directory
-(a killed sweep resumes: its orphaned trial is failed and its parameters enqueued again), or
-`--storage` (an RDB URL, or a *.log path for Optuna's journal file) that many workers share. The
-budget (`--trials`) counts finished trials over all workers and restarts. best.yaml is the best
-trial's overlay (`make downstream ARGS="-c best.yaml"`); report.md, history.png, importance.png.
+the monitored metric at each validation epoch end of fitting and stops a hopeless trial
+(MedianPruner by default). Storage: SQLite inside the sweep directory (a killed sweep resumes:
+its orphaned trial is failed and its parameters enqueued again), or `--storage` (an RDB URL, or
+a *.log path for Optuna's journal file) that many workers share. The storage reaches the trials
+through their environment, never a file (a URL may hold a password; report.md and error lines
+show it redacted). The budget (`--trials`) counts finished trials over all workers and
+restarts. best.yaml is the best trial's overlay (`make downstream ARGS="-c best.yaml"`);
+report.md, history.png, importance.png.
 """
 
 from __future__ import annotations
