@@ -62,7 +62,7 @@ def test_a_registered_task_is_written_loaded_scored_and_reported(
     monkeypatch.setattr(generation, "generate", fake_generate)
     metrics = generation.evaluate_generation(None, data.tokenizer, examples, "colour", "test")
     assert asked["max_new_tokens"] == 5  # the spec's cap
-    assert metrics == {"test/exact": 0.5, "test/unparsable": 0.5}
+    assert metrics == {"test/exact": 0.5, "test/unparsable": 0.5, "data/test/scored": 2}
 
     from clinical_peft.studies.tables_instruct import main
 

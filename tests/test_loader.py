@@ -75,7 +75,8 @@ def stage_and_batch(name: str, model: str):
         return stage, batch, lambda: stage.loss_count.compute()
     if name == "dpo":
         stage = PreferenceOptimization(model)
-        return stage, {**lm_batch(4), "index": torch.tensor([0, 1])}, stage.val_count.compute
+        counts = next(iter(stage.val_counts.values()))  # one per statistic, all counted alike
+        return stage, {**lm_batch(4), "index": torch.tensor([0, 1])}, counts.compute
     stage = (DomainAdaptation if name == "pretrain" else SupervisedFineTuning)(model)
     return stage, lm_batch(2), stage.val_loss.tokens.compute
 

@@ -191,12 +191,3 @@ def predict_main(argv: list[str]) -> None:
     parser.add_argument("--data", required=True, help="CSV (or .csv.gz) with columns id, text")
     args = parser.parse_args(argv)
     print(f"wrote {predict(args.run, args.data, args.out, **_options(args))}")
-
-
-def __getattr__(name: str):
-    """`evaluate` and `evaluate_main` live in inference/evaluate.py (their import path before)."""
-    if name in ("evaluate", "evaluate_main"):
-        from clinical_peft.inference import evaluate
-
-        return getattr(evaluate, name)
-    raise AttributeError(name)
