@@ -177,7 +177,9 @@ def test_a_device_this_machine_lacks_is_one_line(runs, capfd, device, words):
 def test_truncated_run_files_are_one_line(runs, tmp_path, capfd, damaged, words):
     run = Path(shutil.copytree(runs["mor"], tmp_path / "run"))
     if damaged.endswith("last.ckpt"):
-        (run / "checkpoints" / "best.ckpt").unlink()
+        (run / "checkpoints" / "best.ckpt").unlink()  # a run that scored its last weights
+        metrics = json.loads((run / "metrics.json").read_text())
+        (run / "metrics.json").write_text(json.dumps({**metrics, "scored_checkpoint": "last"}))
     truncate(run / damaged)
     assert_one_line_error(*predict(capfd, run, runs["notes"]), damaged.split("/")[-1], words)
     export = ["export", "--run", str(run), "--out", str(tmp_path / "merged")]

@@ -82,8 +82,10 @@ def convert(gguf: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"gguf_file": gguf.name}
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, dtype=torch.float32, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, dtype=torch.float32, trust_remote_code=False, **kwargs
+    )
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, trust_remote_code=False, **kwargs)
     # Else save_pretrained records a GGUF quantization the folder no longer has.
     del model.config.quantization_config
     model.hf_quantizer = None
@@ -91,7 +93,9 @@ def convert(gguf: Path, out: Path) -> None:
     tokenizer.save_pretrained(out)
     # The saved folder must give the dequantized model's logits exactly.
     probe = torch.tensor([tokenizer("Discharge summary: stable.")["input_ids"]])
-    reloaded = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    reloaded = AutoModelForCausalLM.from_pretrained(
+        out, dtype=torch.float32, trust_remote_code=False
+    )
     with torch.no_grad():
         if not torch.equal(model(probe).logits, reloaded(probe).logits):
             raise RuntimeError(f"{out}: reloaded logits differ from the dequantized model's")
