@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_cli import assert_one_line_error
 from test_scale import CONSTANT_LR, pretrain_args, run_script
 
 from clinical_peft.cli.stage import run_stage
@@ -84,6 +85,25 @@ def test_a_run_stopped_before_its_first_validation_validates_its_final_weights(
     metrics = json.loads((run / "metrics.json").read_text())
     assert (metrics["scored_checkpoint"], metrics["scored_step"]) == ("best", 3)
     assert metrics["val/loss"] == pytest.approx(validations(run)[1][1], rel=1e-6)
+
+
+def test_last_checkpoint_holds_the_final_weights(notes_dir, tiny_model, tmp_path):
+    """max_steps 3 with a checkpoint every 2 steps (mid-epoch): last.ckpt held step 2, not the
+    weights the run ended with (what a run scored "last" is reloaded from)."""
+    run = tmp_path / "run"
+    schedule = ["--trainer.max_steps", "3", "--checkpoint_every_n_steps", "2"]
+    run_stage("pretrain", pretrain_args(notes_dir, tiny_model, run, *schedule))
+    last = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 3
+
+
+def test_a_run_without_validation_is_refused_in_one_line(notes_dir, tiny_model, tmp_path):
+    """limit_val_batches 0: the stage crashed in its "before" validation with a traceback."""
+    run = tmp_path / "run"
+    args = pretrain_args(notes_dir, tiny_model, run, "--trainer.limit_val_batches", "0")
+    result = run_script("pretrain", args)
+    assert_one_line_error(result, "--trainer.limit_val_batches")
+    assert not (run / "checkpoints").exists()
 
 
 @pytest.mark.parametrize("point", list(KILL_POINTS))

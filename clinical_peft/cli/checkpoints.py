@@ -66,8 +66,8 @@ class BestCheckpoint(_ModelCheckpointKey):
 
 
 class LastCheckpoint(_ModelCheckpointKey):
-    """`checkpoints/last.ckpt` every N optimizer steps and at each epoch's end (Lightning's
-    `save_last` with `save_top_k=0` writes it at the end of training only). A step that
+    """`checkpoints/last.ckpt` every N optimizer steps, at each epoch's end and at training's
+    end (Lightning's `save_last` with `save_top_k=0` writes it at the end only). A step that
     validation follows is written after that validation and the best checkpoint's update (the
     epoch's last step: after the epoch's end), so a resumed run never skips either; an epoch
     that max_steps stops midway is not ended by a checkpoint (training it further resumes
@@ -83,10 +83,13 @@ class LastCheckpoint(_ModelCheckpointKey):
         step = trainer.global_step
         if epoch_finishes(trainer):
             return  # written at the epoch's end, after its validation and its hooks
-        if not validation_follows(trainer):
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        elif self._every_n_train_steps and step % self._every_n_train_steps == 0:
-            self._after_validation = step
+        due = bool(self._every_n_train_steps) and step % self._every_n_train_steps == 0
+        if training_ends(trainer):  # the final weights, whatever N: what a run without
+            due = True  # validation scores ("last"), and what predict then loads
+        if validation_follows(trainer):
+            self._after_validation = step if due else self._after_validation
+        elif due and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
     def on_validation_end(self, trainer, pl_module) -> None:
         super().on_validation_end(trainer, pl_module)

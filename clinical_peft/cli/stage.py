@@ -308,6 +308,12 @@ def _run_stage(stage: str, args: list[str], stopper: StopOnSignal, run_lock: Run
     stopper.last_path = paths.last_ckpt
     model, data, trainer = cli.model, cli.datamodule, cli.trainer
     require_data(data, model.data_protocol, f"the {stage} stage")  # before any fitting
+    if trainer.limit_val_batches == 0:  # the held-out scores and best.ckpt come from validation
+        raise InputError(
+            "--trainer.limit_val_batches",
+            f"0 turns off validation, which the {stage} stage scores on (before and after "
+            "training, and to choose best.ckpt); cap it with a small number instead",
+        )
     model.base_fingerprint()  # cached now, before a sharding strategy (FSDP) wraps the network
     run_state = next(cb for cb in trainer.callbacks if isinstance(cb, RunState))
     ckpt_path = cli.config.ckpt_path
