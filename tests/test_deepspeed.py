@@ -274,6 +274,9 @@ def test_deepspeed_resume_keeps_the_history_and_checks_the_checkpoint(
     assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
     last = run / "checkpoints" / "last.ckpt"
     assert last.is_dir() and not (run / "metrics.json").exists()
+    model_states = last / "checkpoint" / "mp_rank_00_model_states.pt"
+    base_bytes = (tiny_model / "model.safetensors").stat().st_size
+    assert model_states.stat().st_size < base_bytes / 5  # the frozen base is not in the checkpoint
 
     # a checkpoint folder of another stage, shape, base or data: one line, nothing written
     shapes = torch.load(last / "checkpoint" / "mp_rank_00_model_states.pt", weights_only=True)

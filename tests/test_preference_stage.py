@@ -314,3 +314,28 @@ def test_study_table_has_a_kto_column(tmp_path):
           "--kto", str(tmp_path / "kto"), "--out", str(out)])  # fmt: skip
     lines = out.with_suffix(".csv").read_text().splitlines()
     assert lines[:2] == ["task,metric,base,SFT,DPO,KTO", "triage,F1 provider,,0.500,0.600,0.700"]
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+@pytest.mark.parametrize(("stage", "loss_type", "zero"), [("kto", "kto", 3), ("dpo", "orpo", 2)])
+def test_two_rank_deepspeed_run(instructions_dir, tiny_model, tmp_path, stage, loss_type, zero):
+    """Under DeepSpeed as DPO runs (two CPU ranks): KTO under ZeRO-3, whose reference is the
+    sharded policy with its adapter disabled, and ORPO, reference-free, under ZeRO-2; each trains
+    and exports a whole adapter that plain peft loads."""
+    from peft import PeftModel
+    from test_scale import deepspeed_on_cpu, run_script
+    from transformers import AutoModelForCausalLM
+
+    run = tmp_path / f"zero{zero}"
+    args = stage_args(stage, tiny_model, instructions_dir, run, "--model.loss_type", loss_type,
+                      *deepspeed_on_cpu(stage=zero, ranks=2))  # fmt: skip
+    result = run_script(stage, args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert math.isfinite(metrics["val/loss"]) and metrics["val/loss"] != metrics["val/loss_before"]
+    plain = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_model), run / "adapter"
+    )
+    lora_b = [p for n, p in plain.named_parameters() if "lora_B" in n]
+    assert lora_b and max(p.abs().max().item() for p in lora_b) > 0  # trained: B left zero

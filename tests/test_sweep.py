@@ -124,18 +124,7 @@ def test_killed_sweep_resumes_with_two_workers_and_writes_best(tiny_model, tmp_p
     best = yaml.safe_load((sweep_dir / "best.yaml").read_text())
     assert best["model"]["optim"]["lr"] == pytest.approx(study.best_trial.params["model.optim.lr"])
     assert (sweep_dir / "report.md").is_file() and (sweep_dir / "history.png").is_file()
-    # The overlay is a config the downstream stage accepts (parsed and printed, not run).
-    printed = subprocess.run(
-        [sys.executable, "-m", "clinical_peft", "downstream", "-c", "experiments/downstream/base.yaml",
-         "--data.task", "mor",
-         "-c", str(sweep_dir / "best.yaml"), "--run_dir", str(tmp_path / "x"), "--print_config"],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert printed.returncode == 0, printed.stderr
-    config = yaml.safe_load(printed.stdout)
-    assert config["model"]["downstream"]["class_path"] == "peft.LoraConfig"
-    r = study.best_trial.params["model.downstream.init_args.r"]
-    assert config["model"]["downstream"]["init_args"]["r"] == r
+    assert_best_overlay_parses(sweep_dir, study, tmp_path)
 
 
 def test_two_workers_share_a_journal_file_storage(tiny_model, tmp_path):
@@ -156,3 +145,19 @@ def test_two_workers_share_a_journal_file_storage(tiny_model, tmp_path):
         assert (sweep_dir / f"trial{t.number}" / "metrics.json").is_file()
     best = yaml.safe_load((sweep_dir / "best.yaml").read_text())
     assert best["model"]["optim"]["lr"] == pytest.approx(study.best_trial.params["model.optim.lr"])
+    assert_best_overlay_parses(sweep_dir, study, tmp_path)
+
+
+def assert_best_overlay_parses(sweep_dir, study, tmp_path) -> None:
+    """best.yaml is a config the downstream stage accepts (parsed and printed, not run)."""
+    printed = subprocess.run(
+        [sys.executable, "-m", "clinical_peft", "downstream", "-c", "experiments/downstream/base.yaml",
+         "--data.task", "mor",
+         "-c", str(sweep_dir / "best.yaml"), "--run_dir", str(tmp_path / "x"), "--print_config"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert printed.returncode == 0, printed.stderr
+    config = yaml.safe_load(printed.stdout)
+    assert config["model"]["downstream"]["class_path"] == "peft.LoraConfig"
+    r = study.best_trial.params["model.downstream.init_args.r"]
+    assert config["model"]["downstream"]["init_args"]["r"] == r
