@@ -70,7 +70,7 @@ def test_make_bench_toy_writes_every_row_finite(notes_dir, tiny_model, tmp_path)
         rows = list(csv.DictReader(f))
     claims = " ".join(r["claim"] for r in rows)
     for topic in ("DAPT", "Downstream", "DPO", "Reference-free", "Checkpoint", "LLaMA-7B",
-                  "Data pipeline", "anonymous", "Metrics", "GPU"):  # fmt: skip
+                  "Data pipeline", "anonymous", "Metrics", "Real model", "GPU"):  # fmt: skip
         assert topic in claims, topic
     markdown = (out / "report.md").read_text()
     for r in rows:

@@ -63,3 +63,18 @@ def test_smollm2_overlays_are_valid_stage_configs(stage):
         return out
 
     assert keys(overlay) <= keys(base) | {"data.eval_batch_size"}
+
+
+def test_attention_kernel_reaches_the_model_from_the_command_line(notes_dir, tiny_model, tmp_path):
+    """`--model.attn_implementation eager` loads the base with that kernel and is saved in
+    config.yaml; an unknown kernel is refused in one line before anything is written."""
+    from test_pretrain import pretrain
+
+    from clinical_peft.models.backbone import load_causal_lm
+
+    run = tmp_path / "run"
+    pretrain(notes_dir, tiny_model, run, "--budget", "1", "--model.attn_implementation", "eager")
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["model"]["attn_implementation"] == "eager"
+    with pytest.raises(InputError, match="model.attn_implementation: unknown 'fast' .*sdpa"):
+        load_causal_lm(tiny_model, attn_implementation="fast")

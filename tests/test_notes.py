@@ -98,13 +98,16 @@ def test_packed_positions_restart_at_every_note_and_every_block():
     assert packed["labels"][1] == [-100, 7, 2, -100, 10, 11]  # the next note's BOS is no target
 
 
-def test_packed_perplexity_equals_per_note_perplexity(notes_dir, tiny_model, tmp_path):
+@pytest.mark.parametrize("attention", [None, "eager", "flex_attention"])
+def test_packed_perplexity_equals_per_note_perplexity(notes_dir, tiny_model, tmp_path, attention):
     """Document-masked packing scores each note exactly as the paper's one-note-at-a-time
-    recipe does (held-out NLL and token count), for notes shorter than a block."""
+    recipe does (held-out NLL and token count), for notes shorter than a block, under each
+    attention kernel (`--model.attn_implementation`; None: SDPA)."""
     from clinical_peft.stages.pretrain import DomainAdaptation
 
     torch.manual_seed(0)
-    stage = DomainAdaptation(base_model=str(tiny_model)).eval()
+    stage = DomainAdaptation(base_model=str(tiny_model), attn_implementation=attention).eval()
+    assert stage.model.config._attn_implementation == (attention or "sdpa")
     with torch.no_grad():  # a LoRA update that is not zero, so the adapter counts too
         for name, param in stage.model.named_parameters():
             if "lora_B" in name:

@@ -44,6 +44,18 @@ from clinical_peft.util.errors import InputError
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: transformers' attention kernels (`attn_implementation`); None: the model's default (SDPA)
+ATTENTION = ("sdpa", "eager", "flex_attention", "flash_attention_2")
+
+
+def attention_loading(attn_implementation: str | None) -> dict:
+    """from_pretrained's `attn_implementation`, refused in one line when unknown."""
+    if attn_implementation is None:
+        return {}
+    if attn_implementation not in ATTENTION:
+        raise InputError("model.attn_implementation",
+                         f"unknown '{attn_implementation}' (valid: {', '.join(ATTENTION)})")  # fmt: skip
+    return {"attn_implementation": attn_implementation}
 
 
 # --- adapters: any peft config, chosen in the YAML by class_path (peft.LoraConfig, ...) ----------
@@ -87,10 +99,12 @@ def load_causal_lm(
     trust_remote_code: bool = False,
     gradient_checkpointing: bool = False,
     quantization: str = "none",
+    attn_implementation: str | None = None,
 ) -> torch.nn.Module:
     """A local Hugging Face causal LM, all of its own weights frozen (see
     `checkpoint_activations` for `gradient_checkpointing`), quantized for QLoRA unless
-    `quantization` is none (see `clinical_peft.models.quantization`)."""
+    `quantization` is none (see `clinical_peft.models.quantization`), with the attention
+    kernel `attn_implementation` (`ATTENTION`; None: the model's default)."""
     path = check_model_dir(path)
     if dtype not in DTYPES:
         raise InputError("model.dtype", f"unknown dtype '{dtype}' (valid: {', '.join(DTYPES)})")
@@ -98,7 +112,7 @@ def load_causal_lm(
     check_model_files(path)
     model = AutoModelForCausalLM.from_pretrained(
         path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
-        **quantized_loading(quantization),
+        **quantized_loading(quantization), **attention_loading(attn_implementation),
     )  # fmt: skip
     model = prepare_quantized(model, quantization)
     model.requires_grad_(False)

@@ -12,6 +12,7 @@ from peft import LoraConfig, PeftConfig, PeftModel, TaskType, get_peft_model
 
 from clinical_peft.models.backbone import (
     DTYPES,
+    attention_loading,
     check_adapter_dir,
     check_model_dir,
     check_model_files,
@@ -38,8 +39,10 @@ def load_sequence_classifier(
     dtype: str = "float32",
     trust_remote_code: bool = False,
     gradient_checkpointing: bool = False,
+    attn_implementation: str | None = None,
 ) -> torch.nn.Module:
-    """`AutoModelForSequenceClassification` from a local folder: base frozen, new head trainable.
+    """`AutoModelForSequenceClassification` from a local folder: base frozen, new head trainable
+    (`attn_implementation` as for `load_causal_lm`).
 
     Decoders (LLaMA) pool the hidden state of the last token that is not padding; transformers
     finds it from `config.pad_token_id`, so that is set to the pad token of `load_tokenizer`
@@ -54,7 +57,7 @@ def load_sequence_classifier(
     extra = {} if is_encoder(path) else {"pad_token_id": load_tokenizer(path).pad_token_id}
     model = AutoModelForSequenceClassification.from_pretrained(
         path, num_labels=num_labels, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
-        **extra,
+        **extra, **attention_loading(attn_implementation),
     )  # fmt: skip
     model.requires_grad_(False)
     heads = head_names(model)

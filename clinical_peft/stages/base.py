@@ -62,6 +62,7 @@ class AdapterStage(L.LightningModule):
         optim: OptimSpec | None = None,
         dtype: str = "float32",
         gradient_checkpointing: bool = False,
+        attn_implementation: str | None = None,
     ) -> None:
         """What every stage takes, in one place: a stage declares its own arguments and hands
         these on (`**kwargs`); the CLI still reads them as `--model.base_model`, `--model.optim.lr`.
@@ -73,10 +74,14 @@ class AdapterStage(L.LightningModule):
             optim: optimizer and learning-rate schedule.
             dtype: weights of the frozen base: float32, bfloat16 or float16.
             gradient_checkpointing: recompute activations in backward to save memory.
+            attn_implementation: transformers' attention kernel (sdpa, eager, flex_attention,
+                flash_attention_2); none: the model's default (SDPA). Packed batches are
+                document-masked under each (`experiments/benchmarks/dapt_real.py` times them).
         """
         super().__init__()
         self.base_model_path, self.dtype_name = base_model, dtype
         self.gradient_checkpointing = gradient_checkpointing
+        self.attn_implementation = attn_implementation
         self.optim = optim or OptimSpec()
         self.scored_weights: dict = {}  # what `validate_best` scored, for metrics.json
         if self.optim.schedule not in ("cosine", "linear", "constant"):

@@ -46,7 +46,7 @@ class CausalLMStage(AdapterStage):
         self.quantization = quantization
         base = load_causal_lm(
             base_model, dtype, gradient_checkpointing=gradient_checkpointing,
-            quantization=quantization,
+            quantization=quantization, attn_implementation=self.attn_implementation,
         )  # fmt: skip
         self.model = add_adapter(base, adapter)
         self.train_loss, self.val_loss = TokenWeightedLoss(), TokenWeightedLoss()

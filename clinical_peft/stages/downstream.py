@@ -129,8 +129,9 @@ class OutcomePrediction(AdapterStage):
         self.kind = kind
         # A binary task has a two-class head, as the paper's weighted cross-entropy needs.
         model = load_sequence_classifier(
-            base_model, num_labels, dtype, gradient_checkpointing=gradient_checkpointing
-        )
+            base_model, num_labels, dtype, gradient_checkpointing=gradient_checkpointing,
+            attn_implementation=self.attn_implementation,
+        )  # fmt: skip
         if finetune_base:
             model.requires_grad_(True)
         self.model = stack_adapters(

@@ -122,7 +122,7 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
         self.evaluate_base = evaluate_base
         base = load_causal_lm(
             base_model, dtype, gradient_checkpointing=gradient_checkpointing,
-            quantization=quantization,
+            quantization=quantization, attn_implementation=self.attn_implementation,
         )  # fmt: skip
         if sft_adapter:
             self.model = load_policy_and_reference(base, sft_adapter)

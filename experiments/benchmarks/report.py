@@ -239,6 +239,31 @@ def metrics(s: dict) -> list[dict]:
     return [row(claim, figure, ratio, ">= 1.0x", command("auroc.py", args))]
 
 
+def real_model(s: dict) -> list[dict]:
+    """DAPT on SmolLM2 (`make smollm2`): our step and our Lightning stage against a plain
+    transformers + peft loop, and the model-FLOPs share of this machine's GEMM peak."""
+    model = s["model"] if s["real_on_bench_model"] else s["smollm2"]  # toy: the tiny model
+    args = ["--model", model, "--notes", s["notes"], *s["real"]]
+    cmd = command("dapt_real.py", args)
+    claims = ("Real model: DAPT on SmolLM2-135M, our stage (Lightning) / plain transformers + peft loop",
+              "Real model: DAPT on SmolLM2-135M, model FLOPs/s / float32 GEMM peak (MFU; goal set after measuring)")  # fmt: skip
+    if not (ROOT / model / "config.json").is_file() and not (Path(model) / "config.json").is_file():
+        why = f"not measured: no {model} (make smollm2)"
+        return [not_measured(c, why, g, cmd) for c, g in zip(claims, (">= 1.0x", ">= 0 %"))]
+    r = call("dapt_real.py", args, s)
+    rates = {k: v["tokens_per_s"] for k, v in r["rows"].items()}
+    ours = rates.get("ours, Lightning stage", rates["ours, sdpa"])
+    top = ", ".join(f"{x['op']} {100 * x['share']:.0f} %" for x in r["profile"][:4])
+    figure = ("; ".join(f"{k} {v:.0f}" for k, v in rates.items()) + " non-pad tokens/s"
+              f" (batch 2 x 256, LoRA r 16 q,v); profile of our step: {top}")  # fmt: skip
+    mfu = r["mfu"].get("ours, Lightning stage", r["mfu"]["ours, sdpa"])
+    return [
+        row(claims[0], figure, ours / rates["plain, causal"], ">= 1.0x", cmd),
+        row(claims[1], f"{100 * mfu:.1f} % of {r['gemm_gflops']:.0f} GFLOP/s", 100 * mfu,
+            ">= 0 %", cmd),
+    ]  # fmt: skip
+
+
 def gpu(s: dict) -> list[dict]:
     args = ["--deepspeed"]
     claim = "GPU: LLaMA-7B-shaped LoRA, bf16, one GPU: DeepSpeed ZeRO-2 / plain tokens/s"
@@ -262,7 +287,7 @@ BENCHMARKS: list[tuple[str, str, Callable[[dict], list[dict]]]] = [
     ("DPO", "dpo_vs_trl.py", dpo), ("Reference-free", "reference_free.py", reference_free),
     ("Checkpoint", "checkpoint_size.py", checkpoint),
     ("Data pipeline", "pipeline.py", pipeline), ("Metrics", "auroc.py", metrics),
-    ("GPU", "llama7b_lora.py", gpu),
+    ("Real model", "dapt_real.py", real_model), ("GPU", "llama7b_lora.py", gpu),
 ]  # fmt: skip
 
 SIZES = {
@@ -273,6 +298,8 @@ SIZES = {
         "dpo": "--hidden 768 --layers 10 --vocab 16000 --batch 2 --steps 4 --warmup 1".split(),
         "pipeline": [10_000, 100_000, 300_000],
         "auroc": [],
+        "real": ["--steps", "4", "--warmup", "1"],
+        "real_on_bench_model": False,
         "timeout": 3600,
         "fresh": True,
     },
@@ -283,6 +310,8 @@ SIZES = {
         "--steps 2 --warmup 1".split(),
         "pipeline": [300, 600],
         "auroc": ["--rows", "300", "--labels", "20", "--n-boot", "20"],
+        "real": ["--steps", "1", "--warmup", "1", "--attention", "sdpa", "--no-lightning"],
+        "real_on_bench_model": True,
         "timeout": 600,
         "fresh": False,
     },
@@ -336,11 +365,16 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     parser.add_argument("--out", default="runs/bench")
     parser.add_argument("--notes", default="data/synthetic/notes", help="pretraining notes")
     parser.add_argument("--model", default="cache/tiny-llama", help="the bench model")
+    parser.add_argument(
+        "--smollm2",
+        default="cache/smollm2-135m-instruct",
+        help="the real model of the real-model rows (make smollm2)",
+    )
     parser.add_argument("--only", nargs="+", help="run only these benchmarks (names as rows)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     settings = {**SIZES[args.size], "notes": args.notes, "model": args.model,
-                "workdir": out / "work"}  # fmt: skip
+                "smollm2": args.smollm2, "workdir": out / "work"}  # fmt: skip
     load_before, started = os.getloadavg()[0], time.perf_counter()
     settings["loaded"] = load_before > (os.cpu_count() or 1)
     # --only re-measures some benchmarks and keeps the other rows of the report already there

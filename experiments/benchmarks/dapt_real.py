@@ -1,0 +1,216 @@
+# python experiments/benchmarks/dapt_real.py [--model cache/smollm2-135m-instruct] [--steps 4]
+"""DAPT training speed on a real model: this project's step against a plain transformers + peft
+loop at the same shapes, where the time goes, and the share of the machine's matmul peak.
+
+One process, the same packed batches (block 256, batch 2, the notes' own tokenizer), the same
+LoRA (r 16 on q_proj / v_proj), AdamW and gradient clipping at 1.0 for every variant:
+
+- plain, causal: what a user writes (`model(input_ids, attention_mask, labels=...)`), documents
+  of a block attending to each other (the causal fast path);
+- plain, document-masked: the same loop given the blocks' `position_ids`, so transformers builds
+  the block-diagonal mask (what packing needs to be right);
+- ours, per attention kernel: the pretraining stage's own forward and loss
+  (`DomainAdaptation`: `token_logits` + `causal_lm_loss_sums`), document-masked;
+- the stage under Lightning (`python -m clinical_peft pretrain`, a subprocess): its
+  `train/tokens_per_s` (step time only, as the others).
+
+Then a profile of the stage's step (top operators by self CPU time), and model FLOPs/s of
+LoRA training (forward + input-gradient backward through the frozen base: 4 x its matmul FLOPs
+per token, plus attention) against a float32 GEMM measured here. Importable: ``main(argv)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+from peft import LoraConfig  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+LORA = dict(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=["q_proj", "v_proj"])
+
+
+def batches(args) -> list[dict]:
+    from clinical_peft.data.notes import NotesDataModule
+
+    data = NotesDataModule(args.notes, args.model, block_size=args.block_size,
+                           batch_size=args.batch_size, cache_dir=args.cache)  # fmt: skip
+    data.prepare_data()
+    data.setup()
+    loader = iter(data.train_dataloader())
+    return [next(loader) for _ in range(args.warmup + args.steps)]
+
+
+def stage(model: str, attention: str | None):
+    from clinical_peft.stages.pretrain import DomainAdaptation
+
+    torch.manual_seed(0)
+    return DomainAdaptation(base_model=model, adapter=LoraConfig(**LORA),
+                            attn_implementation=attention).train()  # fmt: skip
+
+
+def plain_loss(network, batch: dict, masked: bool) -> torch.Tensor:
+    """The loop a user writes with transformers + peft: the model's own loss."""
+    if masked:
+        inputs = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"]}
+    else:
+        inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    return network(**inputs, labels=batch["labels"], use_cache=False).loss
+
+
+def ours_loss(module, batch: dict) -> torch.Tensor:
+    nll, tokens = module(batch)
+    return nll / tokens.clamp(min=1)
+
+
+def timed(loss_fn, params, data: list[dict], warmup: int) -> dict:
+    """Train steps (backward, clipping, AdamW) over `data`; tokens/s of the steps after warmup."""
+    optimizer = torch.optim.AdamW(params, lr=2e-4)
+
+    def step(batch):
+        loss_fn(batch).backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for batch in data[:warmup]:
+        step(batch)
+    started, cpu = time.perf_counter(), time.process_time()
+    for batch in data[warmup:]:
+        step(batch)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    tokens = sum(int(b["attention_mask"].sum()) for b in data[warmup:])
+    return {"tokens_per_s": tokens / seconds, "tokens_per_cpu_s": tokens / cpu, "seconds": seconds}
+
+
+def lightning_run(args) -> dict:
+    """The stage under Lightning in a fresh process: its train/tokens_per_s."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        cmd = [
+            sys.executable, "-m", "clinical_peft", "pretrain",
+            "-c", "experiments/pretrain/lora.yaml", "-c", "experiments/models/smollm2/pretrain.yaml",
+            "--model.base_model", args.model, "--data.data_dir", args.notes,
+            "--data.cache_dir", args.cache, "--data.block_size", str(args.block_size),
+            "--data.batch_size", str(args.batch_size), "--model.optim.warmup_steps", "0",
+            "--trainer.max_steps", str(args.warmup + args.steps),
+            "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
+            "--run_dir", str(run),
+        ]  # fmt: skip
+        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr.strip().splitlines()[-1])
+        metrics = json.loads((run / "metrics.json").read_text())
+    return {"tokens_per_s": metrics["train/tokens_per_s"], "seconds": metrics["time/fit_seconds"]}
+
+
+def profile(module, params, data: list[dict], rows: int = 12) -> list[dict]:
+    optimizer = torch.optim.AdamW(params, lr=2e-4)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for batch in data:
+            ours_loss(module, batch).backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [
+        {"op": e.key, "share": e.self_cpu_time_total / total, "calls": e.count}
+        for e in events[:rows]
+    ]
+
+
+def gemm_peak(n: int = 2048, repeats: int = 5) -> float:
+    """float32 FLOP/s of a large square matmul on this machine (best of `repeats`)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - started)
+    return 2 * n**3 / best
+
+
+def training_flops_per_token(config, block: int) -> float:
+    """LoRA training of a frozen base: forward (2 x matmul params) and the input-gradient half of
+    backward (2 x again; the frozen weights get no gradient), plus attention scores and values
+    (4 x layers x hidden x context, forward, twice that backward), the LM head included."""
+    hidden, layers = config.hidden_size, config.num_hidden_layers
+    kv = config.num_key_value_heads * (hidden // config.num_attention_heads)
+    per_layer = hidden * (2 * hidden + 2 * kv) + 3 * hidden * config.intermediate_size
+    matmul = layers * per_layer + hidden * config.vocab_size
+    attention = 4 * layers * hidden * block / 2  # causal: half the context on average
+    return 4 * matmul + 3 * attention
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="cache/smollm2-135m-instruct")
+    parser.add_argument("--notes", default="data/synthetic/notes")
+    parser.add_argument("--cache", default="cache")
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--block-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--attention", nargs="+", default=["sdpa", "eager", "flex_attention"])
+    parser.add_argument("--no-lightning", action="store_true", help="skip the Lightning run")
+    args = parser.parse_args(argv)
+    data = batches(args)
+    rows: dict[str, dict] = {}
+    for masked in (False, True):
+        module = stage(args.model, None)
+        params = [p for p in module.parameters() if p.requires_grad]
+        name = f"plain, {'document-masked' if masked else 'causal'}"
+        rows[name] = timed(lambda b, m=module, k=masked: plain_loss(m.model, b, k), params, data, args.warmup)  # fmt: skip
+        print(f"{name:32s} {rows[name]['tokens_per_s']:7.1f} tokens/s", flush=True)
+    for attention in args.attention:
+        module = stage(args.model, attention)
+        params = [p for p in module.parameters() if p.requires_grad]
+        name = f"ours, {attention}"
+        try:
+            rows[name] = timed(lambda b, m=module: ours_loss(m, b), params, data, args.warmup)
+        except NotImplementedError as err:  # FlexAttention has no CPU backward (torch 2.13)
+            print(f"{name:32s} cannot train here: {str(err).splitlines()[0]}", flush=True)
+            continue
+        print(f"{name:32s} {rows[name]['tokens_per_s']:7.1f} tokens/s", flush=True)
+    if not args.no_lightning:
+        rows["ours, Lightning stage"] = lightning_run(args)
+        print(
+            f"{'ours, Lightning stage':32s} {rows['ours, Lightning stage']['tokens_per_s']:7.1f} tokens/s"
+        )
+    module = stage(args.model, None)
+    params = [p for p in module.parameters() if p.requires_grad]
+    top = profile(module, params, data[: 1 + min(2, args.steps)])
+    print("profile of our step (self CPU time):")
+    for row in top:
+        print(f"  {row['share']:6.1%}  {row['calls']:6d}  {row['op']}")
+    peak = gemm_peak()
+    flops = training_flops_per_token(module.model.config, args.block_size)
+    reference = rows["plain, causal"]["tokens_per_s"]
+    result = {
+        "rows": rows,
+        "ratios": {k: r["tokens_per_s"] / reference for k, r in rows.items()},
+        "profile": top,
+        "gemm_gflops": peak / 1e9,
+        "mfu": {k: r["tokens_per_s"] * flops / peak for k, r in rows.items()},
+    }
+    print(f"float32 GEMM peak {peak / 1e9:.1f} GFLOP/s; model FLOPs per token {flops / 1e6:.0f} M")
+    for name, ratio in result["ratios"].items():
+        print(f"{name:32s} x{ratio:.2f} vs plain causal, MFU {result['mfu'][name]:.1%}")
+    return result
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
