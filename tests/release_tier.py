@@ -1,7 +1,8 @@
 """Tests that re-prove a path a `make test` test already covers: `make test-slow` runs them (before
 each release, and by whoever changes the code they cover); `make test` leaves them out to stay
 within its time budget. Each entry names where `make test` covers its path. A key is a node-id
-prefix under tests/; `test_release_tier_names_collected_tests` checks every key still matches."""
+prefix under tests/; conftest.py refuses a key that names no collected test of a
+collected file (whole files only: a node id or -k collects part of one)."""
 
 from __future__ import annotations
 
@@ -35,4 +36,6 @@ RELEASE: dict[str, str] = {
     "test_resume_ends.py::test_a_run_killed_around_its_last_checkpoint_resumes_to_the_same_end"
     "[after fit, while the best weights are scored]": "the kill points 'mid-run, ...' and 'after the last step's checkpoint ...' of this test",
     "test_hardening_commands.py::test_two_downstream_runs_started_together_into_one_folder": "the run-directory lock every stage shares: test_two_runs_started_together_*",
+    "test_notes.py::test_packed_perplexity_equals_per_note_perplexity[flex_attention]": "the document mask reaching the kernel: [None] (SDPA) and [eager] of this test; "
+    "the flag reaching the model: test_budget.py::test_attention_kernel_reaches_the_model_*",
 }

@@ -6,16 +6,15 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import re
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import yaml
 from scipy import sparse
 from sklearn.metrics import roc_auc_score
+from test_cli import run_cli as cli_process
 
 from clinical_peft.data.outcomes import read_split
 from clinical_peft.metrics.outcomes import outcome_metrics
@@ -191,9 +190,7 @@ def test_bad_input_is_the_data_modules_input_error(outcomes_dir, tmp_path):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    command = [sys.executable, "-m", "clinical_peft", "baseline", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    return cli_process("baseline", *args)
 
 
 def test_cli_runs_and_refuses_a_missing_file(outcomes_dir, tmp_path):

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
+from test_cli import run_cli
 from test_hardening import assert_one_line_error
 
 from clinical_peft.metrics.bootstrap import resample_indices
@@ -48,7 +49,7 @@ def grid_args(spec: str, out: Path, tiny_model, notes_dir, outcomes_dir, *extra:
 
 
 def run_grid(*args, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(grid_args(*args, **kwargs), capture_output=True, text=True)
+    return run_cli(*grid_args(*args, **kwargs)[3:])
 
 
 def read_csv(path: Path) -> list[dict]:

@@ -128,10 +128,16 @@ def test_a_run_dies_with_its_runner_killed_by_sigkill(tmp_path):
     _, runner = grid_runner(tmp_path, run)
     proc = subprocess.Popen([sys.executable, "-c", runner], env=ENV, start_new_session=True)
     wait_for(pid_file, 120)
-    run_pid = int(pid_file.read_text())
-    proc.kill()  # SIGKILL: the runner can stop nothing itself
-    proc.wait()
-    deadline = time.time() + 30
+    assert_dies_with_its_runner(int(pid_file.read_text()), proc)
+
+
+def assert_dies_with_its_runner(
+    run_pid: int, runner: subprocess.Popen, seconds: float = 60
+) -> None:
+    """SIGKILL the runner (it can stop nothing itself): the run must be gone within `seconds`."""
+    runner.kill()
+    runner.wait()
+    deadline = time.time() + seconds
     while not gone(run_pid) and time.time() < deadline:
         time.sleep(0.2)
     alive = not gone(run_pid)

@@ -95,24 +95,31 @@ def timed(loss_fn, params, data: list[dict], warmup: int) -> dict:
 
 
 def lightning_run(args) -> dict:
-    """The stage under Lightning in a fresh process: its train/tokens_per_s."""
-    with tempfile.TemporaryDirectory() as tmp:
-        run = Path(tmp) / "run"
-        cmd = [
-            sys.executable, "-m", "clinical_peft", "pretrain",
-            "-c", "experiments/pretrain/lora.yaml", "-c", "experiments/models/smollm2/pretrain.yaml",
-            "--model.base_model", args.model, "--data.data_dir", args.notes,
-            "--data.cache_dir", args.cache, "--data.block_size", str(args.block_size),
-            "--data.batch_size", str(args.batch_size), "--model.optim.warmup_steps", "0",
-            "--trainer.max_steps", str(args.warmup + args.steps),
-            "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false",
-            "--run_dir", str(run),
-        ]  # fmt: skip
-        result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise RuntimeError(result.stderr.strip().splitlines()[-1])
-        metrics = json.loads((run / "metrics.json").read_text())
-    return {"tokens_per_s": metrics["train/tokens_per_s"], "seconds": metrics["time/fit_seconds"]}
+    """The stage under Lightning in a fresh process: the tokens/s of its steps after the first
+    `warmup`, as the loops above count them (the difference of a run of warmup + steps steps and
+    one of warmup steps: its `train/tokens` and `train/step_seconds`)."""
+
+    def run(steps: int) -> dict:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "run"
+            cmd = [
+                sys.executable, "-m", "clinical_peft", "pretrain",
+                "-c", "experiments/pretrain/lora.yaml", "-c", "experiments/models/smollm2/pretrain.yaml",
+                "--model.base_model", args.model, "--data.data_dir", args.notes,
+                "--data.cache_dir", args.cache, "--data.block_size", str(args.block_size),
+                "--data.batch_size", str(args.batch_size), "--model.optim.warmup_steps", "0",
+                "--trainer.max_steps", str(steps), "--trainer.limit_val_batches", "1",
+                "--trainer.enable_progress_bar", "false", "--run_dir", str(out),
+            ]  # fmt: skip
+            result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise RuntimeError(result.stderr.strip().splitlines()[-1])
+            return json.loads((out / "metrics.json").read_text())
+
+    short, long = run(args.warmup), run(args.warmup + args.steps)
+    seconds = long["train/step_seconds"] - short["train/step_seconds"]
+    return {"tokens_per_s": (long["train/tokens"] - short["train/tokens"]) / seconds,
+            "seconds": seconds}  # fmt: skip
 
 
 def profile(module, params, data: list[dict], rows: int = 12) -> list[dict]:

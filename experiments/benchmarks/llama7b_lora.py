@@ -105,6 +105,8 @@ def zero2(model, lr: float, batch_size: int, device: str):
         optimizer = None
     else:  # the CPU smoke test: torch's AdamW (DeepSpeed's would compile a C++ op first)
         optimizer = torch.optim.AdamW(params, lr=lr)
+        # one rank: nothing to all-reduce, so skip compiling DeepSpeed's shared-memory one
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
     engine, *_ = deepspeed.initialize(
         model=model, model_parameters=params, config=config, optimizer=optimizer
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
+import deepspeed.ops
 import lightning as L
 import torch
 from lightning.fabric.utilities.seed import reset_seed
@@ -12,6 +13,9 @@ from lightning.pytorch.strategies import DeepSpeedStrategy as LightningDeepSpeed
 from lightning.pytorch.trainer.states import TrainerFn
 
 from clinical_peft.cli.strategies import DeepSpeedStrategy
+
+# CPUDeepSpeedStrategy's ranks all-reduce over gloo (see there)
+deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
 
 class KillAtStep(L.Callback):
@@ -48,7 +52,9 @@ class KillAtValidation(L.Callback):
 class CPUDeepSpeedStrategy(DeepSpeedStrategy):
     """Lightning's DeepSpeed strategy with its CUDA-only guard skipped, for smoke tests on CPU.
 
-    DeepSpeed itself runs ZeRO on CPU with the gloo backend; only Lightning refuses.
+    DeepSpeed itself runs ZeRO on CPU with the gloo backend; only Lightning refuses. The ranks
+    all-reduce over gloo, not DeepSpeed's CPU shared-memory op: that is a C++ extension it
+    compiles on a machine's first run (~60 s of a 2-core CPU), and no GPU run uses it.
     """
 
     def setup_environment(self) -> None:
