@@ -73,15 +73,18 @@ def test_trainer_config_parses_with_every_stage(trainer, capsys):
         assert "accelerator:" in capsys.readouterr().out
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """`python -m clinical_peft ARGS` as a grid runs it (clinical_peft.studies.child): a fork of
-    a server that imported the libraries once, the process a new interpreter would be, ~9 s
-    sooner. Environment variables read at interpreter start (PYTHONPATH) are the worker's."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    a server that imported the libraries once, the process a new interpreter would be (its own
+    environment, PYTHONPATH and OMP_NUM_THREADS included), ~9 s sooner."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     with tempfile.TemporaryDirectory() as tmp:
         out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
         with out.open("w") as stdout, err.open("w") as stderr:
-            code = run_to_end([*CLI, *args], stdout, env, stderr, cwd or EXPERIMENTS.parent, 300)
+            cwd = cwd or EXPERIMENTS.parent
+            code = run_to_end([*CLI, *args], stdout, env, stderr, cwd, timeout)
         return subprocess.CompletedProcess([*CLI, *args], code, out.read_text(), err.read_text())
 
 

@@ -19,7 +19,7 @@ from test_scale import (
     BEST_IS_NOT_LAST,
     CONSTANT_LR,
     ROOT,
-    SCRIPT,
+    SCRIPTS,
     assert_final_metrics_from_best_checkpoint,
     deepspeed_on_cpu,
     max_difference,
@@ -293,7 +293,7 @@ def test_deepspeed_resume_keeps_the_history_and_checks_the_checkpoint(
     empty = shutil.copytree(last, last.with_name("empty.ckpt"))
     (empty / "checkpoint" / "mp_rank_00_model_states.pt").unlink()
     cases.append((empty, ["empty.ckpt", "mp_rank_00_model_states.pt"]))
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    monkeypatch.syspath_prepend(str(SCRIPTS))
     before = snapshot(run)
     for ckpt, words in cases:
         args = pretrain_args(notes_dir, tiny_model, run, *zero2, "--ckpt_path", str(ckpt))

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from methods import adapter_config, lora
+from test_cli import run_cli
 
 from clinical_peft.cli.stage import StageCLI, run_stage
 from clinical_peft.data.instructions import PreferenceDataModule
@@ -290,12 +288,8 @@ def test_short_run_prefers_chosen_answers(instructions_dir, tiny_model, tmp_path
 def run_two_ranks(stage: str, args: list[str], timeout: int = 400) -> dict:
     """`stage` with `args` under experiments/trainer/ddp_cpu.yaml (two gloo ranks, one thread
     each) in a subprocess; the run's metrics.json."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "tests" / "scripts" / "run_stage.py"), stage, *args,
-         "--trainer", "experiments/trainer/ddp_cpu.yaml"],
-        capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout,
-    )  # fmt: skip
+    result = run_cli(stage, *args, "--trainer", "experiments/trainer/ddp_cpu.yaml",
+                     cwd=ROOT, env={"OMP_NUM_THREADS": "1"}, timeout=timeout)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MEMBER: 2/2" in result.stderr + result.stdout
     run = Path(args[args.index("--run_dir") + 1])

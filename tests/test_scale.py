@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -17,6 +16,7 @@ import pytest
 import torch
 import yaml
 from sklearn.metrics import roc_auc_score
+from test_cli import run_cli
 
 from clinical_peft.cli.callbacks import AtomicCheckpointIO
 from clinical_peft.cli.stage import run_stage
@@ -26,7 +26,7 @@ from clinical_peft.synthetic import write_outcome_tasks
 from clinical_peft.util.errors import InputError
 
 ROOT = Path(__file__).parent.parent
-SCRIPT = ROOT / "tests" / "scripts" / "run_stage.py"
+SCRIPTS = ROOT / "tests" / "scripts"  # the test-only pieces (test_only.py)
 CONSTANT_LR = ["--model.optim.schedule", "constant", "--model.optim.warmup_steps", "0"]
 
 
@@ -43,17 +43,13 @@ def pretrain_args(notes_dir, model_dir, run_dir, *extra: str) -> list[str]:
 
 
 def run_script(stage: str, args: list[str]) -> subprocess.CompletedProcess:
-    """A stage in a fresh process: DDP launches its ranks from sys.argv, which pytest's is not."""
+    """A stage in its own process (`run_cli`): DDP launches its further ranks from sys.argv,
+    which pytest's is not; tests/scripts on the path for the test-only pieces."""
     env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",  # two ranks on two cores
-        "PYTHONPATH": f"{SCRIPT.parent}{os.pathsep}{ROOT}",
+        "PYTHONPATH": f"{SCRIPTS}{os.pathsep}{ROOT}",
     }
-    return subprocess.run(
-        [sys.executable, str(SCRIPT), stage, *args],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
-    )  # fmt: skip
+    return run_cli(stage, *args, env=env, cwd=ROOT, timeout=600)
 
 
 def deepspeed_on_cpu(stage: int, ranks: int) -> list[str]:

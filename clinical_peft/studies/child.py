@@ -125,6 +125,13 @@ def _warm_run(argv: list[str], files: tuple[str, str], env: dict[str, str], cwd:
     os.environ.update(env)
     quiet_known_noise()  # its switches, in this environment
     os.chdir(cwd)
+    # what a new interpreter reads from its environment at start: the import path, the threads
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
+    sys.path[1:1] = paths
+    if env.get("OMP_NUM_THREADS", "").isdigit():
+        import torch
+
+        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
     if sys.platform.startswith("linux"):  # dies with the server, which dies with its runner
         die_with_parent(os.getppid())()
     sys.stdout.flush()
