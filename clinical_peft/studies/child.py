@@ -11,6 +11,7 @@ run is a new interpreter (`subprocess`)."""
 from __future__ import annotations
 
 import atexit
+import functools
 import multiprocessing
 import os
 import signal
@@ -87,22 +88,21 @@ def _wait(wait, terminate, kill, exit_code, timeout: float | None) -> int:
         raise
 
 
-_SERVER: list = []  # the fork server's context, made on first use
-
-
 def fork_server():
     """multiprocessing's fork-server context preloading WARM_MODULES, or None where the
     platform has none (CLINICAL_PEFT_FRESH_PROCESS=1: none, every run a new interpreter)."""
     if os.environ.get("CLINICAL_PEFT_FRESH_PROCESS") == "1":
         return None
-    if not _SERVER:
-        if "forkserver" not in multiprocessing.get_all_start_methods():
-            _SERVER.append(None)
-        else:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(WARM_MODULES)
-            _SERVER.append(context)
-    return _SERVER[0]
+    return _fork_server_context()
+
+
+@functools.cache  # one server per runner, started on first use
+def _fork_server_context():
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(WARM_MODULES)
+    return context
 
 
 def dress_as_cli(argv: list[str]) -> None:
