@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -14,9 +17,10 @@ import yaml
 from test_hardening import assert_one_line_error as one_line_error
 from test_hardening import cli
 
+from clinical_peft.cli.commands import main
 from clinical_peft.cli.stage import run_stage
 from clinical_peft.stages import STAGES
-from clinical_peft.studies.child import CLI, run_to_end
+from clinical_peft.studies.child import CLI, start, wait_to_end
 
 EXPERIMENTS = Path(__file__).parent.parent / "experiments"
 STAGE_CONFIGS = sorted(p for stage in STAGES for p in (EXPERIMENTS / stage).glob("*.yaml"))
@@ -73,19 +77,54 @@ def test_trainer_config_parses_with_every_stage(trainer, capsys):
         assert "accelerator:" in capsys.readouterr().out
 
 
+class CliRun:
+    """`python -m clinical_peft ARGS` as a grid starts it (clinical_peft.studies.child): a fork
+    of a server that imported the libraries once, the process a new interpreter would be (its
+    own environment, PYTHONPATH and OMP_NUM_THREADS included), ~9 s sooner. Started, not waited
+    for: `pid`, `run` (kill, terminate), `finish` (the CompletedProcess)."""
+
+    def __init__(self, *args: str, cwd: Path | None = None, env: dict | None = None) -> None:
+        self.args = [*CLI, *args]
+        self.folder = tempfile.TemporaryDirectory()
+        self.out, self.err = Path(self.folder.name) / "stdout", Path(self.folder.name) / "stderr"
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+        with self.out.open("w") as stdout, self.err.open("w") as stderr:
+            self.run = start(self.args, stdout, env, stderr, cwd or EXPERIMENTS.parent)
+        self.pid = self.run.pid
+
+    def finish(self, timeout: float = 300) -> subprocess.CompletedProcess:
+        """Its exit code and output once it ends (stopped past `timeout` s: TimeoutExpired)."""
+        code = wait_to_end(self.run, timeout)
+        result = subprocess.CompletedProcess(self.args, code, self.out.read_text(), self.err.read_text())  # fmt: skip
+        self.folder.cleanup()
+        return result
+
+
 def run_cli(
     *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:
-    """`python -m clinical_peft ARGS` as a grid runs it (clinical_peft.studies.child): a fork of
-    a server that imported the libraries once, the process a new interpreter would be (its own
-    environment, PYTHONPATH and OMP_NUM_THREADS included), ~9 s sooner."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    with tempfile.TemporaryDirectory() as tmp:
-        out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
-        with out.open("w") as stdout, err.open("w") as stderr:
-            cwd = cwd or EXPERIMENTS.parent
-            code = run_to_end([*CLI, *args], stdout, env, stderr, cwd, timeout)
-        return subprocess.CompletedProcess([*CLI, *args], code, out.read_text(), err.read_text())
+    """`python -m clinical_peft ARGS` to its end, as CliRun starts it."""
+    return CliRun(*args, cwd=cwd, env=env).finish(timeout)
+
+
+def in_process(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m clinical_peft ARGS` in this process: for a grid or sweep runner, whose own
+    start is not what its tests prove; its runs are warm forks as ever. The exit code and what
+    it printed; the environment and the SIGTERM handler a runner installs are put back."""
+    handler, saved = signal.getsignal(signal.SIGTERM), dict(os.environ)
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else 1
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+        os.environ.clear()
+        os.environ.update(saved)
+    return subprocess.CompletedProcess([*CLI, *args], code, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *words: str) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
-from test_cli import run_cli
+from test_cli import in_process
 from test_hardening import assert_one_line_error
 
 from clinical_peft.metrics.bootstrap import resample_indices
@@ -49,7 +49,7 @@ def grid_args(spec: str, out: Path, tiny_model, notes_dir, outcomes_dir, *extra:
 
 
 def run_grid(*args, **kwargs) -> subprocess.CompletedProcess:
-    return run_cli(*grid_args(*args, **kwargs)[3:])
+    return in_process(*grid_args(*args, **kwargs)[3:])
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -247,18 +247,16 @@ def test_failed_cell_is_recorded_and_the_grid_goes_on(tmp_path, outcomes_dir):
         f"    args: {{task: mor, data-dir: {outcomes_dir}}}\n"
         f"  broken:\n    configs: [experiments/downstream/missing.yaml]\n"
     )
-    count = subprocess.run([sys.executable, "-m", "clinical_peft", "grid", str(spec), "--count"],
-                           capture_output=True, text=True)  # fmt: skip
+    count = in_process("grid", str(spec), "--count")
     assert count.stdout.strip() == "3"  # floor once, broken twice
     out = tmp_path / "grids"
-    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "0"}
-    one = subprocess.run([sys.executable, "-m", "clinical_peft", "grid", str(spec), "--out",
-                          str(out), "--array"], capture_output=True, text=True, env=env)  # fmt: skip
+    one = in_process(
+        "grid", str(spec), "--out", str(out), "--array", env={"SLURM_ARRAY_TASK_ID": "0"}
+    )
     assert one.returncode == 0, one.stdout + one.stderr
     assert (out / "mixed" / "floor" / "seed0" / "metrics.json").is_file()
     assert not (out / "mixed" / "broken").exists()  # one job only
-    every = subprocess.run([sys.executable, "-m", "clinical_peft", "grid", str(spec), "--out",
-                            str(out), "--n-boot", "50"], capture_output=True, text=True)  # fmt: skip
+    every = in_process("grid", str(spec), "--out", str(out), "--n-boot", "50")
     assert every.returncode == 1
     assert "1 done" in every.stdout and "2 failed" in every.stdout
     report = (out / "mixed" / "report.md").read_text()
@@ -288,12 +286,11 @@ def test_rows_and_tasks_run_part_of_a_grid(tmp_path, outcomes_dir, capsys):
     assert count() == 6
     assert count("--rows", "floor") == 2
     assert count("--rows", "floor,broken", "--tasks", "pmv") == 3
-    cmd = [sys.executable, "-m", "clinical_peft", "grid", str(spec), "--out", str(out)]
-    bad = subprocess.run([*cmd, "--rows", "floor,bert"], capture_output=True, text=True)
+    cmd = ["grid", str(spec), "--out", str(out)]
+    bad = in_process(*cmd, "--rows", "floor,bert")
     line = assert_one_line_error(bad.returncode, bad.stderr)
     assert line == "error: --rows: unknown bert (valid: floor, broken)"
-    part = subprocess.run([*cmd, "--rows", "floor", "--tasks", "pmv", "--n-boot", "20"],
-                          capture_output=True, text=True)  # fmt: skip
+    part = in_process(*cmd, "--rows", "floor", "--tasks", "pmv", "--n-boot", "20")
     assert part.returncode == 0, part.stdout + part.stderr
     assert "1 ok" in part.stdout and "failed" not in part.stdout
     assert (out / "part" / "floor-pmv" / "seed0" / "metrics.json").is_file()

