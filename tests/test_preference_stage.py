@@ -125,6 +125,9 @@ def test_kto_stage_equals_trl_kto_trainer(instructions_dir, tiny_model, tmp_path
         tmp_path / "kto", {"train": rows, "val": kto_rows(instructions_dir, "val", 2)}
     )
     data = kto_data(folder, tiny_model, tmp_path)
+    # LoRA's A from a fixed state, not whatever ran before in this process: seeds 0-3 give a
+    # negative KL estimate, which KTO clamps to 0 (a comparison of zeros); 4 gives 0.28
+    torch.manual_seed(4)
     stage = PreferenceOptimization(
         str(tiny_model), beta=0.3, loss_type="kto", desirable_weight=wd, undesirable_weight=wu
     )
