@@ -21,6 +21,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 from test_cli import in_process
 from test_hardening import assert_one_line_error
+from test_hardening_commands import gone
 
 from clinical_peft.metrics.bootstrap import resample_indices
 from clinical_peft.metrics.delong import delong_test
@@ -225,16 +226,23 @@ def test_killed_grid_resumes_to_the_same_report(
     args = grid_args("smoke", out, tiny_model, notes_dir, outcomes_dir)
     proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL)
     second = out / "smoke" / "lora-mor" / "seed1"
+    lock = second / ".run.lock"  # "pid N on HOST": what the second run writes before its first step
     deadline = time.time() + 300
-    while not (second.is_dir() and any(second.iterdir())) and time.time() < deadline:
-        time.sleep(0.5)
+    while not (lock.is_file() and lock.read_text().startswith("pid")) and time.time() < deadline:
+        time.sleep(0.2)
+    holder = lock.read_text().split()
     os.killpg(proc.pid, signal.SIGKILL)  # the runner and its running cell
     proc.wait()
+    # The cell's lock goes with its process, which may outlive the runner by a moment: a grid
+    # resumed before that would rightly leave the cell to it ("busy").
+    deadline = time.time() + 60
+    while not gone(int(holder[1])) and time.time() < deadline:
+        time.sleep(0.1)
     assert (out / "smoke" / "lora-mor" / "seed0" / "metrics.json").is_file()
     assert not (second / "metrics.json").is_file()
     resumed = run_grid("smoke", out, tiny_model, notes_dir, outcomes_dir)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert "lora-mor/seed0: done" in resumed.stdout
+    assert "lora-mor/seed0: done" in resumed.stdout, resumed.stdout
     assert read_csv(out / "smoke" / "report.csv") == read_csv(smoke / "report.csv")
 
 
