@@ -21,7 +21,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 from test_cli import in_process
 from test_hardening import assert_one_line_error
-from test_hardening_commands import gone
+from test_hardening_commands import lock_holder, wait_until_gone
 
 from clinical_peft.metrics.bootstrap import resample_indices
 from clinical_peft.metrics.delong import delong_test
@@ -226,18 +226,12 @@ def test_killed_grid_resumes_to_the_same_report(
     args = grid_args("smoke", out, tiny_model, notes_dir, outcomes_dir)
     proc = subprocess.Popen(args, start_new_session=True, stdout=subprocess.DEVNULL)
     second = out / "smoke" / "lora-mor" / "seed1"
-    lock = second / ".run.lock"  # "pid N on HOST": what the second run writes before its first step
-    deadline = time.time() + 300
-    while not (lock.is_file() and lock.read_text().startswith("pid")) and time.time() < deadline:
-        time.sleep(0.2)
-    holder = lock.read_text().split()
+    holder = lock_holder(second / ".run.lock", seconds=300)
     os.killpg(proc.pid, signal.SIGKILL)  # the runner and its running cell
     proc.wait()
     # The cell's lock goes with its process, which may outlive the runner by a moment: a grid
     # resumed before that would rightly leave the cell to it ("busy").
-    deadline = time.time() + 60
-    while not gone(int(holder[1])) and time.time() < deadline:
-        time.sleep(0.1)
+    assert wait_until_gone(holder), f"the killed cell (pid {holder}) is still alive"
     assert (out / "smoke" / "lora-mor" / "seed0" / "metrics.json").is_file()
     assert not (second / "metrics.json").is_file()
     resumed = run_grid("smoke", out, tiny_model, notes_dir, outcomes_dir)

@@ -27,6 +27,22 @@ def wait_for(path: Path, seconds: float = 300) -> None:
     assert path.exists(), f"{path} never appeared"
 
 
+def lock_holder(lock: Path, seconds: float = 240) -> int:
+    """The pid a run writes into its run directory's lock ("pid N on HOST") before its first step."""
+    deadline = time.time() + seconds
+    while not (lock.is_file() and lock.read_text().startswith("pid")) and time.time() < deadline:
+        time.sleep(0.2)
+    return int(lock.read_text().split()[1])
+
+
+def wait_until_gone(pid: int, seconds: float = 60) -> bool:
+    """Whether process `pid` is gone (or a zombie) within `seconds`."""
+    deadline = time.time() + seconds
+    while not gone(pid) and time.time() < deadline:
+        time.sleep(0.1)
+    return gone(pid)
+
+
 # --- 1. one run per run directory ------------------------------------------------------------
 @pytest.mark.slow
 def test_a_run_directory_in_use_is_refused_and_a_dead_holder_never_blocks(
@@ -49,7 +65,7 @@ def test_a_run_directory_in_use_is_refused_and_a_dead_holder_never_blocks(
             assert snapshot(run) == before  # the holder's files untouched
     finally:
         holder.run.kill()
-        holder.run.wait()
+        holder.finish()  # -9, and its output files removed
     assert (run / ".run.lock").is_file()  # what the killed run left: a lock nobody holds
     code, output = cli(capfd, pretrain(notes_dir, tiny_model, run, "--overwrite"))
     assert code == 0, output[-3000:]
@@ -135,10 +151,7 @@ def assert_dies_with_its_runner(
     """SIGKILL the runner (it can stop nothing itself): the run must be gone within `seconds`."""
     runner.kill()
     runner.wait()
-    deadline = time.time() + seconds
-    while not gone(run_pid) and time.time() < deadline:
-        time.sleep(0.2)
-    alive = not gone(run_pid)
+    alive = not wait_until_gone(run_pid, seconds)
     if alive:
         os.kill(run_pid, signal.SIGKILL)
     assert not alive, "the run outlived its runner"

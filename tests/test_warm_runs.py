@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import pytest
 from test_hardening import pretrain
-from test_hardening_commands import ENV, ROOT, assert_dies_with_its_runner
+from test_hardening_commands import ENV, ROOT, assert_dies_with_its_runner, lock_holder
 
 from clinical_peft.studies.child import CLI, dress_as_cli, fork_server, run_to_end
 
@@ -60,10 +59,6 @@ def test_a_warm_run_dies_with_its_runner_killed_by_sigkill(notes_dir, tiny_model
     proc = subprocess.Popen(
         [sys.executable, "-c", runner], env=ENV, cwd=ROOT, start_new_session=True
     )
-    lock = run_dir / ".run.lock"  # "pid N on HOST": what the run writes before its first step
-    deadline = time.time() + 240
-    while not (lock.is_file() and lock.read_text().startswith("pid")) and time.time() < deadline:
-        time.sleep(0.2)
-    run_pid = int(lock.read_text().split()[1])
+    run_pid = lock_holder(run_dir / ".run.lock")
     assert run_pid != proc.pid  # the run is its own process
     assert_dies_with_its_runner(run_pid, proc)

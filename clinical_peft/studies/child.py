@@ -56,12 +56,6 @@ class Run:
         self.process = process
         self.pid: int = process.pid
 
-    @property
-    def returncode(self) -> int | None:
-        """The exit code (-N: killed by signal N), None while it runs."""
-        popen = isinstance(self.process, subprocess.Popen)
-        return self.process.poll() if popen else self.process.exitcode
-
     def wait(self, timeout: float | None = None) -> int:
         """The exit code; subprocess.TimeoutExpired when it still runs after `timeout` s."""
         if isinstance(self.process, subprocess.Popen):
