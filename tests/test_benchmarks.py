@@ -70,7 +70,9 @@ def test_make_bench_toy_writes_every_row_finite(notes_dir, tiny_model, tmp_path)
         rows = list(csv.DictReader(f))
     claims = " ".join(r["claim"] for r in rows)
     for topic in ("DAPT", "Downstream", "DPO", "Reference-free", "Checkpoint", "LLaMA-7B",
-                  "Data pipeline", "anonymous", "Metrics", "Real model", "GPU"):  # fmt: skip
+                  "Data pipeline", "anonymous", "Metrics", "Real model: DAPT on",
+                  "Real model: SFT", "Real model: DPO", "Real model: DAPT memory",
+                  "Real model: downstream", "GPU"):  # fmt: skip
         assert topic in claims, topic
     markdown = (out / "report.md").read_text()
     for r in rows:
@@ -93,3 +95,32 @@ def test_make_bench_toy_writes_every_row_finite(notes_dir, tiny_model, tmp_path)
     import torch
 
     assert (gpu["met"] == "not measured") == (not torch.cuda.is_available())
+
+
+def test_sft_benchmark_runs_ours_and_trl_on_batches_of_the_same_size(tiny_model):
+    """Both sides train on the same pairs at the same batch and max_length: their padded tokens
+    per step agree to a factor well below what a missing truncation or template would give."""
+    out = run("sft_vs_trl.py", "--model", str(tiny_model), "--steps", "1", "--warmup", "1",
+              "--batch", "2", "--rank", "4", "--threads", "1")  # fmt: skip
+    sides = dict(re.findall(r"^(ours|trl) .* (\d+) padded tokens/step$", out, re.M))
+    assert set(sides) == {"ours", "trl"}, out
+    ours, trl = int(sides["ours"]), int(sides["trl"])
+    assert 0.67 < ours / trl < 1.5, out
+    assert re.search(r"^ratio ours / TRL: step time x\d+\.\d\d .* peak RSS x\d+\.\d\d$", out, re.M)
+
+
+def test_dapt_memory_benchmark_measures_each_variant_in_its_own_process(
+    tiny_model, notes_dir, tmp_path
+):
+    path = ROOT / "experiments" / "benchmarks" / "dapt_memory.py"
+    spec = importlib.util.spec_from_file_location("dapt_memory_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--model", str(tiny_model), "--notes", str(notes_dir), "--cache",
+                          str(tmp_path), "--steps", "1", "--warmup", "1",
+                          "--variants", "lora", "lora-checkpointing"])  # fmt: skip
+    assert set(result) == {"lora", "lora-checkpointing"}
+    for r in result.values():
+        # the training peak is reset after loading: at least the weights, at most the process's
+        assert r["rss_before_training_mb"] <= r["training_peak_mb"] <= r["peak_mb"], r
+        assert r["load_peak_mb"] <= r["peak_mb"] and r["tokens_per_s"] > 0, r

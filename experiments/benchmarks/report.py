@@ -128,22 +128,25 @@ def downstream(s: dict) -> list[dict]:
     return rows
 
 
-def dpo(s: dict) -> list[dict]:
-    claims = ("DPO: step time, ours (make dpo) / TRL DPOTrainer",
-              "DPO: peak memory, ours (make dpo) / TRL DPOTrainer")  # fmt: skip
-    args = list(s["dpo"])
-    if not (HERE / "dpo_vs_trl.py").is_file():
-        why = "not measured: benchmark pending (experiments/benchmarks/dpo_vs_trl.py)"
-        return [not_measured(c, why, "<= 1.0x", command("dpo_vs_trl.py", args)) for c in claims]
-    r = call("dpo_vs_trl.py", args, s)
+def versus_trl(what: str, script: str, args: list[str], s: dict) -> list[dict]:
+    """Step time and peak memory of ours against TRL's trainer (`script`: dpo_vs_trl.py or
+    sft_vs_trl.py), two rows."""
+    r = call(script, args, s)
     ours, trl = r["ours"], r["trl"]
     time_fig = f"{ours['s_per_step']:.3f} vs {trl['s_per_step']:.3f} s/step"
+    if "cpu_time_ratio" in r:
+        time_fig += f" (CPU time x{r['cpu_time_ratio']:.2f})"
     memory_fig = f"{ours['peak_mb']:.0f} vs {trl['peak_mb']:.0f} MB peak"
-    cmd = command("dpo_vs_trl.py", args)
+    cmd, trainer = command(script, args), "SFTTrainer" if "sft" in script else "DPOTrainer"
     return [
-        row(claims[0], time_fig, r["time_ratio"], "<= 1.0x", cmd),
-        row(claims[1], memory_fig, r["memory_ratio"], "<= 1.0x", cmd),
-    ]
+        row(f"{what}: step time, ours / TRL {trainer}", time_fig, r["time_ratio"], "<= 1.0x", cmd),
+        row(f"{what}: peak memory, ours / TRL {trainer}", memory_fig, r["memory_ratio"],
+            "<= 1.0x", cmd),
+    ]  # fmt: skip
+
+
+def dpo(s: dict) -> list[dict]:
+    return versus_trl("DPO (make dpo)", "dpo_vs_trl.py", list(s["dpo"]), s)
 
 
 def reference_free(s: dict) -> list[dict]:
@@ -239,17 +242,28 @@ def metrics(s: dict) -> list[dict]:
     return [row(claim, figure, ratio, ">= 1.0x", command("auroc.py", args))]
 
 
+def real_model_path(s: dict) -> str | None:
+    """SmolLM2 (`make smollm2`), or at toy size the bench model; None when it is not built."""
+    model = s["model"] if s["real_on_bench_model"] else s["smollm2"]
+    found = (ROOT / model / "config.json").is_file() or (Path(model) / "config.json").is_file()
+    return model if found else None
+
+
+def not_built(claims: Sequence[str], goals: Sequence[str], cmd: str, s: dict) -> list[dict]:
+    why = f"not measured: no {s['smollm2']} (make smollm2)"
+    return [not_measured(c, why, g, cmd) for c, g in zip(claims, goals)]
+
+
 def real_model(s: dict) -> list[dict]:
     """DAPT on SmolLM2 (`make smollm2`): our step and our Lightning stage against a plain
     transformers + peft loop, and the model-FLOPs share of this machine's GEMM peak."""
-    model = s["model"] if s["real_on_bench_model"] else s["smollm2"]  # toy: the tiny model
-    args = ["--model", model, "--notes", s["notes"], *s["real"]]
+    model = real_model_path(s)
+    args = ["--model", model or s["smollm2"], "--notes", s["notes"], *s["real"]]
     cmd = command("dapt_real.py", args)
     claims = ("Real model: DAPT on SmolLM2-135M, our stage (Lightning) / plain transformers + peft loop",
               "Real model: DAPT on SmolLM2-135M, model FLOPs/s / float32 GEMM peak (MFU; goal set after measuring)")  # fmt: skip
-    if not (ROOT / model / "config.json").is_file() and not (Path(model) / "config.json").is_file():
-        why = f"not measured: no {model} (make smollm2)"
-        return [not_measured(c, why, g, cmd) for c, g in zip(claims, (">= 1.0x", ">= 0 %"))]
+    if model is None:
+        return not_built(claims, (">= 1.0x", ">= 0 %"), cmd, s)
     r = call("dapt_real.py", args, s)
     rates = {k: v["tokens_per_s"] for k, v in r["rows"].items()}
     ours = rates.get("ours, Lightning stage", rates["ours, sdpa"])
@@ -262,6 +276,64 @@ def real_model(s: dict) -> list[dict]:
         row(claims[1], f"{100 * mfu:.1f} % of {r['gemm_gflops']:.0f} GFLOP/s", 100 * mfu,
             ">= 0 %", cmd),
     ]  # fmt: skip
+
+
+def real_trl(s: dict) -> list[dict]:
+    """SFT and DPO on SmolLM2 against TRL's trainers, prompts in its chat template."""
+    model, rows = real_model_path(s), []
+    for what, script in (("SFT", "sft_vs_trl.py"), ("DPO", "dpo_vs_trl.py")):
+        args = ["--model", model or s["smollm2"], *s[f"real_{what.lower()}"]]
+        what = f"Real model: {what} on SmolLM2-135M, chat template"
+        trainer = "SFTTrainer" if what.startswith("Real model: SFT") else "DPOTrainer"
+        if model is None:
+            claims = [f"{what}: {k}, ours / TRL {trainer}" for k in ("step time", "peak memory")]
+            rows += not_built(claims, ("<= 1.0x", "<= 1.0x"), command(script, args), s)
+        else:
+            rows += versus_trl(what, script, args, s)
+    return rows
+
+
+def real_memory(s: dict) -> list[dict]:
+    """Peak RSS of DAPT on SmolLM2: gradient checkpointing against none, QLoRA against LoRA."""
+    model = real_model_path(s)
+    args = ["--model", model or s["smollm2"], "--notes", s["notes"], *s["real_memory"]]
+    cmd = command("dapt_memory.py", args)
+    claims = ("Real model: DAPT memory on SmolLM2-135M, gradient checkpointing / none (training peak RSS)",
+              "Real model: DAPT memory on SmolLM2-135M, QLoRA nf4 / LoRA float32 (process peak RSS)")  # fmt: skip
+    if model is None:
+        return not_built(claims, ("<= 0.9x", "<= 0.8x"), cmd, s)
+    r = call("dapt_memory.py", args, s)
+    lora, gc, nf4 = r["lora"], r["lora-checkpointing"], r["qlora-nf4"]
+
+    def peaks(x: dict) -> str:
+        return (f"{x['training_peak_mb']:.0f} MB training / {x['peak_mb']:.0f} MB process peak,"
+                f" {x['rss_before_training_mb']:.0f} MB before the first step,"
+                f" {x['tokens_per_s']:.0f} tokens/s")  # fmt: skip
+
+    return [
+        row(claims[0], f"with: {peaks(gc)}; without: {peaks(lora)}",
+            gc["training_peak_mb"] / lora["training_peak_mb"], "<= 0.9x", cmd),
+        row(claims[1], f"nf4: {peaks(nf4)}; float32: {peaks(lora)}",
+            nf4["peak_mb"] / lora["peak_mb"], "<= 0.8x", cmd),
+    ]  # fmt: skip
+
+
+def real_downstream(s: dict) -> list[dict]:
+    """Length-grouped against random batches on SmolLM2, window 512 (the paper's)."""
+    model = real_model_path(s)
+    args = ["--model", model or s["smollm2"], "--max-length", "512", *s["real_downstream"]]
+    cmd = command("length_batches.py", args)
+    claim = "Real model: downstream on SmolLM2-135M, length-grouped vs random batches, window 512"
+    if model is None:
+        return not_built([claim], [">= 1.2x"], cmd, s)
+    r = call("length_batches.py", args, s)["512"]
+    ratio, clock = clocked(r, s)
+    figure = (
+        f"{r['grouped']['samples_per_s']:.2f} vs {r['random']['samples_per_s']:.2f} samples/s"
+        f" (padding {100 * r['grouped']['padding_share']:.0f} % vs "
+        f"{100 * r['random']['padding_share']:.0f} %); {clock}"
+    )
+    return [row(claim, figure, ratio, ">= 1.2x", cmd)]
 
 
 def gpu(s: dict) -> list[dict]:
@@ -287,7 +359,10 @@ BENCHMARKS: list[tuple[str, str, Callable[[dict], list[dict]]]] = [
     ("DPO", "dpo_vs_trl.py", dpo), ("Reference-free", "reference_free.py", reference_free),
     ("Checkpoint", "checkpoint_size.py", checkpoint),
     ("Data pipeline", "pipeline.py", pipeline), ("Metrics", "auroc.py", metrics),
-    ("Real model", "dapt_real.py", real_model), ("GPU", "llama7b_lora.py", gpu),
+    ("Real model", "dapt_real.py", real_model), ("Real model TRL", "sft_vs_trl.py", real_trl),
+    ("Real model memory", "dapt_memory.py", real_memory),
+    ("Real model downstream", "length_batches.py", real_downstream),
+    ("GPU", "llama7b_lora.py", gpu),
 ]  # fmt: skip
 
 SIZES = {
@@ -299,6 +374,11 @@ SIZES = {
         "pipeline": [10_000, 100_000, 300_000],
         "auroc": [],
         "real": ["--steps", "4", "--warmup", "1"],
+        "real_sft": "--steps 4 --warmup 1 --batch 4".split(),
+        "real_dpo": "--rank 16 --targets q_proj v_proj --chat-template --threads 0 --batch 2 "
+        "--steps 3 --warmup 1".split(),
+        "real_memory": ["--steps", "3", "--warmup", "1"],
+        "real_downstream": ["--notes", "48", "--batch-size", "8"],
         "real_on_bench_model": False,
         "timeout": 3600,
         "fresh": True,
@@ -311,6 +391,11 @@ SIZES = {
         "pipeline": [300, 600],
         "auroc": ["--rows", "300", "--labels", "20", "--n-boot", "20"],
         "real": ["--steps", "1", "--warmup", "1", "--attention", "sdpa", "--no-lightning"],
+        "real_sft": "--steps 1 --warmup 1 --batch 2 --rank 4".split(),
+        "real_dpo": "--rank 4 --targets q_proj v_proj --chat-template --batch 2 --max-length 256 "
+        "--steps 1 --warmup 1".split(),
+        "real_memory": "--steps 1 --warmup 1 --variants lora lora-checkpointing qlora-nf4".split(),
+        "real_downstream": ["--notes", "16", "--batch-size", "4"],
         "real_on_bench_model": True,
         "timeout": 600,
         "fresh": False,
@@ -344,7 +429,7 @@ def cell(value) -> str:
 def write(rows: list[dict], out: Path, header: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "report.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=[*COLUMNS, "benchmark"])
         writer.writeheader()
         writer.writerows(rows)
     lines = ["# Benchmark report", "", *header, "",
@@ -385,15 +470,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     rows: list[dict] = []
     for name, script, bench in BENCHMARKS:
         if args.only and name not in args.only:
-            rows += [r for r in kept if f"/{script}" in r["command"]]
+            rows += [r for r in kept if r.get("benchmark") == name]
             continue
         print(f"--- {name}", flush=True)
         try:
-            rows += bench(settings)
+            measured = bench(settings)
         except Exception as err:  # one benchmark's failure is a row, not a lost report
             reason = f"failed: {str(err).splitlines()[-1] if str(err) else type(err).__name__}"
-            failed = not_measured(name, reason, "-", command(script, []))
-            rows.append({**failed, "met": "error"})
+            measured = [{**not_measured(name, reason, "-", command(script, [])), "met": "error"}]
+        rows += [{**r, "benchmark": name} for r in measured]
     minutes = (time.perf_counter() - started) / 60
     header = [
         f"{dt.datetime.now():%Y-%m-%d %H:%M}, commit {git_commit()}, size `{args.size}`, "
