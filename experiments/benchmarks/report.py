@@ -278,6 +278,27 @@ def real_model(s: dict) -> list[dict]:
     ]  # fmt: skip
 
 
+def real_packing(s: dict) -> list[dict]:
+    """Packed, document-masked blocks against the paper's pad-per-note recipe on SmolLM2."""
+    model = real_model_path(s)
+    args = ["--notes", s["notes"], "--model", model or s["smollm2"], *s["real_packing"]]
+    cmd = command("packing.py", args)
+    block = args[args.index("--block-size") + 1]
+    claim = (
+        f"Real model: DAPT on SmolLM2-135M, packed, document-masked vs pad-per-note, block {block}"
+    )
+    if model is None:
+        return not_built([claim], [">= 2.0x"], cmd, s)
+    r = call("packing.py", args, s)
+    pad, pack = r["pad_per_note"], r["pack"]
+    ratio, clock = clocked(r, s)
+    figure = (
+        f"{pack['real_tokens_per_s']:.0f} vs {pad['real_tokens_per_s']:.0f} non-pad tokens/s "
+        f"(fill {100 * pack['fill']:.0f} % vs {100 * pad['fill']:.0f} %; batch 2); " + clock
+    )
+    return [row(claim, figure, ratio, ">= 2.0x", cmd)]
+
+
 def real_trl(s: dict) -> list[dict]:
     """SFT and DPO on SmolLM2 against TRL's trainers, prompts in its chat template."""
     model, rows = real_model_path(s), []
@@ -359,7 +380,9 @@ BENCHMARKS: list[tuple[str, str, Callable[[dict], list[dict]]]] = [
     ("DPO", "dpo_vs_trl.py", dpo), ("Reference-free", "reference_free.py", reference_free),
     ("Checkpoint", "checkpoint_size.py", checkpoint),
     ("Data pipeline", "pipeline.py", pipeline), ("Metrics", "auroc.py", metrics),
-    ("Real model", "dapt_real.py", real_model), ("Real model TRL", "sft_vs_trl.py", real_trl),
+    ("Real model", "dapt_real.py", real_model),
+    ("Real model packing", "packing.py", real_packing),
+    ("Real model TRL", "sft_vs_trl.py", real_trl),
     ("Real model memory", "dapt_memory.py", real_memory),
     ("Real model downstream", "length_batches.py", real_downstream),
     ("GPU", "llama7b_lora.py", gpu),
@@ -374,6 +397,7 @@ SIZES = {
         "pipeline": [10_000, 100_000, 300_000],
         "auroc": [],
         "real": ["--steps", "4", "--warmup", "1"],
+        "real_packing": "--block-size 512 --batch-size 2 --max-notes 200 --steps 3 --warmup 1".split(),
         "real_sft": "--steps 4 --warmup 1 --batch 4".split(),
         "real_dpo": "--rank 16 --targets q_proj v_proj --chat-template --threads 0 --batch 2 "
         "--steps 3 --warmup 1".split(),
@@ -391,6 +415,7 @@ SIZES = {
         "pipeline": [300, 600],
         "auroc": ["--rows", "300", "--labels", "20", "--n-boot", "20"],
         "real": ["--steps", "1", "--warmup", "1", "--attention", "sdpa", "--no-lightning"],
+        "real_packing": "--block-size 256 --batch-size 2 --max-notes 60 --steps 1 --warmup 1".split(),
         "real_sft": "--steps 1 --warmup 1 --batch 2 --rank 4".split(),
         "real_dpo": "--rank 4 --targets q_proj v_proj --chat-template --batch 2 --max-length 256 "
         "--steps 1 --warmup 1".split(),
