@@ -237,7 +237,7 @@ evaluate: $(ENV_STAMP) $(DEMOGRAPHICS_DEP) ## RUN's metrics (AUROC, calibration,
 	$(CLI) evaluate --run $(RUN) --data $(DATA) $(if $(OUT),--out $(OUT)) $(call DEMOGRAPHICS_ARG,--demographics) $(ARGS)
 
 # --- grids (one command per paper table) and hyperparameter sweeps ---
-GRID    ?= smoke#                      grid: experiments/grids/$(GRID).yaml (smoke paper-a-table2 paper-a-table3 paper-b)
+GRID    ?= smoke#                      grid: experiments/grids/$(GRID).yaml (smoke paper-a-table2 paper-a-table3 paper-b; smollm2-table2 smollm2-study-a smollm2-study-b with MODEL=smollm2)
 SEEDS   ?=#                            grid: seeds per cell (empty: the spec's)
 SWEEP   ?= downstream#                 sweep: experiments/sweeps/$(SWEEP).yaml (downstream dpo)
 TRIALS  ?= 20#                         sweep: finished trials in all (over every worker and restart)

@@ -214,3 +214,19 @@ def test_percentile_intervals_on_request_and_few_positives_noted(tmp_path):
     assert (
         "4 examples in a class (< 10): normal approximation loose" in rows["a"]["comparison_note"]
     )
+
+
+def test_a_partial_evaluation_is_noted_in_the_report(tmp_path):
+    """A run whose metric came from part of its split (data/<split>/partial) is said so in the
+    table's notes, with how many examples were scored; a whole evaluation gets no such note."""
+    runs = {("ref", 0): binary_run(0, 1.0), ("cut", 0): None}
+    spec = fake_grid(tmp_path, {"ref": 1, "cut": 1}, runs)
+    cut = tmp_path / "grids" / "fake" / "cut-t" / "seed0" / "metrics.json"
+    cut.write_text(json.dumps({"test/auroc": 0.6, "data/test/scored": 24.0,
+                               "data/test/partial": 1.0}))  # fmt: skip
+    ref = tmp_path / "grids" / "fake" / "ref-t" / "seed0" / "metrics.json"
+    ref.write_text(json.dumps({**json.loads(ref.read_text()), "data/test/partial": 0.0}))
+    rows, md = report(spec)
+    assert "seed 0: partial evaluation, 24 test examples scored" in rows["cut"]["notes"]
+    assert "partial" not in rows["ref"]["notes"]
+    assert "cut / t: seed 0: partial evaluation, 24 test examples scored" in md

@@ -62,7 +62,7 @@ def test_sft_run_lowers_loss_and_writes_predictions(instructions_dir, tiny_model
         "--model.base_model", str(tiny_model),
         "--data.data_dir", str(instructions_dir),
         "--data.cache_dir", str(tmp_path / "cache"),
-        "--data.max_eval_examples", "6",
+        "--data.max_eval_examples", "4",
         "--data.packing", "true",
         "--trainer.max_epochs", "2",
         "--trainer.enable_progress_bar", "false",
@@ -76,6 +76,9 @@ def test_sft_run_lowers_loss_and_writes_predictions(instructions_dir, tiny_model
     assert saved["data/train/examples"] == 48
     # share of generations the parser could not read, after and before training
     assert 0 <= saved["test/unparsable"] <= 1 and 0 <= saved["test/unparsable_before"] <= 1
+    # 4 of the 6 test prompts generated for (max_eval_examples): a partial evaluation, said so
+    assert saved["data/test/scored"] == saved["data/test/scored_before"] == 4
+    assert saved["data/test/partial"] == saved["data/test/partial_before"] == 1
     # throughput counts every real token of the packed blocks, in both epochs
     unpacked = InstructionDataModule(
         str(instructions_dir), "classification", str(tiny_model), cache_dir=str(tmp_path / "c2")
@@ -83,7 +86,7 @@ def test_sft_run_lowers_loss_and_writes_predictions(instructions_dir, tiny_model
     unpacked.setup()
     assert saved["train/tokens"] == 2 * sum(len(x) for x in unpacked.datasets["train"]["input_ids"])
     rows = [json.loads(x) for x in (run / "predictions" / "test.jsonl").read_text().splitlines()]
-    assert len(rows) == 6 and all(set(row) == {"id", "prediction"} for row in rows)
+    assert len(rows) == 4 and all(set(row) == {"id", "prediction"} for row in rows)
     assert (run / "adapter" / "adapter_config.json").is_file()
 
 

@@ -146,11 +146,13 @@ def evaluate_stage(
     max_new_tokens: int | None = None,
     suffix: str = "",
 ) -> dict[str, float]:
-    """`test/<metric><suffix>` of a stage's network on its data module's test prompts."""
+    """`test/<metric><suffix>` of a stage's network on its data module's test prompts, and
+    `data/test/partial<suffix>` 1 when `max_eval_examples` left some out (also logged)."""
+    examples = datamodule.generation_examples("test")
     metrics = evaluate_generation(
         network,
         datamodule.tokenizer,
-        datamodule.generation_examples("test"),
+        examples,
         datamodule.task,
         "test",
         out_path,
@@ -158,7 +160,28 @@ def evaluate_stage(
         datamodule.eval_batch_size,
         synced=getattr(trainer.strategy, "zero_stage_3", False),
     )
+    if metrics:
+        available = available_examples(datamodule, "test", len(examples))
+        metrics["data/test/partial"] = float(len(examples) < available)
+        if len(examples) < available:
+            log.warning(
+                "test: a partial evaluation by generation, %d of %d prompts scored "
+                "(data.max_eval_examples)", len(examples), available,
+            )  # fmt: skip
     return {key + suffix: value for key, value in metrics.items()}
+
+
+def available_examples(datamodule, split: str, generated: int) -> int:
+    """How many prompts `split` holds for generation, whatever `max_eval_examples` caps
+    (`generated`, the prompts generated for, when nothing caps them)."""
+    cap = getattr(datamodule, "max_eval_examples", None)
+    if cap is None:
+        return generated
+    datamodule.max_eval_examples = None
+    try:
+        return len(datamodule.generation_examples(split))
+    finally:
+        datamodule.max_eval_examples = cap
 
 
 def check_generation_data(datamodule: object) -> None:

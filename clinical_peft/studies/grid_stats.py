@@ -100,15 +100,32 @@ def seed_auroc(pred: dict, n_boot: int, ci: str) -> tuple[float, Interval]:
     return value, interval(draws, value, loo, ci)
 
 
+def partial_note(metrics: dict, metric: str) -> str | None:
+    """What a metric read from part of its split says of it (`data/<split>/partial`, with
+    `_before` for the untrained model's score), or None for a whole evaluation."""
+    split, suffix = metric.split("/", 1)[0], "_before" if metric.endswith("_before") else ""
+    flag = metrics.get(f"data/{split}/partial{suffix}", metrics.get(f"data/{split}/partial"))
+    if not flag:
+        return None
+    scored = metrics.get(f"data/{split}/scored{suffix}", metrics.get(f"data/{split}/scored"))
+    return (
+        f"partial evaluation, {int(scored)} {split} examples scored"
+        if scored
+        else ("partial evaluation")
+    )
+
+
 def summarize_cell(spec: Spec, cell: Cell, out: Path, n_boot: int, ci: str = "bca") -> dict:
     spec_seeds, runs = cell_runs(spec, cell, out)
     row: dict = {"row": cell.row, "task": cell.task or "", "metric": cell.metric,
                  "spec_seeds": spec_seeds, "seeds": [s for s, _ in runs], "values": [],
                  "boot": [], "preds": {}, "notes": []}  # fmt: skip
     for seed, run_dir in runs:
+        metrics = json.loads(RunDir(run_dir).metrics.read_text())
+        if note := partial_note(metrics, cell.metric):
+            row["notes"].append(f"seed {seed}: {note}")
         pred = load_predictions(run_dir) if cell.metric == AUROC else None
         if pred is None:
-            metrics = json.loads(RunDir(run_dir).metrics.read_text())
             row["values"].append(float(metrics.get(cell.metric, math.nan)))
             row["boot"].append(Interval(math.nan, math.nan, ""))
             continue
