@@ -108,11 +108,9 @@ def partial_note(metrics: dict, metric: str) -> str | None:
     if not flag:
         return None
     scored = metrics.get(f"data/{split}/scored{suffix}", metrics.get(f"data/{split}/scored"))
-    return (
-        f"partial evaluation, {int(scored)} {split} examples scored"
-        if scored
-        else ("partial evaluation")
-    )
+    if scored is None:
+        return "partial evaluation"
+    return f"partial evaluation, {int(scored)} {split} examples scored"
 
 
 def summarize_cell(spec: Spec, cell: Cell, out: Path, n_boot: int, ci: str = "bca") -> dict:

@@ -94,6 +94,19 @@ def not_measured(claim: str, why: str, goal: str, command: str) -> dict:
 
 
 # --- one function per benchmark: (size settings) -> rows ---------------------------------------
+def packing_row(claim: str, args: list[str], s: dict) -> dict:
+    """packing.py's figures as a row: packed, document-masked against pad-per-note."""
+    r = call("packing.py", args, s)
+    pad, pack = r["pad_per_note"], r["pack"]
+    ratio, clock = clocked(r, s)
+    batch = args[args.index("--batch-size") + 1]
+    figure = (
+        f"{pack['real_tokens_per_s']:.0f} vs {pad['real_tokens_per_s']:.0f} non-pad tokens/s "
+        f"(fill {100 * pack['fill']:.0f} % vs {100 * pad['fill']:.0f} %; batch {batch}); " + clock
+    )
+    return row(claim, figure, ratio, ">= 2.0x", command("packing.py", args))
+
+
 def dapt(s: dict) -> list[dict]:
     rows = []
     # 256: the default pretraining block; 512: the paper's later max_seq_len (its recipe pads
@@ -101,15 +114,8 @@ def dapt(s: dict) -> list[dict]:
     for block in (256, 512):
         args = ["--notes", s["notes"], "--model", s["model"], "--block-size", str(block),
                 "--batch-size", "8", *s["packing"]]  # fmt: skip
-        r = call("packing.py", args, s)
-        pad, pack = r["pad_per_note"], r["pack"]
-        ratio, clock = clocked(r, s)
-        figure = (
-            f"{pack['real_tokens_per_s']:.0f} vs {pad['real_tokens_per_s']:.0f} non-pad tokens/s "
-            f"(fill {100 * pack['fill']:.0f} % vs {100 * pad['fill']:.0f} %; batch 8); " + clock
-        )
         claim = f"DAPT: packed, document-masked vs the paper's pad-per-note, block {block}"
-        rows.append(row(claim, figure, ratio, ">= 2.0x", command("packing.py", args)))
+        rows.append(packing_row(claim, args, s))
     return rows
 
 
@@ -128,6 +134,10 @@ def downstream(s: dict) -> list[dict]:
     return rows
 
 
+#: the TRL trainer each side-by-side benchmark measures ours against
+TRL_TRAINERS = {"sft_vs_trl.py": "SFTTrainer", "dpo_vs_trl.py": "DPOTrainer"}
+
+
 def versus_trl(what: str, script: str, args: list[str], s: dict) -> list[dict]:
     """Step time and peak memory of ours against TRL's trainer (`script`: dpo_vs_trl.py or
     sft_vs_trl.py), two rows."""
@@ -137,7 +147,7 @@ def versus_trl(what: str, script: str, args: list[str], s: dict) -> list[dict]:
     if "cpu_time_ratio" in r:
         time_fig += f" (CPU time x{r['cpu_time_ratio']:.2f})"
     memory_fig = f"{ours['peak_mb']:.0f} vs {trl['peak_mb']:.0f} MB peak"
-    cmd, trainer = command(script, args), "SFTTrainer" if "sft" in script else "DPOTrainer"
+    cmd, trainer = command(script, args), TRL_TRAINERS[script]
     return [
         row(f"{what}: step time, ours / TRL {trainer}", time_fig, r["time_ratio"], "<= 1.0x", cmd),
         row(f"{what}: peak memory, ours / TRL {trainer}", memory_fig, r["memory_ratio"],
@@ -282,21 +292,13 @@ def real_packing(s: dict) -> list[dict]:
     """Packed, document-masked blocks against the paper's pad-per-note recipe on SmolLM2."""
     model = real_model_path(s)
     args = ["--notes", s["notes"], "--model", model or s["smollm2"], *s["real_packing"]]
-    cmd = command("packing.py", args)
     block = args[args.index("--block-size") + 1]
     claim = (
         f"Real model: DAPT on SmolLM2-135M, packed, document-masked vs pad-per-note, block {block}"
     )
     if model is None:
-        return not_built([claim], [">= 2.0x"], cmd, s)
-    r = call("packing.py", args, s)
-    pad, pack = r["pad_per_note"], r["pack"]
-    ratio, clock = clocked(r, s)
-    figure = (
-        f"{pack['real_tokens_per_s']:.0f} vs {pad['real_tokens_per_s']:.0f} non-pad tokens/s "
-        f"(fill {100 * pack['fill']:.0f} % vs {100 * pad['fill']:.0f} %; batch 2); " + clock
-    )
-    return [row(claim, figure, ratio, ">= 2.0x", cmd)]
+        return not_built([claim], [">= 2.0x"], command("packing.py", args), s)
+    return [packing_row(claim, args, s)]
 
 
 def real_trl(s: dict) -> list[dict]:
@@ -305,9 +307,9 @@ def real_trl(s: dict) -> list[dict]:
     for what, script in (("SFT", "sft_vs_trl.py"), ("DPO", "dpo_vs_trl.py")):
         args = ["--model", model or s["smollm2"], *s[f"real_{what.lower()}"]]
         what = f"Real model: {what} on SmolLM2-135M, chat template"
-        trainer = "SFTTrainer" if what.startswith("Real model: SFT") else "DPOTrainer"
         if model is None:
-            claims = [f"{what}: {k}, ours / TRL {trainer}" for k in ("step time", "peak memory")]
+            claims = [f"{what}: {k}, ours / TRL {TRL_TRAINERS[script]}"
+                      for k in ("step time", "peak memory")]  # fmt: skip
             rows += not_built(claims, ("<= 1.0x", "<= 1.0x"), command(script, args), s)
         else:
             rows += versus_trl(what, script, args, s)
