@@ -18,8 +18,9 @@ from test_cli import run_cli as cli_process
 
 from clinical_peft.data.outcomes import read_split
 from clinical_peft.metrics.outcomes import outcome_metrics
-from clinical_peft.studies.floor import fit_score, read_task, run_baseline
+from clinical_peft.studies.floor import run_baseline
 from clinical_peft.studies.tables import downstream_table
+from clinical_peft.studies.tfidf_lr import fit_score, read_task
 from clinical_peft.synthetic import write_outcome_tasks
 from clinical_peft.tasks.outcomes import TASKS
 from clinical_peft.util.errors import InputError

@@ -91,6 +91,9 @@ def test_make_bench_toy_writes_every_row_finite(notes_dir, tiny_model, tmp_path)
     free = [r for r in rows if r["claim"].startswith("Reference-free")]
     assert {r["claim"].split()[1].rstrip(":") for r in free} == {"simpo", "cpo", "orpo"}, free
     assert len(free) == 6 and all(float(r["ratio"]) > 0 for r in free), free
+    # the real-model DAPT row says where a shortfall lies: in our step or in the loop around it
+    real = next(r for r in rows if r["claim"].startswith("Real model: DAPT on"))
+    assert re.search(r"our step x\d+\.\d\d of the plain loop", real["figure"]), real
     gpu = next(r for r in rows if r["claim"].startswith("GPU"))
     import torch
 

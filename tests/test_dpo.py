@@ -189,6 +189,17 @@ def test_a_registered_loss_needs_no_other_edit(monkeypatch, instructions_dir, ti
         PreferenceOptimization(str(tiny_model), loss_type="dpop")
 
 
+def test_a_policy_without_an_sft_adapter_is_announced(tiny_model, tmp_path, caplog):
+    """`make dpo` before `make sft` trains from the base: the run says so, an SFT start does not."""
+    with caplog.at_level("WARNING", logger="clinical_peft"):
+        PreferenceOptimization(str(tiny_model)).model.save_pretrained(tmp_path / "sft")
+    assert "no model.sft_adapter" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="clinical_peft"):
+        PreferenceOptimization(str(tiny_model), sft_adapter=str(tmp_path / "sft"))
+    assert "no model.sft_adapter" not in caplog.text
+
+
 def test_sft_adapter_is_the_frozen_reference(instructions_dir, tiny_model, tmp_path):
     # an "SFT" adapter with non-zero weights
     sft = PreferenceOptimization(str(tiny_model), adapter=lora(r=4))

@@ -282,6 +282,17 @@ def test_unusable_data_options_name_the_option(
     assert str(notes_dir) not in line
 
 
+def test_a_kernel_that_cannot_train_on_cpu_is_refused_before_the_run(
+    notes_dir, tiny_model, tmp_path, capfd
+):
+    """FlexAttention has no CPU backward: one line naming the option, before any evaluation
+    or step (it was a NotImplementedError traceback from inside the first backward)."""
+    run = tmp_path / "run"
+    args = pretrain(notes_dir, tiny_model, run, "--model.attn_implementation", "flex_attention")
+    assert_one_line_error(*cli(capfd, args), "model.attn_implementation", "flex_attention", "sdpa")
+    assert not (run / "metrics.json").exists() and not (run / "checkpoints").exists()
+
+
 def broken_model(tiny_model: Path, tmp_path: Path, how: str) -> Path:
     model = Path(shutil.copytree(tiny_model, tmp_path / "model"))
     weights = model / "model.safetensors"

@@ -314,6 +314,13 @@ def test_causal_lm_loss_sums() -> None:
     assert float(nll_sum) == pytest.approx(-sum(brute_force_logps(logits, labels)), rel=1e-5)
     mean = F.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1))
     assert float(nll_sum / n_tokens) == pytest.approx(float(mean), rel=1e-5)
+    # the labels are shifted, not the logits: the same gradient, none at the last position
+    ours, reference = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    causal_lm_loss_sums(ours, labels)[0].backward()
+    F.cross_entropy(reference[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1),
+                    reduction="sum").backward()  # fmt: skip
+    torch.testing.assert_close(ours.grad, reference.grad)
+    assert not ours.grad[:, -1].any()
 
 
 def test_class_weights_fixed_example() -> None:

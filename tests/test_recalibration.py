@@ -34,6 +34,20 @@ def test_platt_equals_an_unpenalised_logistic_fit():
                                model.predict_proba(logit(p)[:, None])[:, 1], atol=1e-4)  # fmt: skip
 
 
+def test_platt_never_reverses_the_ranking():
+    """Val scores ranked against the labels: an unconstrained fit's slope is negative (it would
+    turn the test ranking upside down); ours stops at 0, val's prevalence for every example."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 1, 2000)
+    y = (rng.random(2000) < expit(-2 * x)).astype(np.int64)
+    p = expit(x)
+    unconstrained = LogisticRegression(C=np.inf, max_iter=10_000).fit(logit(p)[:, None], y)
+    assert unconstrained.coef_[0, 0] < -1
+    params = fit_recalibration("platt", p, y, "binary")
+    assert params["b"][0] == 0
+    np.testing.assert_allclose(apply_recalibration(params, p, "binary"), y.mean(), atol=1e-4)
+
+
 def test_temperature_is_the_likelihood_optimum_multiclass():
     rng = np.random.default_rng(1)
     z = rng.normal(0, 1, (400, 3))

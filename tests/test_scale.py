@@ -98,6 +98,7 @@ def test_ddp_pretrain_scores_every_held_out_block_once(notes_dir, tiny_model, tm
     run = tmp_path / "ddp"
     result = run_script("pretrain", on_trainer("ddp_cpu", 4, notes_dir, tiny_model, run))
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("pretrain done") == 1  # rank 0 reports the run, not every rank
     metrics = json.loads((run / "metrics.json").read_text())
 
     # one process, same weights, whole held-out split: the same perplexity

@@ -13,7 +13,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 from clinical_peft.data.demographics import read_demographics
 from clinical_peft.metrics.clinical import write_clinical_files
 from clinical_peft.metrics.subgroups import COLUMNS, subgroup_tables
-from clinical_peft.studies.floor import fit_score, read_task, vectorize
+from clinical_peft.studies.tfidf_lr import fit_score, read_task, vectorize
 from clinical_peft.synthetic import main as synthetic_main
 from clinical_peft.synthetic import write_demographics, write_outcome_tasks
 from clinical_peft.synthetic.demographics import PLANTED

@@ -60,6 +60,7 @@ from clinical_peft.cli.run_dir import (  # noqa: E402
 )
 from clinical_peft.data.base import DataModuleBase  # noqa: E402
 from clinical_peft.data.contracts import require_data  # noqa: E402
+from clinical_peft.models.backbone import check_attention_trains  # noqa: E402
 from clinical_peft.stages import STAGES  # noqa: E402
 from clinical_peft.studies.tables import plot_run  # noqa: E402
 from clinical_peft.util.atomic import write_json  # noqa: E402
@@ -314,6 +315,8 @@ def _run_stage(stage: str, args: list[str], stopper: StopOnSignal, run_lock: Run
             f"0 turns off validation, which the {stage} stage scores on (before and after "
             "training, and to choose best.ckpt); cap it with a small number instead",
         )
+    check_attention_trains(getattr(model, "attn_implementation", None),
+                           trainer.strategy.root_device.type)  # fmt: skip
     model.base_fingerprint()  # cached now, before a sharding strategy (FSDP) wraps the network
     run_state = next(cb for cb in trainer.callbacks if isinstance(cb, RunState))
     ckpt_path = cli.config.ckpt_path
@@ -367,7 +370,8 @@ def main(stage: str, argv: list[str]) -> int:
     def run() -> None:
         metrics = run_stage(stage, underscored(argv))
         summary = {k: round(v, 4) for k, v in metrics.items() if isinstance(v, float)}
-        print(f"{stage} done: {summary}")
+        if is_first_process():  # every rank of a DDP run returns here; one line is the run's
+            print(f"{stage} done: {summary}")
 
     try:
         return exit_code(run)

@@ -62,8 +62,9 @@ class GenerationData(Protocol):
     task: str  # a key of the instruction-task registry: parser, metrics, new-token cap
     eval_batch_size: int
 
-    def generation_examples(self, split: str) -> list[dict]:
-        """`{"id", "prompt_ids", "reference"}` per example of `split`."""
+    def generation_examples(self, split: str, capped: bool = True) -> list[dict]:
+        """`{"id", "prompt_ids", "reference"}` per example of `split` (a module with
+        `max_eval_examples` returns at most that many unless not `capped`)."""
         ...
 
     def count_metrics(self) -> dict[str, float]:

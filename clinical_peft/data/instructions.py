@@ -214,14 +214,15 @@ class _InstructionData(DataModuleBase):
     def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def generation_examples(self, split: str = "test") -> list[dict]:
-        """`{"id", "prompt_ids", "reference"}` per example (at most `max_eval_examples`)."""
+    def generation_examples(self, split: str = "test", capped: bool = True) -> list[dict]:
+        """`{"id", "prompt_ids", "reference"}` per example (at most `max_eval_examples` unless
+        not `capped`)."""
         if not hasattr(self, "datasets"):
             self.setup()
         if split not in self.datasets:
             return []
         data = self.datasets[split]
-        if self.max_eval_examples is not None:
+        if capped and self.max_eval_examples is not None:
             data = data.select(range(min(self.max_eval_examples, len(data))))
         return [
             {"id": ex["line"], "prompt_ids": ex["prompt_ids"], "reference": ex["reference"]}

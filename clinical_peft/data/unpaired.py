@@ -49,8 +49,9 @@ class UnpairedPreferenceDataModule(PreferenceDataModule):
             ex["kl_completion_ids"] = other[: self.max_length - len(ex["prompt_ids"])]
         return [{k: v for k, v in ex.items() if k != "prompt"} for ex in examples]
 
-    def generation_examples(self, split: str = "test") -> list[dict]:
-        """The desirable rows' prompts, with their completions as the reference answers."""
+    def generation_examples(self, split: str = "test", capped: bool = True) -> list[dict]:
+        """The desirable rows' prompts, with their completions as the reference answers (at
+        most `max_eval_examples` unless not `capped`)."""
         if not hasattr(self, "datasets"):
             self.setup()
         if split not in self.datasets:
@@ -58,7 +59,7 @@ class UnpairedPreferenceDataModule(PreferenceDataModule):
         desirable = [ex for ex in self.datasets[split] if ex["label"]]
         return [
             {"id": ex["line"], "prompt_ids": ex["prompt_ids"], "reference": ex["reference"]}
-            for ex in desirable[: self.max_eval_examples]
+            for ex in desirable[: self.max_eval_examples if capped else None]
         ]
 
     def collate(self, examples: list[dict]) -> dict[str, torch.Tensor]:

@@ -2,8 +2,10 @@
 split, whose calibration is then reported before and after (the headline scores never change).
 
 - `platt` (binary; multi-label: one fit per label): P = sigmoid(a + b logit(p)), (a, b) by
-  maximum likelihood (Platt 1999 on the model's logit). A label with one class in val is left
-  as it is.
+  maximum likelihood (Platt 1999 on the model's logit) with b >= 0, so recalibration never
+  reverses the model's ranking: where val's scores rank against the labels (an unconstrained
+  b < 0), b is 0 and every test example gets val's prevalence. A label with one class in val
+  is left as it is.
 - `temperature` (every kind; Guo et al. 2017): binary and multi-label sigmoid(logit(p) / T),
   multi-class softmax(log(p) / T), one T > 0 by maximum likelihood.
 Fits are scipy's (L-BFGS for Platt, bounded scalar search for log T); a split the logit
@@ -52,7 +54,8 @@ def _platt(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         r = expit(t[0] + t[1] * x) - y
         return np.array([r.sum(), (r * x).sum()])
 
-    fit = minimize(nll, np.array([0.0, 1.0]), jac=grad, method="L-BFGS-B")
+    bounds = [(None, None), (0.0, None)]  # monotone: a recalibration keeps the ranking
+    fit = minimize(nll, np.array([0.0, 1.0]), jac=grad, method="L-BFGS-B", bounds=bounds)
     return float(fit.x[0]), float(fit.x[1])
 
 

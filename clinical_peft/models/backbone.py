@@ -58,6 +58,17 @@ def attention_loading(attn_implementation: str | None) -> dict:
     return {"attn_implementation": attn_implementation}
 
 
+def check_attention_trains(attn_implementation: str | None, device_type: str) -> None:
+    """Refuse, before anything runs, a kernel that cannot train on this device: torch's
+    FlexAttention has a CPU forward but no CPU backward."""
+    if attn_implementation == "flex_attention" and device_type == "cpu":
+        raise InputError(
+            "model.attn_implementation",
+            f"flex_attention cannot train on CPU (torch {torch.__version__} has no CPU backward "
+            "for it): use sdpa or eager here, flex_attention on a GPU",
+        )
+
+
 # --- adapters: any peft config, chosen in the YAML by class_path (peft.LoraConfig, ...) ----------
 def default_lora() -> LoraConfig:
     """The paper's winner (Table 2): LoRA r 16, alpha 32, no dropout, on q_proj and v_proj."""

@@ -14,6 +14,7 @@ import logging
 from pathlib import Path
 
 import torch
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from peft import PeftConfig, PeftModel
 from torchmetrics import SumMetric
 
@@ -128,6 +129,12 @@ class PreferenceOptimization(GenerationEvaluation, AdapterStage):
             self.model = load_policy_and_reference(base, sft_adapter)
         else:
             self.model = add_adapter(base, adapter)
+            if rank_zero_only.rank == 0:
+                log.warning(
+                    "no model.sft_adapter: the policy is a fresh adapter and the base model its "
+                    "reference (the paper starts preference tuning from an SFT run's adapter: "
+                    "`make sft` first, or --model.sft_adapter runs/sft/<task>/adapter)"
+                )
         if disable_dropout:
             for module in self.model.modules():
                 if isinstance(module, torch.nn.Dropout):

@@ -172,16 +172,11 @@ def evaluate_stage(
 
 
 def available_examples(datamodule, split: str, generated: int) -> int:
-    """How many prompts `split` holds for generation, whatever `max_eval_examples` caps
+    """How many prompts `split` holds for generation before `max_eval_examples` caps them
     (`generated`, the prompts generated for, when nothing caps them)."""
-    cap = getattr(datamodule, "max_eval_examples", None)
-    if cap is None:
+    if getattr(datamodule, "max_eval_examples", None) is None:
         return generated
-    datamodule.max_eval_examples = None
-    try:
-        return len(datamodule.generation_examples(split))
-    finally:
-        datamodule.max_eval_examples = cap
+    return len(datamodule.generation_examples(split, capped=False))
 
 
 def check_generation_data(datamodule: object) -> None:

@@ -14,13 +14,17 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 
-def _shifted(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-    """Causal shift: logits at position t predict the label at t + 1."""
+def _check_shapes(logits: Tensor, labels: Tensor) -> None:
     if logits.dim() != 3 or labels.shape != logits.shape[:2]:
         raise ValueError(
             f"expected logits (B, T, V) and labels (B, T), got {tuple(logits.shape)} and "
             f"{tuple(labels.shape)}"
         )
+
+
+def _shifted(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+    """Causal shift: logits at position t predict the label at t + 1."""
+    _check_shapes(logits, labels)
     return logits[:, :-1, :], labels[:, 1:]
 
 
@@ -114,14 +118,17 @@ def causal_lm_loss_sums(
     """Summed token NLL (float32, differentiable) and number of predicted tokens (int64).
 
     Sums rather than means so that perplexity can be token-weighted across batches and ranks:
-    ``exp(sum of nll_sum / sum of n_tokens)``.
+    ``exp(sum of nll_sum / sum of n_tokens)``. The labels move one place left (the last
+    position predicts nothing), not the logits: a (batch, tokens, vocab) slice of them would be
+    copied for the loss and again, zero-filled, in its backward (as transformers' own loss).
     """
-    shift_logits, shift_labels = _shifted(logits, labels)
+    _check_shapes(logits, labels)
+    targets = F.pad(labels[:, 1:], (0, 1), value=ignore_index)
     nll_sum = F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)).float(),
-        shift_labels.reshape(-1),
+        logits.reshape(-1, logits.size(-1)).float(),
+        targets.reshape(-1),
         ignore_index=ignore_index,
         reduction="sum",
     )
-    n_tokens = (shift_labels != ignore_index).sum()
+    n_tokens = (targets != ignore_index).sum()
     return nll_sum, n_tokens

@@ -3,7 +3,9 @@
 loop at the same shapes, where the time goes, and the share of the machine's matmul peak.
 
 One process, the same packed batches (block 256, batch 2, the notes' own tokenizer), the same
-LoRA (r 16 on q_proj / v_proj), AdamW and gradient clipping at 1.0 for every variant:
+LoRA (r 16 on q_proj / v_proj), AdamW and gradient clipping at 1.0 for every variant, each its
+own model, all timed in turn batch by batch (so a drift in the machine's speed, which between
+processes is several per cent here, is shared by all rather than charged to one):
 
 - plain, causal: what a user writes (`model(input_ids, attention_mask, labels=...)`), documents
   of a block attending to each other (the causal fast path);
@@ -11,8 +13,11 @@ LoRA (r 16 on q_proj / v_proj), AdamW and gradient clipping at 1.0 for every var
   the block-diagonal mask (what packing needs to be right);
 - ours, per attention kernel: the pretraining stage's own forward and loss
   (`DomainAdaptation`: `token_logits` + `causal_lm_loss_sums`), document-masked;
-- the stage under Lightning (`python -m clinical_peft pretrain`, a subprocess): its
-  `train/tokens_per_s` (step time only, as the others).
+- ours, Lightning stage: the stage fitted by a Lightning Trainer in this process, each of its
+  steps (hooks, logging, clipping and the scheduler included) followed by one step of every
+  variant above on the same batch;
+- ours, CLI (`python -m clinical_peft pretrain`, a fresh process, not interleaved): its
+  `train/tokens_per_s` over the steps after the first `warmup`, a cross-check of the above.
 
 Then a profile of the stage's step (top operators by self CPU time), and model FLOPs/s of
 LoRA training (forward + input-gradient backward through the frozen base: 4 x its matmul FLOPs
@@ -28,16 +33,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import lightning as L  # noqa: E402
 import torch  # noqa: E402
 from peft import LoraConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
+LIGHTNING = "ours, Lightning stage"
 LORA = dict(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=["q_proj", "v_proj"])
 
 
@@ -74,16 +81,22 @@ def ours_loss(module, batch: dict) -> torch.Tensor:
     return nll / tokens.clamp(min=1)
 
 
-def timed(loss_fn, params, data: list[dict], warmup: int) -> dict:
-    """Train steps (backward, clipping, AdamW) over `data`; tokens/s of the steps after warmup."""
+def train_step(loss_fn, params) -> Callable[[dict], None]:
+    """One training step as a user's loop takes it: backward, clipping, AdamW."""
     optimizer = torch.optim.AdamW(params, lr=2e-4)
 
-    def step(batch):
+    def step(batch: dict) -> None:
         loss_fn(batch).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    return step
+
+
+def timed(loss_fn, params, data: list[dict], warmup: int) -> dict:
+    """One variant alone (dapt_memory.py, a process per variant): tokens/s after warmup."""
+    step = train_step(loss_fn, params)
     for batch in data[:warmup]:
         step(batch)
     started, cpu = time.perf_counter(), time.process_time()
@@ -94,8 +107,70 @@ def timed(loss_fn, params, data: list[dict], warmup: int) -> dict:
     return {"tokens_per_s": tokens / seconds, "tokens_per_cpu_s": tokens / cpu, "seconds": seconds}
 
 
-def lightning_run(args) -> dict:
-    """The stage under Lightning in a fresh process: the tokens/s of its steps after the first
+class Interleaved(L.Callback):
+    """Times each Lightning step of the stage, and after it one step of every variant in `steps`
+    on the same batch (their order turning each round); sums over the batches after `warmup`."""
+
+    def __init__(self, steps: dict[str, Callable[[dict], None]], warmup: int) -> None:
+        self.steps, self.warmup = steps, warmup
+        self.seconds = dict.fromkeys([LIGHTNING, *steps], 0.0)
+        self.cpu = dict.fromkeys(self.seconds, 0.0)
+        self.tokens = 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.started = time.perf_counter(), time.process_time()
+
+    def record(self, name: str, started: tuple[float, float], batch_idx: int) -> None:
+        if batch_idx >= self.warmup:
+            self.seconds[name] += time.perf_counter() - started[0]
+            self.cpu[name] += time.process_time() - started[1]
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.record(LIGHTNING, self.started, batch_idx)
+        self.tokens += int(batch["attention_mask"].sum()) if batch_idx >= self.warmup else 0
+        names = list(self.steps)
+        turn = batch_idx % len(names)
+        for name in names[turn:] + names[:turn]:
+            started = time.perf_counter(), time.process_time()
+            self.steps[name](batch)
+            self.record(name, started, batch_idx)
+
+    def rates(self) -> dict[str, dict]:
+        return {
+            name: {"tokens_per_s": self.tokens / self.seconds[name],
+                   "tokens_per_cpu_s": self.tokens / self.cpu[name], "seconds": self.seconds[name]}
+            for name in self.seconds
+        }  # fmt: skip
+
+
+class Batches:
+    """`data` as one loader (a bare list of batches reads to Lightning as a list of loaders)."""
+
+    def __init__(self, data: list[dict]) -> None:
+        self.data = data
+
+    def __iter__(self):
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def interleaved(steps: dict[str, Callable[[dict], None]], args, data: list[dict]) -> dict:
+    """Fit the stage with a Lightning Trainer over `data`, every variant of `steps` interleaved."""
+    timer = Interleaved(steps, args.warmup)
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=len(data), gradient_clip_val=1.0, callbacks=[timer],
+        logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+        inference_mode=False,
+    )  # fmt: skip
+    trainer.fit(stage(args.model, None), train_dataloaders=Batches(data))
+    return timer.rates()
+
+
+def cli_run(args) -> dict:
+    """The pretrain command in a fresh process: the tokens/s of its steps after the first
     `warmup`, as the loops above count them (the difference of a run of warmup + steps steps and
     one of warmup steps: its `train/tokens` and `train/step_seconds`)."""
 
@@ -172,31 +247,30 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--block-size", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=2)
     parser.add_argument("--attention", nargs="+", default=["sdpa", "eager", "flex_attention"])
-    parser.add_argument("--no-lightning", action="store_true", help="skip the Lightning run")
+    parser.add_argument("--no-cli", action="store_true", help="skip the pretrain command's run")
     args = parser.parse_args(argv)
     data = batches(args)
-    rows: dict[str, dict] = {}
+    steps: dict[str, Callable[[dict], None]] = {}
     for masked in (False, True):
         module = stage(args.model, None)
         params = [p for p in module.parameters() if p.requires_grad]
         name = f"plain, {'document-masked' if masked else 'causal'}"
-        rows[name] = timed(lambda b, m=module, k=masked: plain_loss(m.model, b, k), params, data, args.warmup)  # fmt: skip
-        print(f"{name:32s} {rows[name]['tokens_per_s']:7.1f} tokens/s", flush=True)
+        steps[name] = train_step(lambda b, m=module, k=masked: plain_loss(m.model, b, k), params)
     for attention in args.attention:
         module = stage(args.model, attention)
         params = [p for p in module.parameters() if p.requires_grad]
-        name = f"ours, {attention}"
+        step = train_step(lambda b, m=module: ours_loss(m, b), params)
         try:
-            rows[name] = timed(lambda b, m=module: ours_loss(m, b), params, data, args.warmup)
+            step(data[0])  # a kernel that cannot train here says so at once
         except NotImplementedError as err:  # FlexAttention has no CPU backward (torch 2.13)
-            print(f"{name:32s} cannot train here: {str(err).splitlines()[0]}", flush=True)
+            print(f"{'ours, ' + attention:32s} cannot train here: {str(err).splitlines()[0]}")
             continue
-        print(f"{name:32s} {rows[name]['tokens_per_s']:7.1f} tokens/s", flush=True)
-    if not args.no_lightning:
-        rows["ours, Lightning stage"] = lightning_run(args)
-        print(
-            f"{'ours, Lightning stage':32s} {rows['ours, Lightning stage']['tokens_per_s']:7.1f} tokens/s"
-        )
+        steps[f"ours, {attention}"] = step
+    rows = interleaved(steps, args, data)
+    if not args.no_cli:
+        rows["ours, CLI (python -m clinical_peft pretrain)"] = cli_run(args)
+    for name, row in rows.items():
+        print(f"{name:44s} {row['tokens_per_s']:7.1f} tokens/s", flush=True)
     module = stage(args.model, None)
     params = [p for p in module.parameters() if p.requires_grad]
     top = profile(module, params, data[: 1 + min(2, args.steps)])
@@ -215,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     }
     print(f"float32 GEMM peak {peak / 1e9:.1f} GFLOP/s; model FLOPs per token {flops / 1e6:.0f} M")
     for name, ratio in result["ratios"].items():
-        print(f"{name:32s} x{ratio:.2f} vs plain causal, MFU {result['mfu'][name]:.1%}")
+        print(f"{name:44s} x{ratio:.2f} vs plain causal, MFU {result['mfu'][name]:.1%}")
     return result
 
 

@@ -271,43 +271,49 @@ def compare_sides(results: dict, memory: str) -> dict:
     return results
 
 
-# --- entry point ---------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> dict:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse(argv)
-    if args.child:  # one side, in this (fresh) process
+def two_sides(args, argv: list[str], script: str, prepare_once, run_side, shape: str) -> dict:
+    """A benchmark against TRL: as a child (`--child ours|trl`), one side, `run_side(workdir)`,
+    with its mean step time and peak memory; else `prepare_once(workdir)`, then each side in
+    its own fresh process and the ratios ours / TRL (`compare_sides`) under a `shape` line."""
+    if args.child:
         import torch
 
         torch.set_num_threads(args.threads)
         torch.manual_seed(0)
-        workdir = Path(args.workdir)
-        data_dir, model_dir = prepare(args, workdir)
-        run = child_ours if args.child == "ours" else child_trl
-        result = run(args, data_dir, model_dir, workdir)
-        times = result["step_times"]
-        result["s_per_step"] = sum(times) / len(times)
+        result = run_side(Path(args.workdir))
+        result["s_per_step"] = sum(result["step_times"]) / len(result["step_times"])
         result["peak_mb"] = peak_memory_mb(args.device)
         print(json.dumps(result))
         return result
-
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(args.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        prepare(args, workdir)  # once, outside the measured processes
+        prepare_once(workdir)  # outside the measured processes
         sides = [args.only] if args.only else ["ours", "trl"]
-        results = {side: run_child(args, side, argv, workdir) for side in sides}
-    memory = "max allocated" if args.device == "cuda" else "peak RSS"
+        results = {side: run_child(args, side, argv, workdir, script) for side in sides}
+    print(f"{shape}; {args.steps} timed steps after {args.warmup}")
+    compare_sides(results, "max allocated" if args.device == "cuda" else "peak RSS")
+    return results
+
+
+# --- entry point ---------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> dict:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse(argv)
+
+    def run_side(workdir: Path) -> dict:
+        run = child_ours if args.child == "ours" else child_trl
+        return run(args, *prepare(args, workdir), workdir)
+
     shape = args.model or f"LLaMA hidden {args.hidden} x {args.layers} layers, vocab {args.vocab}"
-    print(
-        f"{shape}, LoRA r {args.rank} on {','.join(args.targets)}"
+    shape += (
+        f", LoRA r {args.rank} on {','.join(args.targets)}"
         f"{', chat template' if args.chat_template else ''}"
         f", batch {args.batch} pairs, max_length {args.max_length}, {args.device}"
         f"{', precomputed reference' if args.precompute_reference else ''}"
-        f"{', gradient checkpointing' if args.gradient_checkpointing else ''}; "
-        f"{args.steps} timed steps after {args.warmup}"
+        f"{', gradient checkpointing' if args.gradient_checkpointing else ''}"
     )
-    compare_sides(results, memory)
-    return results
+    return two_sides(args, argv, __file__, lambda w: prepare(args, w), run_side, shape)
 
 
 if __name__ == "__main__":

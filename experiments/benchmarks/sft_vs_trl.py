@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,10 +30,8 @@ from dpo_vs_trl import (  # noqa: E402
     TASK,
     TrlTimer,
     as_messages,
-    compare_sides,
     fit_timed,
-    peak_memory_mb,
-    run_child,
+    two_sides,
 )
 
 
@@ -127,34 +124,17 @@ def child_trl(args: argparse.Namespace, data_dir: Path, workdir: Path) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse(argv)
-    if args.child:  # one side, in this (fresh) process
-        import torch
 
-        torch.set_num_threads(args.threads)
-        torch.manual_seed(0)
-        workdir = Path(args.workdir)
+    def run_side(workdir: Path) -> dict:
         run = child_ours if args.child == "ours" else child_trl
-        result = run(args, prepare(workdir), workdir)
-        result["s_per_step"] = sum(result["step_times"]) / len(result["step_times"])
-        result["peak_mb"] = peak_memory_mb(args.device)
-        print(json.dumps(result))
-        return result
+        return run(args, prepare(workdir), workdir)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        workdir = Path(args.workdir or tmp)
-        workdir.mkdir(parents=True, exist_ok=True)
-        prepare(workdir)  # once, outside the measured processes
-        sides = [args.only] if args.only else ["ours", "trl"]
-        results = {side: run_child(args, side, argv, workdir, __file__) for side in sides}
-    memory = "max allocated" if args.device == "cuda" else "peak RSS"
-    print(
+    shape = (
         f"{args.model}, LoRA r {args.rank} on {','.join(args.targets)}, chat template, batch "
         f"{args.batch}, max_length {args.max_length}, {args.device}"
-        f"{', gradient checkpointing' if args.gradient_checkpointing else ''}; "
-        f"{args.steps} timed steps after {args.warmup}"
+        f"{', gradient checkpointing' if args.gradient_checkpointing else ''}"
     )
-    compare_sides(results, memory)
-    return results
+    return two_sides(args, argv, __file__, prepare, run_side, shape)
 
 
 if __name__ == "__main__":

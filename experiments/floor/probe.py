@@ -18,7 +18,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from transformers import AutoModel, AutoTokenizer
 
 from clinical_peft.metrics.outcomes import outcome_metrics
-from clinical_peft.studies.floor import read_task
+from clinical_peft.studies.tfidf_lr import read_task
 
 
 def features(model, tokenizer, texts: list[str], max_length: int, pooling: str) -> np.ndarray:
