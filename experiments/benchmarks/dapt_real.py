@@ -94,6 +94,10 @@ def train_step(loss_fn, params) -> Callable[[dict], None]:
     return step
 
 
+def rate(tokens: int, seconds: float, cpu: float) -> dict:
+    return {"tokens_per_s": tokens / seconds, "tokens_per_cpu_s": tokens / cpu, "seconds": seconds}
+
+
 def timed(loss_fn, params, data: list[dict], warmup: int) -> dict:
     """One variant alone (dapt_memory.py, a process per variant): tokens/s after warmup."""
     step = train_step(loss_fn, params)
@@ -103,8 +107,7 @@ def timed(loss_fn, params, data: list[dict], warmup: int) -> dict:
     for batch in data[warmup:]:
         step(batch)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-    tokens = sum(int(b["attention_mask"].sum()) for b in data[warmup:])
-    return {"tokens_per_s": tokens / seconds, "tokens_per_cpu_s": tokens / cpu, "seconds": seconds}
+    return rate(sum(int(b["attention_mask"].sum()) for b in data[warmup:]), seconds, cpu)
 
 
 class Interleaved(L.Callback):
@@ -137,10 +140,8 @@ class Interleaved(L.Callback):
 
     def rates(self) -> dict[str, dict]:
         return {
-            name: {"tokens_per_s": self.tokens / self.seconds[name],
-                   "tokens_per_cpu_s": self.tokens / self.cpu[name], "seconds": self.seconds[name]}
-            for name in self.seconds
-        }  # fmt: skip
+            name: rate(self.tokens, self.seconds[name], self.cpu[name]) for name in self.seconds
+        }
 
 
 class Batches:
@@ -263,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         try:
             step(data[0])  # a kernel that cannot train here says so at once
         except NotImplementedError as err:  # FlexAttention has no CPU backward (torch 2.13)
-            print(f"{'ours, ' + attention:32s} cannot train here: {str(err).splitlines()[0]}")
+            print(f"{'ours, ' + attention:44s} cannot train here: {str(err).splitlines()[0]}")
             continue
         steps[f"ours, {attention}"] = step
     rows = interleaved(steps, args, data)
